@@ -1,0 +1,295 @@
+//! The architecture config: one configurable transformer covers BERT-style
+//! encoders and Llama-style decoders. Stored as 24 little-endian `u32` words.
+
+use crate::{Error, Result};
+
+/// Number of `u32` words in the config section.
+pub const CONFIG_WORDS: usize = 24;
+/// Marker for "no such token".
+pub const NO_TOKEN: u32 = u32::MAX;
+/// Upper bound for any single dimension; keeps every product inside `u64` and sane.
+pub const MAX_DIM: u32 = 1 << 20;
+
+/// Which way the model is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Architecture {
+    /// Bidirectional (or causal) encoder over a whole sequence, pooled to one vector.
+    Encoder = 0,
+    /// Autoregressive decoder with a KV cache and an LM head.
+    Decoder = 1,
+}
+
+/// Normalisation layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum NormKind {
+    /// LayerNorm with weight and bias.
+    LayerNorm = 0,
+    /// RMSNorm with weight only.
+    RmsNorm = 1,
+}
+
+/// Feed-forward activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Activation {
+    /// GELU with the exact erf form.
+    Gelu = 0,
+    /// GELU, tanh approximation.
+    GeluTanh = 1,
+    /// ReLU.
+    Relu = 2,
+    /// SiLU (swish).
+    Silu = 3,
+    /// Gated SiLU: `w2 · (silu(w1 x) ⊙ w3 x)`.
+    SwiGlu = 4,
+}
+
+/// How positions enter the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PositionKind {
+    /// A learned table `pos_emb` added to the token embedding.
+    Learned = 0,
+    /// Rotary embedding on Q and K, rotating consecutive pairs `(x[2i], x[2i+1])`.
+    Rope = 1,
+    /// Fixed sinusoidal table added to the token embedding.
+    Sinusoidal = 2,
+}
+
+/// How an encoder turns rows into one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Pooling {
+    /// Mean over all rows, then L2 normalisation (sentence-transformers).
+    Mean = 0,
+    /// The first row, then L2 normalisation.
+    Cls = 1,
+}
+
+/// The architecture of a model, as stored in its config section.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Config {
+    /// Encoder or decoder.
+    pub arch: Architecture,
+    /// Width of the residual stream.
+    pub d_model: u32,
+    /// Number of transformer blocks.
+    pub n_layers: u32,
+    /// Query heads.
+    pub n_heads: u32,
+    /// Key/value heads (equal to `n_heads` for MHA, 1 for MQA, between for GQA).
+    pub n_kv_heads: u32,
+    /// Width of one head.
+    pub head_dim: u32,
+    /// Hidden width of the feed-forward block.
+    pub d_ff: u32,
+    /// Vocabulary size (rows of `tok_emb`).
+    pub vocab_size: u32,
+    /// Longest sequence the model supports.
+    pub max_seq: u32,
+    /// Rows of `type_emb` (0: no token types).
+    pub n_token_types: u32,
+    /// Normalisation kind.
+    pub norm: NormKind,
+    /// Pre-norm (`x + f(norm(x))`) instead of post-norm (`norm(x + f(x))`).
+    pub pre_norm: bool,
+    /// Feed-forward activation.
+    pub activation: Activation,
+    /// Position encoding.
+    pub positions: PositionKind,
+    /// RoPE base frequency.
+    pub rope_theta: f32,
+    /// Epsilon inside every norm.
+    pub norm_eps: f32,
+    /// The LM head reuses `tok_emb`.
+    pub tied_embeddings: bool,
+    /// Causal attention mask.
+    pub causal: bool,
+    /// Encoder pooling.
+    pub pooling: Pooling,
+    /// Beginning-of-sequence token or [`NO_TOKEN`].
+    pub bos: u32,
+    /// End-of-sequence token or [`NO_TOKEN`].
+    pub eos: u32,
+    /// Linear layers carry biases.
+    pub bias: bool,
+    /// A norm (`emb_norm`) follows the embedding sum.
+    pub embedding_norm: bool,
+}
+
+fn flag(field: &'static str, value: u32) -> Result<bool> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(Error::BadConfig { field, value }),
+    }
+}
+
+fn dim(field: &'static str, value: u32, min: u32) -> Result<u32> {
+    if value < min || value > MAX_DIM {
+        Err(Error::BadConfig { field, value })
+    } else {
+        Ok(value)
+    }
+}
+
+fn positive_f32(field: &'static str, bits: u32) -> Result<f32> {
+    let v = f32::from_bits(bits);
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(Error::BadConfig { field, value: bits })
+    }
+}
+
+impl Config {
+    /// Width of all query heads together.
+    pub fn q_dim(&self) -> usize {
+        self.n_heads as usize * self.head_dim as usize
+    }
+
+    /// Width of all key (or value) heads together.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads as usize * self.head_dim as usize
+    }
+
+    /// Parses and validates the config words.
+    pub fn from_words(w: &[u32; CONFIG_WORDS]) -> Result<Config> {
+        let arch = match w[0] {
+            0 => Architecture::Encoder,
+            1 => Architecture::Decoder,
+            v => return Err(Error::BadConfig { field: "arch", value: v }),
+        };
+        let norm = match w[10] {
+            0 => NormKind::LayerNorm,
+            1 => NormKind::RmsNorm,
+            v => return Err(Error::BadConfig { field: "norm", value: v }),
+        };
+        let activation = match w[12] {
+            0 => Activation::Gelu,
+            1 => Activation::GeluTanh,
+            2 => Activation::Relu,
+            3 => Activation::Silu,
+            4 => Activation::SwiGlu,
+            v => return Err(Error::BadConfig { field: "activation", value: v }),
+        };
+        let positions = match w[13] {
+            0 => PositionKind::Learned,
+            1 => PositionKind::Rope,
+            2 => PositionKind::Sinusoidal,
+            v => return Err(Error::BadConfig { field: "positions", value: v }),
+        };
+        let pooling = match w[18] {
+            0 => Pooling::Mean,
+            1 => Pooling::Cls,
+            v => return Err(Error::BadConfig { field: "pooling", value: v }),
+        };
+        let cfg = Config {
+            arch,
+            d_model: dim("d_model", w[1], 1)?,
+            n_layers: dim("n_layers", w[2], 1)?,
+            n_heads: dim("n_heads", w[3], 1)?,
+            n_kv_heads: dim("n_kv_heads", w[4], 1)?,
+            head_dim: dim("head_dim", w[5], 1)?,
+            d_ff: dim("d_ff", w[6], 1)?,
+            vocab_size: dim("vocab_size", w[7], 1)?,
+            max_seq: dim("max_seq", w[8], 1)?,
+            n_token_types: dim("n_token_types", w[9], 0)?,
+            norm,
+            pre_norm: flag("pre_norm", w[11])?,
+            activation,
+            positions,
+            rope_theta: positive_f32("rope_theta", w[14])?,
+            norm_eps: positive_f32("norm_eps", w[15])?,
+            tied_embeddings: flag("tied_embeddings", w[16])?,
+            causal: flag("causal", w[17])?,
+            pooling,
+            bos: w[19],
+            eos: w[20],
+            bias: flag("bias", w[21])?,
+            embedding_norm: flag("embedding_norm", w[22])?,
+        };
+        if w[23] != 0 {
+            return Err(Error::BadConfig { field: "reserved", value: w[23] });
+        }
+        if cfg.n_heads % cfg.n_kv_heads != 0 {
+            return Err(Error::BadConfig { field: "n_kv_heads", value: cfg.n_kv_heads });
+        }
+        if cfg.positions == PositionKind::Rope && cfg.head_dim % 2 != 0 {
+            return Err(Error::BadConfig { field: "head_dim", value: cfg.head_dim });
+        }
+        if cfg.positions == PositionKind::Sinusoidal && cfg.d_model % 2 != 0 {
+            return Err(Error::BadConfig { field: "d_model", value: cfg.d_model });
+        }
+        if cfg.arch == Architecture::Decoder && !cfg.causal {
+            return Err(Error::BadConfig { field: "causal", value: 0 });
+        }
+        for (field, id) in [("bos", cfg.bos), ("eos", cfg.eos)] {
+            if id != NO_TOKEN && id >= cfg.vocab_size {
+                return Err(Error::BadConfig { field, value: id });
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The config as stored words (inverse of [`Config::from_words`]).
+    pub fn to_words(&self) -> [u32; CONFIG_WORDS] {
+        [
+            self.arch as u32,
+            self.d_model,
+            self.n_layers,
+            self.n_heads,
+            self.n_kv_heads,
+            self.head_dim,
+            self.d_ff,
+            self.vocab_size,
+            self.max_seq,
+            self.n_token_types,
+            self.norm as u32,
+            self.pre_norm as u32,
+            self.activation as u32,
+            self.positions as u32,
+            self.rope_theta.to_bits(),
+            self.norm_eps.to_bits(),
+            self.tied_embeddings as u32,
+            self.causal as u32,
+            self.pooling as u32,
+            self.bos,
+            self.eos,
+            self.bias as u32,
+            self.embedding_norm as u32,
+            0,
+        ]
+    }
+
+    /// Number of weights (parameters) the config implies.
+    pub fn parameter_count(&self) -> u64 {
+        let d = self.d_model as u64;
+        let (q, kv, ff) = (self.q_dim() as u64, self.kv_dim() as u64, self.d_ff as u64);
+        let gated = if self.activation == Activation::SwiGlu { 3 } else { 2 };
+        let mut layer = d * (q + 2 * kv) + q * d + gated * d * ff;
+        let norm_params = if self.norm == NormKind::LayerNorm { 2 * d } else { d };
+        layer += 2 * norm_params;
+        if self.bias {
+            layer += q + 2 * kv + d + ff + d + if gated == 3 { ff } else { 0 };
+        }
+        let mut total = layer * self.n_layers as u64 + self.vocab_size as u64 * d;
+        if self.positions == PositionKind::Learned {
+            total += self.max_seq as u64 * d;
+        }
+        total += self.n_token_types as u64 * d;
+        if self.embedding_norm {
+            total += norm_params;
+        }
+        if self.pre_norm {
+            total += norm_params;
+        }
+        if self.arch == Architecture::Decoder && !self.tied_embeddings {
+            total += self.vocab_size as u64 * d;
+        }
+        total
+    }
+}

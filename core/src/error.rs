@@ -1,0 +1,295 @@
+//! The one error type of `mote-core`: small, `Copy`, allocation-free, and
+//! precise about what was wrong and where.
+
+use core::fmt;
+
+/// A tensor name copied out of a model file so an error can outlive the bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TensorName {
+    bytes: [u8; TensorName::LEN],
+}
+
+impl TensorName {
+    /// Maximum name length in bytes (the tensor table's fixed name field).
+    pub const LEN: usize = 24;
+
+    /// Copies up to [`TensorName::LEN`] bytes of `name`.
+    pub fn new(name: &[u8]) -> Self {
+        let mut bytes = [0u8; Self::LEN];
+        let n = name.len().min(Self::LEN);
+        bytes[..n].copy_from_slice(&name[..n]);
+        TensorName { bytes }
+    }
+
+    /// The name as text (lossy: invalid UTF-8 shows as `?`).
+    pub fn as_str(&self) -> &str {
+        let end = self.bytes.iter().position(|&b| b == 0).unwrap_or(Self::LEN);
+        core::str::from_utf8(&self.bytes[..end]).unwrap_or("?")
+    }
+}
+
+impl fmt::Debug for TensorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl fmt::Display for TensorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for TensorName {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(f, "{=str}", self.as_str())
+    }
+}
+
+/// Everything that can go wrong when loading or running a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// The bytes end before a structure that must be there.
+    Truncated {
+        /// Bytes the structure needs, counted from the start of the file.
+        needed: u64,
+        /// Bytes available.
+        got: u64,
+    },
+    /// The first four bytes are not `MOTE`.
+    BadMagic,
+    /// The file's format version is not one this reader understands.
+    UnsupportedVersion {
+        /// Version written in the file.
+        found: u16,
+    },
+    /// The length recorded in the header differs from the byte count given.
+    LengthMismatch {
+        /// Length written in the header.
+        header: u64,
+        /// Length of the byte slice given to the reader.
+        actual: u64,
+    },
+    /// The CRC-32 of the header and section table does not match.
+    HeaderCrc {
+        /// CRC stored in the file.
+        stored: u32,
+        /// CRC computed over the bytes.
+        computed: u32,
+    },
+    /// The CRC-32 of everything after the section table does not match.
+    PayloadCrc {
+        /// CRC stored in the file.
+        stored: u32,
+        /// CRC computed over the bytes.
+        computed: u32,
+    },
+    /// The model bytes do not start on a 16-byte boundary, so tensors cannot be read in place.
+    MisalignedBuffer {
+        /// Address modulo 16.
+        misalignment: u8,
+    },
+    /// A section lies outside the file or overlaps the header.
+    SectionOutOfRange {
+        /// Section kind code.
+        kind: u32,
+        /// Section offset.
+        offset: u64,
+        /// Section length.
+        len: u64,
+    },
+    /// A required section is absent.
+    MissingSection {
+        /// Section kind code.
+        kind: u32,
+    },
+    /// The same section kind appears twice.
+    DuplicateSection {
+        /// Section kind code.
+        kind: u32,
+    },
+    /// A section kind this reader does not know and that is not marked optional.
+    UnknownSection {
+        /// Section kind code.
+        kind: u32,
+    },
+    /// A config field holds a value that is out of range or inconsistent.
+    BadConfig {
+        /// Name of the field.
+        field: &'static str,
+        /// Value found.
+        value: u32,
+    },
+    /// A tensor's dtype code is not known.
+    UnknownDtype {
+        /// Tensor name.
+        tensor: TensorName,
+        /// Dtype code found.
+        code: u8,
+    },
+    /// A tensor name is empty or not UTF-8.
+    BadTensorName {
+        /// Index in the tensor table.
+        index: u32,
+    },
+    /// A tensor's rank is 0 or above 4, or a dimension is zero.
+    BadTensorShape {
+        /// Tensor name.
+        tensor: TensorName,
+    },
+    /// A tensor's payload lies outside the payload section.
+    TensorOutOfRange {
+        /// Tensor name.
+        tensor: TensorName,
+        /// Absolute offset.
+        offset: u64,
+        /// Byte length.
+        len: u64,
+    },
+    /// A tensor's payload does not start on a 16-byte boundary.
+    MisalignedTensor {
+        /// Tensor name.
+        tensor: TensorName,
+        /// Absolute offset.
+        offset: u64,
+    },
+    /// A tensor's byte length does not equal its element count times the dtype size.
+    TensorSizeMismatch {
+        /// Tensor name.
+        tensor: TensorName,
+        /// Bytes implied by shape and dtype.
+        expected: u64,
+        /// Bytes recorded.
+        got: u64,
+    },
+    /// A tensor the architecture needs is absent.
+    MissingTensor {
+        /// Tensor name.
+        tensor: TensorName,
+    },
+    /// A tensor the architecture does not use is present.
+    UnknownTensor {
+        /// Tensor name.
+        tensor: TensorName,
+    },
+    /// Two tensors share a name.
+    DuplicateTensor {
+        /// Tensor name.
+        tensor: TensorName,
+    },
+    /// A tensor's shape does not match the config.
+    ShapeMismatch {
+        /// Tensor name.
+        tensor: TensorName,
+        /// Shape the config implies (unused dims are 0).
+        expected: [u32; 4],
+        /// Shape recorded (unused dims are 0).
+        got: [u32; 4],
+    },
+    /// A tensor's dtype is not one this architecture can run.
+    UnsupportedDtype {
+        /// Tensor name.
+        tensor: TensorName,
+        /// Dtype code found.
+        code: u8,
+    },
+    /// The vocabulary section is malformed at this byte offset within it.
+    BadVocab {
+        /// Offset inside the vocabulary section.
+        offset: u32,
+    },
+    /// The arena is smaller than the run needs.
+    ArenaTooSmall {
+        /// Bytes needed (including alignment padding for this buffer).
+        needed: u64,
+        /// Bytes given.
+        got: u64,
+    },
+    /// More tokens than the run config (or the model) allows.
+    SequenceTooLong {
+        /// Largest sequence allowed.
+        max: u32,
+        /// Sequence length asked for.
+        got: u32,
+    },
+    /// A token id is not below the vocabulary size.
+    TokenOutOfRange {
+        /// The id.
+        id: u32,
+        /// Vocabulary size.
+        vocab: u32,
+    },
+    /// An empty token sequence was given.
+    EmptyInput,
+    /// The call does not fit the model's architecture (e.g. `embed` on a decoder).
+    WrongArchitecture {
+        /// Architecture code the call needs.
+        expected: u32,
+        /// Architecture code of the model.
+        got: u32,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Error::*;
+        match *self {
+            Truncated { needed, got } => write!(f, "model truncated: needs {needed} bytes, has {got}"),
+            BadMagic => write!(f, "not a .mote model (bad magic)"),
+            UnsupportedVersion { found } => write!(f, "unsupported .mote format version {found}"),
+            LengthMismatch { header, actual } => {
+                write!(f, "header says the file is {header} bytes but {actual} were given")
+            }
+            HeaderCrc { stored, computed } => {
+                write!(f, "header CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")
+            }
+            PayloadCrc { stored, computed } => {
+                write!(f, "payload CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")
+            }
+            MisalignedBuffer { misalignment } => {
+                write!(f, "model bytes must start on a 16-byte boundary (off by {misalignment})")
+            }
+            SectionOutOfRange { kind, offset, len } => {
+                write!(f, "section {kind} at {offset}+{len} lies outside the file")
+            }
+            MissingSection { kind } => write!(f, "required section {kind} is missing"),
+            DuplicateSection { kind } => write!(f, "section {kind} appears twice"),
+            UnknownSection { kind } => write!(f, "unknown required section {kind}"),
+            BadConfig { field, value } => write!(f, "config field `{field}` has bad value {value}"),
+            UnknownDtype { tensor, code } => write!(f, "tensor `{tensor}` has unknown dtype code {code}"),
+            BadTensorName { index } => write!(f, "tensor #{index} has an empty or non-UTF-8 name"),
+            BadTensorShape { tensor } => write!(f, "tensor `{tensor}` has a bad rank or a zero dimension"),
+            TensorOutOfRange { tensor, offset, len } => {
+                write!(f, "tensor `{tensor}` at {offset}+{len} lies outside the payload")
+            }
+            MisalignedTensor { tensor, offset } => {
+                write!(f, "tensor `{tensor}` offset {offset} is not 16-byte aligned")
+            }
+            TensorSizeMismatch { tensor, expected, got } => {
+                write!(f, "tensor `{tensor}` holds {got} bytes but its shape needs {expected}")
+            }
+            MissingTensor { tensor } => write!(f, "tensor `{tensor}` is required but missing"),
+            UnknownTensor { tensor } => write!(f, "tensor `{tensor}` is not used by this architecture"),
+            DuplicateTensor { tensor } => write!(f, "tensor `{tensor}` appears twice"),
+            ShapeMismatch { tensor, expected, got } => {
+                write!(f, "tensor `{tensor}` has shape {got:?}, config needs {expected:?}")
+            }
+            UnsupportedDtype { tensor, code } => {
+                write!(f, "tensor `{tensor}` has dtype {code}, which this architecture cannot run")
+            }
+            BadVocab { offset } => write!(f, "vocabulary section malformed at byte {offset}"),
+            ArenaTooSmall { needed, got } => write!(f, "arena too small: needs {needed} bytes, got {got}"),
+            SequenceTooLong { max, got } => write!(f, "sequence of {got} tokens exceeds the maximum {max}"),
+            TokenOutOfRange { id, vocab } => write!(f, "token id {id} is outside the vocabulary of {vocab}"),
+            EmptyInput => write!(f, "empty token sequence"),
+            WrongArchitecture { expected, got } => {
+                write!(f, "this call needs architecture {expected}, the model is architecture {got}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {}

@@ -1,0 +1,345 @@
+//! `Model`: a validated `.mote` file, borrowed in place.
+
+use crate::config::{Activation, Architecture, Config, NormKind, PositionKind, CONFIG_WORDS};
+use crate::format::{
+    self, parse_header, parse_tensor_entry, read_u32, Dtype, SectionKind, TensorInfo, ALIGN,
+    CRC32, SECTION_OPTIONAL, TENSOR_ENTRY_LEN,
+};
+use crate::session::RunConfig;
+use crate::vocab::Vocab;
+use crate::{Error, Result, TensorName};
+
+/// A model read in place from its bytes (flash or a file image).
+#[derive(Debug, Clone, Copy)]
+pub struct Model<'a> {
+    bytes: &'a [u8],
+    config: Config,
+    table: &'a [u8],
+    tensor_count: u32,
+    vocab: Vocab<'a>,
+    payload_len: u64,
+}
+
+/// Short names buffer: `L{layer}.{suffix}` or a global name, up to 24 bytes.
+#[derive(Clone, Copy)]
+pub(crate) struct NameBuf {
+    buf: [u8; TensorName::LEN],
+    len: usize,
+}
+
+impl NameBuf {
+    pub(crate) fn global(name: &str) -> Self {
+        let mut n = NameBuf { buf: [0; TensorName::LEN], len: 0 };
+        n.push(name.as_bytes());
+        n
+    }
+
+    pub(crate) fn layer(layer: u32, suffix: &str) -> Self {
+        let mut n = NameBuf { buf: [0; TensorName::LEN], len: 0 };
+        n.push(b"L");
+        let mut digits = [0u8; 10];
+        let mut k = digits.len();
+        let mut v = layer;
+        loop {
+            k -= 1;
+            digits[k] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        n.push(&digits[k..]);
+        n.push(b".");
+        n.push(suffix.as_bytes());
+        n
+    }
+
+    fn push(&mut self, s: &[u8]) {
+        for &b in s {
+            if self.len < self.buf.len() {
+                self.buf[self.len] = b;
+                self.len += 1;
+            }
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Per-layer tensor suffixes and whether the config needs them.
+const LAYER_TENSORS: [&str; 18] = [
+    "attn_norm.w", "attn_norm.b", "ffn_norm.w", "ffn_norm.b", "wq", "wk", "wv", "wo", "bq", "bk",
+    "bv", "bo", "w1", "w2", "w3", "b1", "b2", "b3",
+];
+const GLOBAL_TENSORS: [&str; 8] =
+    ["tok_emb", "pos_emb", "type_emb", "emb_norm.w", "emb_norm.b", "out_norm.w", "out_norm.b", "lm_head"];
+
+/// The shape `name` must have under `cfg`, or `None` when the config does not use it.
+fn expected_shape(cfg: &Config, name: &[u8]) -> Option<[u32; 4]> {
+    let d = cfg.d_model;
+    let q = cfg.n_heads * cfg.head_dim;
+    let kv = cfg.n_kv_heads * cfg.head_dim;
+    let ff = cfg.d_ff;
+    let ln = cfg.norm == NormKind::LayerNorm;
+    let gated = cfg.activation == Activation::SwiGlu;
+    if let Some(rest) = name.strip_prefix(b"L") {
+        let dot = rest.iter().position(|&b| b == b'.')?;
+        let (num, suffix) = (&rest[..dot], &rest[dot + 1..]);
+        if num.is_empty() || num.len() > 6 || (num.len() > 1 && num[0] == b'0') {
+            return None;
+        }
+        let mut layer = 0u32;
+        for &c in num {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            layer = layer * 10 + (c - b'0') as u32;
+        }
+        if layer >= cfg.n_layers {
+            return None;
+        }
+        let s = |v: u32| Some([v, 0, 0, 0]);
+        let m = |r: u32, c: u32| Some([r, c, 0, 0]);
+        return match suffix {
+            b"attn_norm.w" | b"ffn_norm.w" => s(d),
+            b"attn_norm.b" | b"ffn_norm.b" if ln => s(d),
+            b"wq" => m(q, d),
+            b"wk" | b"wv" => m(kv, d),
+            b"wo" => m(d, q),
+            b"w1" => m(ff, d),
+            b"w2" => m(d, ff),
+            b"w3" if gated => m(ff, d),
+            b"bq" if cfg.bias => s(q),
+            b"bk" | b"bv" if cfg.bias => s(kv),
+            b"bo" | b"b2" if cfg.bias => s(d),
+            b"b1" if cfg.bias => s(ff),
+            b"b3" if cfg.bias && gated => s(ff),
+            _ => None,
+        };
+    }
+    let s = |v: u32| Some([v, 0, 0, 0]);
+    let m = |r: u32, c: u32| Some([r, c, 0, 0]);
+    match name {
+        b"tok_emb" => m(cfg.vocab_size, d),
+        b"pos_emb" if cfg.positions == PositionKind::Learned => m(cfg.max_seq, d),
+        b"type_emb" if cfg.n_token_types > 0 => m(cfg.n_token_types, d),
+        b"emb_norm.w" if cfg.embedding_norm => s(d),
+        b"emb_norm.b" if cfg.embedding_norm && ln => s(d),
+        b"out_norm.w" if cfg.pre_norm => s(d),
+        b"out_norm.b" if cfg.pre_norm && ln => s(d),
+        b"lm_head" if cfg.arch == Architecture::Decoder && !cfg.tied_embeddings => {
+            m(cfg.vocab_size, d)
+        }
+        _ => None,
+    }
+}
+
+impl<'a> Model<'a> {
+    /// Validates `bytes` as a `.mote` model and keeps borrowing them.
+    ///
+    /// Checks, in order: alignment of the buffer, magic, version, header CRC,
+    /// length, payload CRC, the section table, the config, every tensor entry
+    /// (dtype, shape, range, alignment, size), that the tensors are exactly
+    /// the ones the config needs with the shapes it implies, and the vocabulary.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self> {
+        let misalignment = (bytes.as_ptr() as usize % ALIGN) as u8;
+        if misalignment != 0 {
+            return Err(Error::MisalignedBuffer { misalignment });
+        }
+        let header = parse_header(bytes)?;
+        let table_end = header.table_end();
+        let computed = CRC32.checksum(&bytes[table_end..]);
+        if computed != header.payload_crc {
+            return Err(Error::PayloadCrc { stored: header.payload_crc, computed });
+        }
+        let file_len = bytes.len() as u64;
+        let mut found: [Option<(u64, u64)>; 4] = [None; 4];
+        for i in 0..header.section_count as usize {
+            let s = format::section(bytes, i).ok_or(Error::Truncated {
+                needed: table_end as u64,
+                got: file_len,
+            })?;
+            let in_range = s.offset >= table_end as u64
+                && s.offset.checked_add(s.len).is_some_and(|e| e <= file_len);
+            if !in_range {
+                return Err(Error::SectionOutOfRange { kind: s.kind, offset: s.offset, len: s.len });
+            }
+            match SectionKind::from_code(s.kind) {
+                Some(k) => {
+                    let slot = &mut found[k as usize - 1];
+                    if slot.is_some() {
+                        return Err(Error::DuplicateSection { kind: s.kind });
+                    }
+                    *slot = Some((s.offset, s.len));
+                }
+                None if s.flags & SECTION_OPTIONAL != 0 => {}
+                None => return Err(Error::UnknownSection { kind: s.kind }),
+            }
+        }
+        let section = |k: SectionKind| -> Result<&'a [u8]> {
+            let (off, len) = found[k as usize - 1].ok_or(Error::MissingSection { kind: k as u32 })?;
+            // In range: checked above; `get` keeps it panic-free regardless.
+            bytes.get(off as usize..(off + len) as usize).ok_or(Error::SectionOutOfRange {
+                kind: k as u32,
+                offset: off,
+                len,
+            })
+        };
+
+        let config_bytes = section(SectionKind::Config)?;
+        if config_bytes.len() != CONFIG_WORDS * 4 {
+            return Err(Error::BadConfig { field: "section length", value: config_bytes.len() as u32 });
+        }
+        let mut words = [0u32; CONFIG_WORDS];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = read_u32(config_bytes, 4 * i).unwrap_or(0);
+        }
+        let config = Config::from_words(&words)?;
+
+        let payload_range = {
+            let (off, len) = found[SectionKind::Payload as usize - 1]
+                .ok_or(Error::MissingSection { kind: SectionKind::Payload as u32 })?;
+            if off % ALIGN as u64 != 0 {
+                return Err(Error::SectionOutOfRange { kind: SectionKind::Payload as u32, offset: off, len });
+            }
+            (off, off + len)
+        };
+
+        let tensors = section(SectionKind::Tensors)?;
+        let count = read_u32(tensors, 0).ok_or(Error::Truncated { needed: 8, got: tensors.len() as u64 })?;
+        let table = tensors.get(8..).unwrap_or(&[]);
+        let table_len = (count as u64).checked_mul(TENSOR_ENTRY_LEN as u64).unwrap_or(u64::MAX);
+        if table.len() as u64 != table_len || read_u32(tensors, 4) != Some(0) {
+            return Err(Error::Truncated { needed: table_len.saturating_add(8), got: tensors.len() as u64 });
+        }
+        let model = Model {
+            bytes,
+            config,
+            table,
+            tensor_count: count,
+            vocab: Vocab::empty(),
+            payload_len: payload_range.1 - payload_range.0,
+        };
+        for i in 0..count {
+            let entry = model.entry(i);
+            let info = parse_tensor_entry(entry, i, payload_range)?;
+            for j in 0..i {
+                if format::entry_name(model.entry(j)) == format::entry_name(entry) {
+                    return Err(Error::DuplicateTensor { tensor: info.name });
+                }
+            }
+            let name = format::entry_name(entry);
+            let shape = expected_shape(&config, name).ok_or(Error::UnknownTensor { tensor: info.name })?;
+            if shape != info.dims {
+                return Err(Error::ShapeMismatch { tensor: info.name, expected: shape, got: info.dims });
+            }
+            if info.dtype != Dtype::F32 {
+                return Err(Error::UnsupportedDtype { tensor: info.name, code: info.dtype as u8 });
+            }
+        }
+        // Every tensor the config needs must be present.
+        for name in GLOBAL_TENSORS {
+            let n = NameBuf::global(name);
+            if expected_shape(&config, n.as_bytes()).is_some() && model.find(n.as_bytes(), 0).is_none() {
+                return Err(Error::MissingTensor { tensor: TensorName::new(n.as_bytes()) });
+            }
+        }
+        let mut hint = 0;
+        for layer in 0..config.n_layers {
+            for suffix in LAYER_TENSORS {
+                let n = NameBuf::layer(layer, suffix);
+                if expected_shape(&config, n.as_bytes()).is_some() {
+                    match model.find(n.as_bytes(), hint) {
+                        Some((idx, _)) => hint = idx,
+                        None => return Err(Error::MissingTensor { tensor: TensorName::new(n.as_bytes()) }),
+                    }
+                }
+            }
+        }
+        let vocab = match found[SectionKind::Vocab as usize - 1] {
+            Some(_) => Vocab::parse(section(SectionKind::Vocab)?, config.vocab_size)?,
+            None => Vocab::empty(),
+        };
+        Ok(Model { vocab, ..model })
+    }
+
+    fn entry(&self, i: u32) -> &'a [u8] {
+        let start = i as usize * TENSOR_ENTRY_LEN;
+        self.table.get(start..start + TENSOR_ENTRY_LEN).unwrap_or(&[])
+    }
+
+    /// Finds a tensor by name, scanning from `hint` (tensors are usually in order).
+    pub(crate) fn find(&self, name: &[u8], hint: u32) -> Option<(u32, TensorInfo)> {
+        let n = self.tensor_count;
+        for k in 0..n {
+            let i = (hint + k) % n;
+            let entry = self.entry(i);
+            if format::entry_name(entry) == name {
+                return parse_tensor_entry(entry, i, (0, u64::MAX)).ok().map(|t| (i, t));
+            }
+        }
+        None
+    }
+
+    /// The architecture config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The tokenizer vocabulary (empty when the file has none).
+    pub fn vocab(&self) -> &Vocab<'a> {
+        &self.vocab
+    }
+
+    /// Number of tensors.
+    pub fn tensor_count(&self) -> u32 {
+        self.tensor_count
+    }
+
+    /// Tensor `i` of the table.
+    pub fn tensor_at(&self, i: u32) -> Option<TensorInfo> {
+        if i >= self.tensor_count {
+            return None;
+        }
+        parse_tensor_entry(self.entry(i), i, (0, u64::MAX)).ok()
+    }
+
+    /// A tensor by name.
+    pub fn tensor(&self, name: &str) -> Option<TensorInfo> {
+        self.find(name.as_bytes(), 0).map(|(_, t)| t)
+    }
+
+    /// Total model bytes.
+    pub fn file_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Bytes of tensor payload.
+    pub fn payload_len(&self) -> u64 {
+        self.payload_len
+    }
+
+    /// The raw payload bytes of a tensor.
+    pub fn tensor_bytes(&self, t: &TensorInfo) -> Result<&'a [u8]> {
+        let range = usize::try_from(t.offset).ok().and_then(|s| Some(s..s.checked_add(usize::try_from(t.byte_len).ok()?)?));
+        range
+            .and_then(|r| self.bytes.get(r))
+            .ok_or(Error::TensorOutOfRange { tensor: t.name, offset: t.offset, len: t.byte_len })
+    }
+
+    /// The elements of an `f32` tensor, read in place.
+    pub fn tensor_f32(&self, t: &TensorInfo) -> Result<&'a [f32]> {
+        if t.dtype != Dtype::F32 {
+            return Err(Error::UnsupportedDtype { tensor: t.name, code: t.dtype as u8 });
+        }
+        bytemuck::try_cast_slice(self.tensor_bytes(t)?)
+            .map_err(|_| Error::MisalignedTensor { tensor: t.name, offset: t.offset })
+    }
+
+    /// Exact arena bytes a [`crate::Session`] with `run` needs (for a 16-byte aligned arena).
+    pub fn arena_bytes(&self, run: &RunConfig) -> Result<usize> {
+        crate::session::plan(&self.config, run).map(|p| p.total_bytes())
+    }
+}

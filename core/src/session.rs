@@ -1,0 +1,498 @@
+//! `Session`: one model, one caller-provided arena, no other memory.
+//!
+//! The arena holds, in order (each rounded up to 16 bytes): the residual rows
+//! (`max_seq` rows for an encoder, one for a decoder), the key and value
+//! caches (every layer for a decoder, one layer at a time for an encoder),
+//! per-row scratch (normed row, query, attention output, projection, two
+//! feed-forward rows, the RoPE table) and the output (logits or the pooled
+//! vector). Attention runs row by row with an online softmax, so nothing in
+//! the arena grows with sequence².
+
+use crate::config::{Activation, Architecture, Config, NormKind, Pooling, PositionKind};
+use crate::kernels;
+use crate::model::{Model, NameBuf};
+use crate::{Error, Result, TensorName};
+
+/// What one session must be able to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RunConfig {
+    /// Longest sequence (encoder input, or decoder prompt + generated tokens).
+    pub max_seq: u32,
+}
+
+/// Sizes (in `f32` elements, each a multiple of 4) of the arena's buffers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    sizes: [usize; 11],
+}
+
+const H: usize = 0;
+const KC: usize = 1;
+const VC: usize = 2;
+const T: usize = 3;
+const Q: usize = 4;
+const ATT: usize = 5;
+const O: usize = 6;
+const F1: usize = 7;
+const F2: usize = 8;
+const ROPE: usize = 9;
+const OUT: usize = 10;
+
+impl Plan {
+    pub(crate) fn total_bytes(&self) -> usize {
+        self.sizes.iter().sum::<usize>() * 4
+    }
+}
+
+fn arena_overflow() -> Error {
+    Error::BadConfig { field: "arena size", value: u32::MAX }
+}
+
+/// Plans the arena for `cfg` under `run`.
+pub(crate) fn plan(cfg: &Config, run: &RunConfig) -> Result<Plan> {
+    if run.max_seq == 0 || run.max_seq > cfg.max_seq {
+        return Err(Error::SequenceTooLong { max: cfg.max_seq, got: run.max_seq });
+    }
+    let seq = run.max_seq as u64;
+    let d = cfg.d_model as u64;
+    let kv = cfg.kv_dim() as u64;
+    let q = cfg.q_dim() as u64;
+    let ff = cfg.d_ff as u64;
+    let decoder = cfg.arch == Architecture::Decoder;
+    let rows = if decoder { 1 } else { seq };
+    let cache_layers = if decoder { cfg.n_layers as u64 } else { 1 };
+    let gated = cfg.activation == Activation::SwiGlu;
+    let raw: [Option<u64>; 11] = [
+        rows.checked_mul(d),
+        cache_layers.checked_mul(seq).and_then(|x| x.checked_mul(kv)),
+        cache_layers.checked_mul(seq).and_then(|x| x.checked_mul(kv)),
+        Some(d),
+        Some(q),
+        Some(q),
+        Some(d),
+        Some(ff),
+        Some(if gated { ff } else { 0 }),
+        Some(if cfg.positions == PositionKind::Rope { cfg.head_dim as u64 } else { 0 }),
+        Some(if decoder { cfg.vocab_size as u64 } else { d }),
+    ];
+    let mut sizes = [0usize; 11];
+    let mut total: u64 = 0;
+    for (s, r) in sizes.iter_mut().zip(raw) {
+        let floats = r.and_then(|v| v.checked_add(3)).ok_or_else(arena_overflow)? & !3;
+        total = total.checked_add(floats).ok_or_else(arena_overflow)?;
+        *s = usize::try_from(floats).map_err(|_| arena_overflow())?;
+    }
+    total
+        .checked_mul(4)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(arena_overflow)?;
+    Ok(Plan { sizes })
+}
+
+/// Per-row scratch buffers.
+struct Scratch<'a> {
+    t: &'a mut [f32],
+    q: &'a mut [f32],
+    att: &'a mut [f32],
+    o: &'a mut [f32],
+    f1: &'a mut [f32],
+    f2: &'a mut [f32],
+    rope: &'a mut [f32],
+}
+
+/// The weights of one block, resolved from the tensor table.
+struct Layer<'w> {
+    attn_norm: (&'w [f32], Option<&'w [f32]>),
+    ffn_norm: (&'w [f32], Option<&'w [f32]>),
+    wq: &'w [f32],
+    wk: &'w [f32],
+    wv: &'w [f32],
+    wo: &'w [f32],
+    bq: Option<&'w [f32]>,
+    bk: Option<&'w [f32]>,
+    bv: Option<&'w [f32]>,
+    bo: Option<&'w [f32]>,
+    w1: &'w [f32],
+    w2: &'w [f32],
+    w3: Option<&'w [f32]>,
+    b1: Option<&'w [f32]>,
+    b2: Option<&'w [f32]>,
+    b3: Option<&'w [f32]>,
+}
+
+struct Lookup<'m, 'w> {
+    model: &'m Model<'w>,
+    hint: u32,
+}
+
+impl<'w> Lookup<'_, 'w> {
+    fn get(&mut self, name: NameBuf) -> Result<&'w [f32]> {
+        let (i, info) = self
+            .model
+            .find(name.as_bytes(), self.hint)
+            .ok_or(Error::MissingTensor { tensor: TensorName::new(name.as_bytes()) })?;
+        self.hint = i;
+        self.model.tensor_f32(&info)
+    }
+
+    fn opt(&mut self, name: NameBuf, present: bool) -> Result<Option<&'w [f32]>> {
+        if present {
+            self.get(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn layer(&mut self, cfg: &Config, l: u32) -> Result<Layer<'w>> {
+        let ln = cfg.norm == NormKind::LayerNorm;
+        let b = cfg.bias;
+        let gated = cfg.activation == Activation::SwiGlu;
+        let n = |s: &str| NameBuf::layer(l, s);
+        Ok(Layer {
+            attn_norm: (self.get(n("attn_norm.w"))?, self.opt(n("attn_norm.b"), ln)?),
+            ffn_norm: (self.get(n("ffn_norm.w"))?, self.opt(n("ffn_norm.b"), ln)?),
+            wq: self.get(n("wq"))?,
+            wk: self.get(n("wk"))?,
+            wv: self.get(n("wv"))?,
+            wo: self.get(n("wo"))?,
+            bq: self.opt(n("bq"), b)?,
+            bk: self.opt(n("bk"), b)?,
+            bv: self.opt(n("bv"), b)?,
+            bo: self.opt(n("bo"), b)?,
+            w1: self.get(n("w1"))?,
+            w2: self.get(n("w2"))?,
+            w3: self.opt(n("w3"), gated)?,
+            b1: self.opt(n("b1"), b)?,
+            b2: self.opt(n("b2"), b)?,
+            b3: self.opt(n("b3"), b && gated)?,
+        })
+    }
+}
+
+fn norm(cfg: &Config, x: &mut [f32], w: (&[f32], Option<&[f32]>)) {
+    match cfg.norm {
+        NormKind::LayerNorm => kernels::layer_norm(x, w.0, w.1, cfg.norm_eps),
+        NormKind::RmsNorm => kernels::rms_norm(x, w.0, cfg.norm_eps),
+    }
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// Key and value of one row into the cache rows `k`/`v`.
+fn project_kv(cfg: &Config, lw: &Layer, s: &mut Scratch, x: &[f32], k: &mut [f32], v: &mut [f32], pos: usize) {
+    s.t.copy_from_slice(x);
+    if cfg.pre_norm {
+        norm(cfg, s.t, lw.attn_norm);
+    }
+    kernels::matvec(k, lw.wk, s.t, lw.bk);
+    kernels::matvec(v, lw.wv, s.t, lw.bv);
+    if cfg.positions == PositionKind::Rope {
+        kernels::rope_table(s.rope, pos, cfg.rope_theta);
+        kernels::rope(k, s.rope);
+    }
+}
+
+/// The rest of one block for one row: attention over `n_keys` cached rows,
+/// projection, residual, norms and feed-forward, updating `x` in place.
+#[allow(clippy::too_many_arguments)]
+fn block_row(cfg: &Config, lw: &Layer, s: &mut Scratch, x: &mut [f32], kc: &[f32], vc: &[f32], pos: usize, n_keys: usize) {
+    s.t.copy_from_slice(x);
+    if cfg.pre_norm {
+        norm(cfg, s.t, lw.attn_norm);
+    }
+    kernels::matvec(s.q, lw.wq, s.t, lw.bq);
+    if cfg.positions == PositionKind::Rope {
+        kernels::rope_table(s.rope, pos, cfg.rope_theta);
+        kernels::rope(s.q, s.rope);
+    }
+    let hd = cfg.head_dim as usize;
+    let group = (cfg.n_heads / cfg.n_kv_heads) as usize;
+    let scale = 1.0 / libm::sqrtf(hd as f32);
+    for (h, (out, q)) in s.att.chunks_exact_mut(hd).zip(s.q.chunks_exact(hd)).enumerate() {
+        kernels::attend_head(out, q, kc, vc, n_keys, cfg.kv_dim(), (h / group) * hd, scale);
+    }
+    kernels::matvec(s.o, lw.wo, s.att, lw.bo);
+    add(x, s.o);
+    if cfg.pre_norm {
+        s.t.copy_from_slice(x);
+        norm(cfg, s.t, lw.ffn_norm);
+    } else {
+        norm(cfg, x, lw.attn_norm);
+        s.t.copy_from_slice(x);
+    }
+    kernels::matvec(s.f1, lw.w1, s.t, lw.b1);
+    match (cfg.activation, lw.w3) {
+        (Activation::SwiGlu, Some(w3)) => {
+            kernels::matvec(s.f2, w3, s.t, lw.b3);
+            for (a, b) in s.f1.iter_mut().zip(s.f2.iter()) {
+                *a = kernels::silu(*a) * b;
+            }
+        }
+        (act, _) => {
+            for a in s.f1.iter_mut() {
+                *a = match act {
+                    Activation::Gelu => kernels::gelu(*a),
+                    Activation::GeluTanh => kernels::gelu_tanh(*a),
+                    Activation::Relu => a.max(0.0),
+                    Activation::Silu | Activation::SwiGlu => kernels::silu(*a),
+                };
+            }
+        }
+    }
+    kernels::matvec(s.o, lw.w2, s.f1, lw.b2);
+    add(x, s.o);
+    if !cfg.pre_norm {
+        norm(cfg, x, lw.ffn_norm);
+    }
+}
+
+/// A model bound to an arena: runs encoder passes or decoder steps.
+pub struct Session<'m, 'a> {
+    model: &'m Model<'m>,
+    cfg: Config,
+    run: RunConfig,
+    h: &'a mut [f32],
+    kc: &'a mut [f32],
+    vc: &'a mut [f32],
+    scratch: Scratch<'a>,
+    out: &'a mut [f32],
+    pos: usize,
+}
+
+fn take<'a>(rest: &mut &'a mut [f32], n: usize, used: usize) -> &'a mut [f32] {
+    let all = core::mem::take(rest);
+    let (head, tail) = all.split_at_mut(n.min(all.len()));
+    *rest = tail;
+    &mut head[..used.min(n)]
+}
+
+impl<'m, 'a> Session<'m, 'a> {
+    /// Binds `model` to `arena`. The arena should start on a 16-byte boundary;
+    /// otherwise the padding up to one counts against its size.
+    pub fn new(model: &'m Model<'m>, arena: &'a mut [u8], run: RunConfig) -> Result<Self> {
+        let cfg = *model.config();
+        let plan = plan(&cfg, &run)?;
+        let total = plan.total_bytes();
+        let got = arena.len();
+        let pad = arena.as_ptr().align_offset(16).min(got);
+        let needed = total.saturating_add(pad);
+        if got < needed {
+            return Err(Error::ArenaTooSmall { needed: needed as u64, got: got as u64 });
+        }
+        let bytes = &mut arena[pad..pad + total];
+        bytes.fill(0);
+        let floats: &'a mut [f32] = bytemuck::try_cast_slice_mut(bytes)
+            .map_err(|_| Error::ArenaTooSmall { needed: needed as u64, got: got as u64 })?;
+        let mut rest = floats;
+        let s = plan.sizes;
+        let d = cfg.d_model as usize;
+        let used = |i: usize, n: usize| (s[i], n);
+        let (n_h, u_h) = used(H, s[H]);
+        let h = take(&mut rest, n_h, u_h);
+        let kc = take(&mut rest, s[KC], s[KC]);
+        let vc = take(&mut rest, s[VC], s[VC]);
+        let scratch = Scratch {
+            t: take(&mut rest, s[T], d),
+            q: take(&mut rest, s[Q], cfg.q_dim()),
+            att: take(&mut rest, s[ATT], cfg.q_dim()),
+            o: take(&mut rest, s[O], d),
+            f1: take(&mut rest, s[F1], cfg.d_ff as usize),
+            f2: take(&mut rest, s[F2], cfg.d_ff as usize),
+            rope: take(&mut rest, s[ROPE], cfg.head_dim as usize),
+        };
+        let out_len = if cfg.arch == Architecture::Decoder { cfg.vocab_size as usize } else { d };
+        let out = take(&mut rest, s[OUT], out_len);
+        Ok(Session { model, cfg, run, h, kc, vc, scratch, out, pos: 0 })
+    }
+
+    /// The model's config.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Tokens consumed so far by a decoder session.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Forgets the decoder's KV cache.
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    fn check_arch(&self, want: Architecture) -> Result<()> {
+        if self.cfg.arch == want {
+            Ok(())
+        } else {
+            Err(Error::WrongArchitecture { expected: want as u32, got: self.cfg.arch as u32 })
+        }
+    }
+
+    /// Writes token embedding (+ absolute position, + token type) of `id` into `x`.
+    fn embed_row(&self, lookup: &mut Lookup<'_, 'm>, x: &mut [f32], id: u32, pos: usize, ty: u32) -> Result<()> {
+        let cfg = &self.cfg;
+        let d = cfg.d_model as usize;
+        if id >= cfg.vocab_size {
+            return Err(Error::TokenOutOfRange { id, vocab: cfg.vocab_size });
+        }
+        let row = |t: &'m [f32], i: usize| t.get(i * d..(i + 1) * d).unwrap_or(&[]);
+        x.copy_from_slice(row(lookup.get(NameBuf::global("tok_emb"))?, id as usize));
+        match cfg.positions {
+            PositionKind::Learned => add(x, row(lookup.get(NameBuf::global("pos_emb"))?, pos)),
+            PositionKind::Sinusoidal => {
+                for i in 0..d / 2 {
+                    let angle = pos as f32 / libm::powf(10000.0, 2.0 * i as f32 / d as f32);
+                    x[2 * i] += libm::sinf(angle);
+                    x[2 * i + 1] += libm::cosf(angle);
+                }
+            }
+            PositionKind::Rope => {}
+        }
+        if cfg.n_token_types > 0 {
+            if ty >= cfg.n_token_types {
+                return Err(Error::TokenOutOfRange { id: ty, vocab: cfg.n_token_types });
+            }
+            add(x, row(lookup.get(NameBuf::global("type_emb"))?, ty as usize));
+        }
+        if cfg.embedding_norm {
+            let ln = cfg.norm == NormKind::LayerNorm;
+            let w = lookup.get(NameBuf::global("emb_norm.w"))?;
+            let b = lookup.opt(NameBuf::global("emb_norm.b"), ln)?;
+            norm(cfg, x, (w, b));
+        }
+        Ok(())
+    }
+
+    /// Runs an encoder over `ids` (token types all 0 unless given) and returns
+    /// the final hidden rows, `ids.len() × d_model`.
+    pub fn encode(&mut self, ids: &[u32], types: Option<&[u32]>) -> Result<&[f32]> {
+        self.check_arch(Architecture::Encoder)?;
+        let n = ids.len();
+        if n == 0 {
+            return Err(Error::EmptyInput);
+        }
+        if n > self.run.max_seq as usize {
+            return Err(Error::SequenceTooLong { max: self.run.max_seq, got: n.min(u32::MAX as usize) as u32 });
+        }
+        if let Some(t) = types {
+            if t.len() != n {
+                return Err(Error::SequenceTooLong { max: n as u32, got: t.len().min(u32::MAX as usize) as u32 });
+            }
+        }
+        let cfg = self.cfg;
+        let d = cfg.d_model as usize;
+        let kv = cfg.kv_dim();
+        let model = self.model;
+        let mut lookup = Lookup { model, hint: 0 };
+        let h = core::mem::take(&mut self.h);
+        let embedded = ids.iter().enumerate().try_for_each(|(r, &id)| {
+            let ty = types.and_then(|t| t.get(r)).copied().unwrap_or(0);
+            self.embed_row(&mut lookup, &mut h[r * d..(r + 1) * d], id, r, ty)
+        });
+        // Put the rows back before reporting a bad token, so the session stays usable.
+        self.h = h;
+        embedded?;
+        for l in 0..cfg.n_layers {
+            let lw = lookup.layer(&cfg, l)?;
+            for r in 0..n {
+                let (k, v) = (&mut self.kc[r * kv..(r + 1) * kv], &mut self.vc[r * kv..(r + 1) * kv]);
+                project_kv(&cfg, &lw, &mut self.scratch, &self.h[r * d..(r + 1) * d], k, v, r);
+            }
+            for r in 0..n {
+                let n_keys = if cfg.causal { r + 1 } else { n };
+                let x = &mut self.h[r * d..(r + 1) * d];
+                block_row(&cfg, &lw, &mut self.scratch, x, self.kc, self.vc, r, n_keys);
+            }
+        }
+        if cfg.pre_norm {
+            let w = lookup.get(NameBuf::global("out_norm.w"))?;
+            let b = lookup.opt(NameBuf::global("out_norm.b"), cfg.norm == NormKind::LayerNorm)?;
+            for x in self.h[..n * d].chunks_exact_mut(d) {
+                norm(&cfg, x, (w, b));
+            }
+        }
+        Ok(&self.h[..n * d])
+    }
+
+    /// Runs an encoder and pools its rows into one L2-normalised vector
+    /// (mean over all tokens, or the first token), as sentence-transformers does.
+    pub fn embed(&mut self, ids: &[u32]) -> Result<&[f32]> {
+        let n = ids.len();
+        self.encode(ids, None)?;
+        let d = self.cfg.d_model as usize;
+        let out = &mut self.out[..d];
+        match self.cfg.pooling {
+            Pooling::Mean => {
+                out.fill(0.0);
+                for row in self.h[..n * d].chunks_exact(d) {
+                    add(out, row);
+                }
+                let inv = 1.0 / n as f32;
+                for v in out.iter_mut() {
+                    *v *= inv;
+                }
+            }
+            Pooling::Cls => out.copy_from_slice(&self.h[..d]),
+        }
+        kernels::l2_normalize(out);
+        Ok(out)
+    }
+
+    /// Feeds one token to a decoder and returns the logits for the next one.
+    pub fn decode_step(&mut self, token: u32) -> Result<&[f32]> {
+        self.check_arch(Architecture::Decoder)?;
+        let pos = self.pos;
+        if pos >= self.run.max_seq as usize {
+            return Err(Error::SequenceTooLong { max: self.run.max_seq, got: self.run.max_seq.saturating_add(1) });
+        }
+        let cfg = self.cfg;
+        let d = cfg.d_model as usize;
+        let kv = cfg.kv_dim();
+        let layer_stride = self.run.max_seq as usize * kv;
+        let model = self.model;
+        let mut lookup = Lookup { model, hint: 0 };
+        let h = core::mem::take(&mut self.h);
+        let embedded = self.embed_row(&mut lookup, &mut h[..d], token, pos, 0);
+        self.h = h;
+        embedded?;
+        for l in 0..cfg.n_layers as usize {
+            let lw = lookup.layer(&cfg, l as u32)?;
+            let kc = &mut self.kc[l * layer_stride..(l + 1) * layer_stride];
+            let vc = &mut self.vc[l * layer_stride..(l + 1) * layer_stride];
+            let (k, v) = (&mut kc[pos * kv..(pos + 1) * kv], &mut vc[pos * kv..(pos + 1) * kv]);
+            project_kv(&cfg, &lw, &mut self.scratch, &self.h[..d], k, v, pos);
+            block_row(&cfg, &lw, &mut self.scratch, &mut self.h[..d], kc, vc, pos, pos + 1);
+        }
+        if cfg.pre_norm {
+            let w = lookup.get(NameBuf::global("out_norm.w"))?;
+            let b = lookup.opt(NameBuf::global("out_norm.b"), cfg.norm == NormKind::LayerNorm)?;
+            norm(&cfg, &mut self.h[..d], (w, b));
+        }
+        let head = if cfg.tied_embeddings { "tok_emb" } else { "lm_head" };
+        let w = lookup.get(NameBuf::global(head))?;
+        kernels::matvec(self.out, w, &self.h[..d], None);
+        self.pos = pos + 1;
+        Ok(self.out)
+    }
+
+    /// Feeds a whole prompt and returns the logits after its last token.
+    pub fn prefill(&mut self, ids: &[u32]) -> Result<&[f32]> {
+        self.check_arch(Architecture::Decoder)?;
+        if ids.is_empty() {
+            return Err(Error::EmptyInput);
+        }
+        let end = self.pos.saturating_add(ids.len());
+        if end > self.run.max_seq as usize {
+            return Err(Error::SequenceTooLong { max: self.run.max_seq, got: end.min(u32::MAX as usize) as u32 });
+        }
+        for &id in ids {
+            self.decode_step(id)?;
+        }
+        Ok(self.out)
+    }
+}

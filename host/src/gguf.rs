@@ -1,0 +1,278 @@
+//! A GGUF (v2/v3) reader: metadata, tensor infos, and dequantisation of
+//! F32, F16, Q4_0, Q4_1 and Q8_0 tensors to `f32`.
+
+use anyhow::{bail, ensure, Context, Result};
+use half::f16;
+use std::collections::BTreeMap;
+
+/// A metadata value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Any unsigned integer.
+    U64(u64),
+    /// Any signed integer.
+    I64(i64),
+    /// f32 or f64.
+    F64(f64),
+    /// Boolean.
+    Bool(bool),
+    /// UTF-8 string.
+    Str(String),
+    /// Array of values.
+    Array(Vec<Value>),
+}
+
+impl Value {
+    /// As an unsigned integer.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::U64(v) => Some(v),
+            Value::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+    /// As a float.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::F64(v) => Some(v),
+            Value::U64(v) => Some(v as f64),
+            Value::I64(v) => Some(v as f64),
+            _ => None,
+        }
+    }
+    /// As a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    /// As an array.
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// One tensor's description.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    /// GGUF tensor name.
+    pub name: String,
+    /// Dimensions as GGUF stores them: `ne0` (contiguous) first.
+    pub ne: Vec<u64>,
+    /// GGML type code.
+    pub ggml_type: u32,
+    /// Offset from the start of the data section.
+    pub offset: u64,
+}
+
+impl TensorInfo {
+    /// Element count.
+    pub fn elements(&self) -> u64 {
+        self.ne.iter().product()
+    }
+    /// Dimensions outermost first (Mote's order).
+    pub fn dims(&self) -> Vec<u32> {
+        self.ne.iter().rev().map(|&d| d as u32).collect()
+    }
+}
+
+/// A parsed GGUF file held in memory.
+pub struct Gguf {
+    /// Metadata key/values.
+    pub meta: BTreeMap<String, Value>,
+    /// Tensors in file order.
+    pub tensors: Vec<TensorInfo>,
+    data: Vec<u8>,
+    data_start: usize,
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self.at.checked_add(n).context("GGUF length overflow")?;
+        let s = self.b.get(self.at..end).with_context(|| format!("GGUF truncated at byte {}", self.at))?;
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into()?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into()?))
+    }
+    fn string(&mut self) -> Result<String> {
+        let n = self.u64()?;
+        ensure!(n < 1 << 30, "GGUF string length {n} is implausible");
+        Ok(String::from_utf8(self.take(n as usize)?.to_vec())?)
+    }
+    fn value(&mut self, ty: u32, depth: u32) -> Result<Value> {
+        Ok(match ty {
+            0 => Value::U64(self.take(1)?[0] as u64),
+            1 => Value::I64(self.take(1)?[0] as i8 as i64),
+            2 => Value::U64(u16::from_le_bytes(self.take(2)?.try_into()?) as u64),
+            3 => Value::I64(i16::from_le_bytes(self.take(2)?.try_into()?) as i64),
+            4 => Value::U64(self.u32()? as u64),
+            5 => Value::I64(self.u32()? as i32 as i64),
+            6 => Value::F64(f32::from_le_bytes(self.take(4)?.try_into()?) as f64),
+            7 => Value::Bool(self.take(1)?[0] != 0),
+            8 => Value::Str(self.string()?),
+            9 => {
+                ensure!(depth < 4, "GGUF arrays nested too deep");
+                let elem = self.u32()?;
+                let n = self.u64()?;
+                ensure!(n <= (self.b.len() - self.at) as u64, "GGUF array of {n} elements overruns the file");
+                let mut v = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    v.push(self.value(elem, depth + 1)?);
+                }
+                Value::Array(v)
+            }
+            10 => Value::U64(self.u64()?),
+            11 => Value::I64(self.u64()? as i64),
+            12 => Value::F64(f64::from_le_bytes(self.take(8)?.try_into()?)),
+            t => bail!("unknown GGUF value type {t}"),
+        })
+    }
+}
+
+/// GGML type codes this reader dequantises.
+pub mod ggml {
+    /// f32.
+    pub const F32: u32 = 0;
+    /// f16.
+    pub const F16: u32 = 1;
+    /// 4-bit, one f16 scale per 32.
+    pub const Q4_0: u32 = 2;
+    /// 4-bit, f16 scale and minimum per 32.
+    pub const Q4_1: u32 = 3;
+    /// 8-bit, one f16 scale per 32.
+    pub const Q8_0: u32 = 8;
+}
+
+/// Bytes per block and elements per block of a GGML type.
+fn block_layout(ty: u32) -> Result<(usize, usize)> {
+    Ok(match ty {
+        ggml::F32 => (4, 1),
+        ggml::F16 => (2, 1),
+        ggml::Q4_0 => (18, 32),
+        ggml::Q4_1 => (20, 32),
+        ggml::Q8_0 => (34, 32),
+        t => bail!("GGML tensor type {t} is not supported (F32, F16, Q4_0, Q4_1, Q8_0 are)"),
+    })
+}
+
+fn half_at(b: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+}
+
+impl Gguf {
+    /// Parses a GGUF file.
+    pub fn parse(data: Vec<u8>) -> Result<Self> {
+        let mut r = Reader { b: &data, at: 0 };
+        ensure!(r.take(4)? == b"GGUF", "not a GGUF file (bad magic)");
+        let version = r.u32()?;
+        ensure!(version == 2 || version == 3, "GGUF version {version} is not supported (2 and 3 are)");
+        let n_tensors = r.u64()?;
+        let n_kv = r.u64()?;
+        ensure!(n_tensors < 1 << 20 && n_kv < 1 << 20, "GGUF counts are implausible");
+        let mut meta = BTreeMap::new();
+        for _ in 0..n_kv {
+            let key = r.string()?;
+            let ty = r.u32()?;
+            let v = r.value(ty, 0).with_context(|| format!("GGUF key {key}"))?;
+            meta.insert(key, v);
+        }
+        let mut tensors = Vec::new();
+        for _ in 0..n_tensors {
+            let name = r.string()?;
+            let nd = r.u32()?;
+            ensure!((1..=4).contains(&nd), "GGUF tensor {name} has {nd} dims");
+            let ne = (0..nd).map(|_| r.u64()).collect::<Result<Vec<_>>>()?;
+            let ggml_type = r.u32()?;
+            let offset = r.u64()?;
+            tensors.push(TensorInfo { name, ne, ggml_type, offset });
+        }
+        let align = meta.get("general.alignment").and_then(Value::as_u64).unwrap_or(32) as usize;
+        ensure!(align.is_power_of_two(), "GGUF alignment {align} is not a power of two");
+        let data_start = r.at.div_ceil(align) * align;
+        let g = Gguf { meta, tensors, data, data_start };
+        for t in &g.tensors {
+            g.tensor_bytes(t)?;
+        }
+        Ok(g)
+    }
+
+    /// Reads and parses a GGUF file.
+    pub fn read(path: &std::path::Path) -> Result<Self> {
+        Self::parse(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+    }
+
+    /// A metadata value.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.meta.get(key)
+    }
+
+    /// A required unsigned metadata value.
+    pub fn u64(&self, key: &str) -> Result<u64> {
+        self.get(key).and_then(Value::as_u64).with_context(|| format!("GGUF metadata {key} missing"))
+    }
+
+    /// A tensor by name.
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    fn tensor_bytes(&self, t: &TensorInfo) -> Result<&[u8]> {
+        let (bytes, per) = block_layout(t.ggml_type)?;
+        let n = t.elements();
+        ensure!(n % per as u64 == 0, "tensor {}: {n} elements is not a whole number of blocks", t.name);
+        let len = (n / per as u64) * bytes as u64;
+        let start = (self.data_start as u64).checked_add(t.offset).context("offset overflow")?;
+        let end = start.checked_add(len).context("length overflow")?;
+        self.data
+            .get(start as usize..end as usize)
+            .with_context(|| format!("tensor {} at {start}..{end} lies outside the file", t.name))
+    }
+
+    /// Dequantises a tensor to `f32`, elements in storage order.
+    pub fn dequantize(&self, t: &TensorInfo) -> Result<Vec<f32>> {
+        let b = self.tensor_bytes(t)?;
+        let mut out = Vec::with_capacity(t.elements() as usize);
+        match t.ggml_type {
+            ggml::F32 => out.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+            ggml::F16 => out.extend(b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
+            ggml::Q4_0 => {
+                for blk in b.chunks_exact(18) {
+                    let d = half_at(blk, 0);
+                    let qs = &blk[2..18];
+                    out.extend(qs.iter().map(|q| ((q & 0x0f) as i32 - 8) as f32 * d));
+                    out.extend(qs.iter().map(|q| ((q >> 4) as i32 - 8) as f32 * d));
+                }
+            }
+            ggml::Q4_1 => {
+                for blk in b.chunks_exact(20) {
+                    let (d, m) = (half_at(blk, 0), half_at(blk, 2));
+                    let qs = &blk[4..20];
+                    out.extend(qs.iter().map(|q| (q & 0x0f) as f32 * d + m));
+                    out.extend(qs.iter().map(|q| (q >> 4) as f32 * d + m));
+                }
+            }
+            ggml::Q8_0 => {
+                for blk in b.chunks_exact(34) {
+                    let d = half_at(blk, 0);
+                    out.extend(blk[2..34].iter().map(|&q| q as i8 as f32 * d));
+                }
+            }
+            ty => bail!("GGML type {ty} not supported"),
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,12 @@
+//! `mote-host`: the workstation side of Mote — checkpoint import
+//! (safetensors, GGUF), the `.mote` writer, tokenizers built from a model's
+//! own vocabulary, and pinned model packages from the registries.
+#![deny(missing_docs)]
+
+pub mod fetch;
+pub mod gguf;
+pub mod import;
+pub mod tokenizer;
+pub mod writer;
+
+pub use writer::{ModelBuilder, ModelFile, VocabData};

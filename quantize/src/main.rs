@@ -1,0 +1,273 @@
+//! `mote`: the workstation CLI — import checkpoints, inspect models, and run
+//! them with the `mote-core` runtime on the host.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use mote_core::{Architecture, Model, RunConfig, Session};
+use mote_host::tokenizer::Tokenizer;
+use mote_host::ModelFile;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "mote", version, about = "Quantize, inspect and run transformer models for microcontrollers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import a checkpoint (HF safetensors directory or GGUF file) into a .mote model (f32).
+    Import {
+        /// Checkpoint directory (config.json + model.safetensors) or .gguf file.
+        checkpoint: PathBuf,
+        /// Output .mote file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Show a model's architecture, tensors, sizes and arena needs.
+    Inspect {
+        /// The .mote model.
+        model: PathBuf,
+        /// Sequence length to plan the arena for (default: min(model max, 128)).
+        #[arg(long)]
+        seq: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sentence embedding from an encoder model (mean-pooled, L2-normalised).
+    Embed {
+        /// The .mote model.
+        model: PathBuf,
+        /// Text to embed (tokenized with the model's own vocabulary).
+        #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+        text: Option<String>,
+        /// Token ids, fed exactly as given (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        ids: Option<Vec<u32>>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate text with a decoder model.
+    Generate {
+        /// The .mote model.
+        model: PathBuf,
+        /// Prompt text; the model's chat template is applied when it has one.
+        #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+        prompt: Option<String>,
+        /// Prompt token ids, fed exactly as given (no template, no BOS).
+        #[arg(long, value_delimiter = ',')]
+        ids: Option<Vec<u32>>,
+        /// Maximum new tokens.
+        #[arg(long, default_value_t = 64)]
+        max_tokens: u32,
+        /// Always take the most likely token (the default when no --temperature is given).
+        #[arg(long)]
+        greedy: bool,
+        /// Sample with this temperature instead of greedy decoding.
+        #[arg(long, conflicts_with = "greedy")]
+        temperature: Option<f32>,
+        /// Seed for sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load(path: &Path) -> Result<ModelFile> {
+    if !path.exists() {
+        bail!("{}: no such file", path.display());
+    }
+    ModelFile::read(path)
+}
+
+fn model<'a>(file: &'a ModelFile, path: &Path) -> Result<Model<'a>> {
+    Model::from_bytes(file.bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn core_err(e: mote_core::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+fn arena_for(m: &Model, run: &RunConfig) -> Result<Vec<u8>> {
+    let bytes = m.arena_bytes(run).map_err(core_err)?;
+    // Over-allocate by 15 so the session can align its start to 16 bytes.
+    Ok(vec![0u8; bytes + 15])
+}
+
+fn arch_name(a: Architecture) -> &'static str {
+    match a {
+        Architecture::Encoder => "encoder",
+        Architecture::Decoder => "decoder",
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Import { checkpoint, output } => {
+            let b = mote_host::import::import(&checkpoint)?;
+            let n = b.write(&output)?;
+            println!("wrote {} ({} bytes, {} parameters)", output.display(), n, b.config().parameter_count());
+        }
+        Command::Inspect { model: path, seq, json } => {
+            let file = load(&path)?;
+            let m = model(&file, &path)?;
+            let c = *m.config();
+            let seq = seq.unwrap_or(c.max_seq.min(128));
+            let run = RunConfig { max_seq: seq };
+            let arena = m.arena_bytes(&run).map_err(core_err)?;
+            let tensors: Vec<_> = (0..m.tensor_count())
+                .filter_map(|i| m.tensor_at(i))
+                .map(|t| json!({"name": t.name.as_str(), "dtype": t.dtype.name(), "shape": &t.dims[..t.rank as usize], "bytes": t.byte_len}))
+                .collect();
+            let v = m.vocab();
+            let report = json!({
+                "file_bytes": m.file_len(), "payload_bytes": m.payload_len(),
+                "architecture": arch_name(c.arch), "d_model": c.d_model, "n_layers": c.n_layers,
+                "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads, "head_dim": c.head_dim, "d_ff": c.d_ff,
+                "vocab_size": c.vocab_size, "max_seq": c.max_seq, "norm": format!("{:?}", c.norm),
+                "pre_norm": c.pre_norm, "activation": format!("{:?}", c.activation),
+                "positions": format!("{:?}", c.positions), "parameters": c.parameter_count(),
+                "tokenizer": format!("{:?}", v.kind), "vocab_tokens": v.len(), "merges": v.merge_count(),
+                "chat_template": !v.chat_template().is_empty(),
+                "arena": {"seq": seq, "bytes": arena}, "tensors": tensors,
+            });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}: {} bytes, {} {} ({} parameters)", path.display(), m.file_len(), arch_name(c.arch), format!("{:?}", c.positions).to_lowercase(), c.parameter_count());
+                println!("  d_model {} · layers {} · heads {}/{} (q/kv) × {} · d_ff {} · vocab {} · max_seq {}", c.d_model, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.d_ff, c.vocab_size, c.max_seq);
+                println!("  norm {:?} ({}) · activation {:?} · tied embeddings {}", c.norm, if c.pre_norm { "pre" } else { "post" }, c.activation, c.tied_embeddings);
+                println!("  tokenizer {:?}: {} tokens, {} merges, chat template {}", v.kind, v.len(), v.merge_count(), !v.chat_template().is_empty());
+                println!("  arena for seq {seq}: {arena} bytes");
+                println!("  {} tensors:", m.tensor_count());
+                for i in 0..m.tensor_count() {
+                    if let Some(t) = m.tensor_at(i) {
+                        println!("    {:<24} {:>4} {:?} {} bytes", t.name.as_str(), t.dtype.name(), &t.dims[..t.rank as usize], t.byte_len);
+                    }
+                }
+            }
+        }
+        Command::Embed { model: path, text, ids, json } => {
+            let file = load(&path)?;
+            let m = model(&file, &path)?;
+            if m.config().arch != Architecture::Encoder {
+                bail!("{}: embed needs an encoder model, this one is a {}", path.display(), arch_name(m.config().arch));
+            }
+            let ids = match (text, ids) {
+                (Some(t), _) => {
+                    if t.trim().is_empty() {
+                        bail!("--text is empty");
+                    }
+                    Tokenizer::from_model(m.vocab(), m.config())?.encode(&t)?
+                }
+                (None, Some(ids)) => ids,
+                (None, None) => bail!("give --text or --ids"),
+            };
+            if ids.is_empty() {
+                bail!("no token ids to embed");
+            }
+            let max = m.config().max_seq;
+            if ids.len() > max as usize {
+                bail!("{} tokens exceed the model's maximum sequence of {max}", ids.len());
+            }
+            let run = RunConfig { max_seq: ids.len() as u32 };
+            let mut arena = arena_for(&m, &run)?;
+            let mut s = Session::new(&m, &mut arena, run).map_err(core_err)?;
+            let e = s.embed(&ids).map_err(core_err)?;
+            if json {
+                println!("{}", json!({"ids": ids, "embedding": e}));
+            } else {
+                println!("ids: {ids:?}");
+                println!("embedding ({} dims): {:?}", e.len(), e);
+            }
+        }
+        Command::Generate { model: path, prompt, ids, max_tokens, greedy: _, temperature, seed, json } => {
+            let file = load(&path)?;
+            let m = model(&file, &path)?;
+            let c = *m.config();
+            if c.arch != Architecture::Decoder {
+                bail!("{}: generate needs a decoder model, this one is an {}", path.display(), arch_name(c.arch));
+            }
+            let tok = if m.vocab().is_empty() { None } else { Some(Tokenizer::from_model(m.vocab(), &c)?) };
+            let prompt_ids = match (prompt, ids) {
+                (Some(p), _) => {
+                    if p.trim().is_empty() {
+                        bail!("--prompt is empty");
+                    }
+                    let t = tok.as_ref().context("this model has no vocabulary: use --ids")?;
+                    t.encode(&t.apply_chat_template(&p)?)?
+                }
+                (None, Some(ids)) => ids,
+                (None, None) => bail!("give --prompt or --ids"),
+            };
+            if prompt_ids.is_empty() {
+                bail!("the prompt has no tokens");
+            }
+            let total = prompt_ids.len() as u64 + max_tokens as u64;
+            if total > c.max_seq as u64 {
+                bail!("prompt ({} tokens) + --max-tokens {max_tokens} exceed the model's maximum sequence of {}", prompt_ids.len(), c.max_seq);
+            }
+            let run = RunConfig { max_seq: total.max(1) as u32 };
+            let mut arena = arena_for(&m, &run)?;
+            let mut s = Session::new(&m, &mut arena, run).map_err(core_err)?;
+            let mut rng = seed ^ 0x9e37_79b9_7f4a_7c15;
+            let mut out = Vec::new();
+            let mut logits = s.prefill(&prompt_ids).map_err(core_err)?;
+            for step in 0..max_tokens {
+                let next = match temperature {
+                    Some(t) if t > 0.0 => sample(logits, t, &mut rng),
+                    _ => mote_core::kernels::argmax(logits) as u32,
+                };
+                if next == c.eos {
+                    break;
+                }
+                out.push(next);
+                if step + 1 == max_tokens {
+                    break;
+                }
+                logits = s.decode_step(next).map_err(core_err)?;
+            }
+            let text = match &tok {
+                Some(t) => t.decode(&out)?,
+                None => String::new(),
+            };
+            if json {
+                println!("{}", json!({"ids": out, "text": text}));
+            } else {
+                println!("{text}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Samples from softmax(logits / t) with a xorshift generator.
+fn sample(logits: &[f32], t: f32, state: &mut u64) -> u32 {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let total: f64 = logits.iter().map(|&l| (((l - max) / t) as f64).exp()).sum();
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    let mut r = (*state >> 11) as f64 / (1u64 << 53) as f64 * total;
+    for (i, &l) in logits.iter().enumerate() {
+        r -= (((l - max) / t) as f64).exp();
+        if r <= 0.0 {
+            return i as u32;
+        }
+    }
+    logits.len().saturating_sub(1) as u32
+}
