@@ -1,0 +1,78 @@
+//! Bad input to the CLI: one line on stderr naming the problem, a non-zero
+//! exit code, and no output file left behind.
+#![allow(clippy::unwrap_used)]
+
+use mote_tests::{random_model, tiny_decoder_config, tiny_encoder_config, work_dir};
+use std::path::PathBuf;
+use std::process::Command;
+
+fn mote(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mote")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let (ok, _, err) = mote(args);
+    assert!(!ok, "mote {args:?} succeeded");
+    assert_eq!(err.trim_end().lines().count(), 1, "mote {args:?}: not one line: {err}");
+    assert!(err.contains(needle), "mote {args:?}: {err:?} does not mention {needle:?}");
+}
+
+fn tiny(kind: &str) -> PathBuf {
+    let p = work_dir().join(format!("cli-{kind}-{}.mote", std::process::id()));
+    let cfg = if kind == "dec" { tiny_decoder_config() } else { tiny_encoder_config() };
+    random_model(cfg, 4).write(&p).unwrap();
+    p
+}
+
+#[test]
+fn bad_inputs_get_one_line_errors() {
+    let enc = tiny("enc");
+    let dec = tiny("dec");
+    let (enc_s, dec_s) = (enc.to_str().unwrap(), dec.to_str().unwrap());
+    fails_with(&["inspect", "/nonexistent/x.mote"], "no such file");
+    fails_with(&["inspect", "/tmp"], "is a directory");
+    fails_with(&["embed", dec_s, "--ids", "1,2"], "needs an encoder");
+    fails_with(&["generate", enc_s, "--ids", "1,2"], "needs a decoder");
+    fails_with(&["embed", enc_s, "--text", "  "], "empty");
+    fails_with(&["embed", enc_s, "--text", "hello"], "no vocabulary");
+    fails_with(&["embed", enc_s, "--ids", "1,99"], "token id 99");
+    fails_with(&["embed", enc_s, "--ids", &vec!["1"; 17].join(",")], "exceed the model's maximum sequence of 16");
+    fails_with(&["generate", dec_s, "--ids", "1,2", "--max-tokens", "40"], "exceed the model's maximum sequence of 32");
+    fails_with(&["import", "/nonexistent/ckpt", "-o", "/tmp/never.mote"], "does not exist");
+
+    // A corrupt model: one flipped payload byte.
+    let mut bytes = std::fs::read(&enc).unwrap();
+    let n = bytes.len();
+    bytes[n - 5] ^= 0x40;
+    let bad = work_dir().join(format!("cli-corrupt-{}.mote", std::process::id()));
+    std::fs::write(&bad, &bytes).unwrap();
+    fails_with(&["inspect", bad.to_str().unwrap()], "payload CRC mismatch");
+    std::fs::write(&bad, &bytes[..100]).unwrap();
+    fails_with(&["embed", bad.to_str().unwrap(), "--ids", "1"], "truncated");
+
+    // A failed import leaves no output file.
+    let out = work_dir().join(format!("cli-never-{}.mote", std::process::id()));
+    let ckpt = work_dir().join(format!("cli-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&ckpt).unwrap();
+    std::fs::write(ckpt.join("config.json"), "{not json").unwrap();
+    fails_with(&["import", ckpt.to_str().unwrap(), "-o", out.to_str().unwrap()], "config.json");
+    assert!(!out.exists());
+    let leftovers = std::fs::read_dir(work_dir()).unwrap().filter(|e| {
+        e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".cli-never")
+    });
+    assert_eq!(leftovers.count(), 0);
+}
+
+#[test]
+fn good_inputs_work() {
+    let enc = tiny("enc2");
+    let (ok, out, err) = mote(&["inspect", enc.to_str().unwrap(), "--json", "--seq", "8"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["architecture"], "encoder");
+    let file = mote_host::ModelFile::read(&enc).unwrap();
+    let m = mote_core::Model::from_bytes(file.bytes()).unwrap();
+    assert_eq!(v["arena"]["bytes"], m.arena_bytes(&mote_core::RunConfig { max_seq: 8 }).unwrap());
+    assert_eq!(v["tensors"].as_array().unwrap().len() as u32, m.tensor_count());
+}
