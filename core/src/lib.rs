@@ -11,13 +11,14 @@
 //! ```
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod config;
 pub mod error;
 pub mod format;
 pub mod kernels;
 pub mod model;
+pub mod quant;
 pub mod session;
 pub mod vocab;
 

@@ -1,0 +1,334 @@
+//! Integer kernels: int8 dot products and matrix–vector products with int32
+//! accumulation, and TFLite-style fixed-point requantization.
+//!
+//! The scalar functions are the definition. SIMD variants (x86_64 AVX2 and
+//! SSE4.1 here) sit behind one safe dispatcher per family and must return
+//! exactly the scalar bits; tests force each available variant.
+//!
+//! Inputs: weights are any `i8`; activations must lie in `[-127, 127]` (the
+//! quantizers here never produce -128). With that, no SIMD step can saturate,
+//! which is what makes the variants bit-identical.
+#![allow(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+/// A kernel implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Plain Rust, every target: the definition.
+    Scalar,
+    /// x86_64 SSE4.1.
+    Sse41,
+    /// x86_64 AVX2.
+    Avx2,
+}
+
+impl Backend {
+    /// Every backend, best last.
+    pub const ALL: [Backend; 3] = [Backend::Scalar, Backend::Sse41, Backend::Avx2];
+
+    /// True when this backend can run on this machine.
+    pub fn available(self) -> bool {
+        match self {
+            Backend::Scalar => true,
+            #[cfg(all(target_arch = "x86_64", feature = "std"))]
+            Backend::Sse41 => std::is_x86_feature_detected!("sse4.1"),
+            #[cfg(all(target_arch = "x86_64", feature = "std"))]
+            Backend::Avx2 => std::is_x86_feature_detected!("avx2"),
+            #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+            Backend::Sse41 => cfg!(target_feature = "sse4.1"),
+            #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+            Backend::Avx2 => cfg!(target_feature = "avx2"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The best backend this machine runs.
+    pub fn best() -> Backend {
+        if Backend::Avx2.available() {
+            Backend::Avx2
+        } else if Backend::Sse41.available() {
+            Backend::Sse41
+        } else {
+            Backend::Scalar
+        }
+    }
+}
+
+/// The definition: `Σ a[i]·b[i]` over the shorter length, in `i32`.
+pub fn dot_i8_scalar(a: &[i8], b: &[i8]) -> i32 {
+    a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
+}
+
+/// `out[r] = Σ_c w[r, c]·x[c]` for row-major `w` with `x.len()` columns,
+/// on the given backend (`None` if it cannot run here).
+pub fn gemv_i8_with(backend: Backend, out: &mut [i32], w: &[i8], x: &[i8]) -> Option<()> {
+    if !backend.available() {
+        return None;
+    }
+    let cols = x.len();
+    if cols == 0 {
+        out.fill(0);
+        return Some(());
+    }
+    let rows = out.iter_mut().zip(w.chunks_exact(cols));
+    match backend {
+        Backend::Scalar => rows.for_each(|(o, r)| *o = dot_i8_scalar(r, x)),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 => {
+            // SAFETY: `available()` confirmed AVX2 on this CPU.
+            rows.for_each(|(o, r)| *o = unsafe { x86::dot_i8_avx2(r, x) })
+        }
+        #[cfg(target_arch = "x86_64")]
+        Backend::Sse41 => {
+            // SAFETY: `available()` confirmed SSE4.1 on this CPU.
+            rows.for_each(|(o, r)| *o = unsafe { x86::dot_i8_sse41(r, x) })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => return None,
+    }
+    Some(())
+}
+
+/// [`gemv_i8_with`] on the best backend.
+pub fn gemv_i8(out: &mut [i32], w: &[i8], x: &[i8]) {
+    // The best backend is always available, so this cannot be `None`.
+    let _ = gemv_i8_with(Backend::best(), out, w, x);
+}
+
+/// Symmetric per-vector quantization: `q = round(x / s)` in `[-127, 127]`
+/// with `s = max|x| / 127` (1 when `x` is all zero). Returns `s`.
+pub fn quantize_symmetric(x: &[f32], q: &mut [i8]) -> f32 {
+    let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let scale = if max > 0.0 && max.is_finite() { max / 127.0 } else { 1.0 };
+    let inv = 1.0 / scale;
+    for (o, v) in q.iter_mut().zip(x) {
+        *o = libm::roundf(v * inv).clamp(-127.0, 127.0) as i8;
+    }
+    scale
+}
+
+/// TFLite's `MultiplyByQuantizedMultiplier`: `round(x · m · 2^shift / 2^31)`
+/// with `m` in `[2^30, 2^31)` (a Q31 multiplier) and `shift` in `-31..=30`,
+/// bit for bit as TFLite/gemmlowp: a saturating rounding doubling high
+/// multiply (ties upward), then a rounding right shift (ties away from zero).
+/// A left shift that overflows saturates.
+pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
+    let left = shift.clamp(0, 30);
+    let right = (-shift).clamp(0, 31);
+    let x = (x as i64) << left;
+    let x = x.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+    rounding_right_shift(saturating_doubling_high_mul(x, multiplier), right)
+}
+
+/// gemmlowp `SaturatingRoundingDoublingHighMul`.
+fn saturating_doubling_high_mul(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let ab = a as i64 * b as i64;
+    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+    ((ab + nudge) / (1i64 << 31)) as i32
+}
+
+/// gemmlowp `RoundingDivideByPOT`: divide by `2^exp`, ties away from zero.
+fn rounding_right_shift(x: i32, exp: i32) -> i32 {
+    if exp <= 0 {
+        return x;
+    }
+    let mask = ((1i64 << exp) - 1) as i32;
+    let remainder = x & mask;
+    let threshold = (mask >> 1) + i32::from(x < 0);
+    (x >> exp) + i32::from(remainder > threshold)
+}
+
+/// Splits a positive real multiplier into a Q31 mantissa and a power-of-two
+/// shift for [`multiply_by_quantized_multiplier`] (TFLite's `QuantizeMultiplier`).
+pub fn quantize_multiplier(real: f64) -> (i32, i32) {
+    if real <= 0.0 || !real.is_finite() {
+        return (0, 0);
+    }
+    let mut shift = 0i32;
+    let mut m = real;
+    while m >= 1.0 {
+        m /= 2.0;
+        shift += 1;
+    }
+    while m < 0.5 {
+        m *= 2.0;
+        shift -= 1;
+    }
+    let mut q = libm::round(m * (1u64 << 31) as f64) as i64;
+    if q == 1i64 << 31 {
+        q /= 2;
+        shift += 1;
+    }
+    if shift < -31 {
+        return (0, 0);
+    }
+    (q as i32, shift.min(30))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::x86_64::*;
+
+    /// Sum of the eight i32 lanes.
+    #[target_feature(enable = "avx2")]
+    fn hsum_256(v: __m256i) -> i32 {
+        let lo = _mm256_castsi256_si128(v);
+        let hi = _mm256_extracti128_si256::<1>(v);
+        hsum_128(_mm_add_epi32(lo, hi))
+    }
+
+    #[target_feature(enable = "sse4.1")]
+    fn hsum_128(v: __m128i) -> i32 {
+        let s = _mm_add_epi32(v, _mm_shuffle_epi32::<0b01_00_11_10>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+
+    /// AVX2 int8 dot product. `maddubs` multiplies |a| (u8) by b·sign(a) (i8)
+    /// and adds pairs into i16; with b in [-127, 127] a pair is at most
+    /// 2·128·127 = 32512, so it never saturates and the result equals the scalar one.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len().min(b.len());
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = _mm256_setzero_si256();
+        let mut i = 0;
+        while i + 32 <= n {
+            // SAFETY: i + 32 <= n <= len of both slices; loadu has no alignment need.
+            let (va, vb) = unsafe {
+                (
+                    _mm256_loadu_si256(a.as_ptr().add(i) as *const __m256i),
+                    _mm256_loadu_si256(b.as_ptr().add(i) as *const __m256i),
+                )
+            };
+            let ua = _mm256_sign_epi8(va, va);
+            let sb = _mm256_sign_epi8(vb, va);
+            let pairs = _mm256_maddubs_epi16(ua, sb);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
+            i += 32;
+        }
+        let tail: i32 = a[i..n].iter().zip(&b[i..n]).map(|(&x, &y)| x as i32 * y as i32).sum();
+        hsum_256(acc) + tail
+    }
+
+    /// SSE4.1 int8 dot product (same scheme as AVX2, 16 lanes).
+    ///
+    /// # Safety
+    /// The CPU must support SSE4.1 (SSSE3 included).
+    #[target_feature(enable = "sse4.1")]
+    pub(super) unsafe fn dot_i8_sse41(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len().min(b.len());
+        let ones = _mm_set1_epi16(1);
+        let mut acc = _mm_setzero_si128();
+        let mut i = 0;
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n <= len of both slices; loadu has no alignment need.
+            let (va, vb) = unsafe {
+                (
+                    _mm_loadu_si128(a.as_ptr().add(i) as *const __m128i),
+                    _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i),
+                )
+            };
+            let ua = _mm_sign_epi8(va, va);
+            let sb = _mm_sign_epi8(vb, va);
+            acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_maddubs_epi16(ua, sb), ones));
+            i += 16;
+        }
+        let tail: i32 = a[i..n].iter().zip(&b[i..n]).map(|(&x, &y)| x as i32 * y as i32).sum();
+        hsum_128(acc) + tail
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rng(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    /// Every available backend returns the scalar bytes, on random shapes
+    /// with odd sizes and tails, weights over the full i8 range (including -128).
+    #[test]
+    fn all_gemv_backends_match_scalar() {
+        let mut s = 0x1234_5678_9abc_def1u64;
+        let mut tested = 0;
+        for _ in 0..300 {
+            let rows = 1 + (rng(&mut s) % 9) as usize;
+            let cols = (rng(&mut s) % 200) as usize;
+            let w: Vec<i8> = (0..rows * cols).map(|_| rng(&mut s) as i8).collect();
+            let x: Vec<i8> = (0..cols).map(|_| (rng(&mut s) % 255) as i8).map(|v| v.max(-127)).collect();
+            let mut want = vec![0i32; rows];
+            gemv_i8_with(Backend::Scalar, &mut want, &w, &x).unwrap();
+            for b in Backend::ALL {
+                let mut got = vec![7i32; rows];
+                if gemv_i8_with(b, &mut got, &w, &x).is_some() {
+                    assert_eq!(got, want, "{b:?} rows {rows} cols {cols}");
+                    tested += 1;
+                }
+            }
+        }
+        assert!(tested >= 300);
+        // The extremes: every weight -128, every activation ±127.
+        let w = vec![-128i8; 64];
+        for xv in [127i8, -127] {
+            let x = vec![xv; 64];
+            let mut want = [0i32];
+            gemv_i8_with(Backend::Scalar, &mut want, &w, &x).unwrap();
+            assert_eq!(want[0], -128 * xv as i32 * 64);
+            for b in Backend::ALL {
+                let mut got = [0i32];
+                if gemv_i8_with(b, &mut got, &w, &x).is_some() {
+                    assert_eq!(got, want, "{b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn requantization_matches_real_arithmetic() {
+        let mut s = 99u64;
+        for _ in 0..20000 {
+            let real = (rng(&mut s) % 1_000_000) as f64 / 1e6 * 2f64.powi((rng(&mut s) % 20) as i32 - 16);
+            let x = (rng(&mut s) as i32) >> (rng(&mut s) % 24);
+            let (m, sh) = quantize_multiplier(real);
+            if ((x as i64) << sh.max(0)).abs() > i32::MAX as i64 {
+                // The left shift saturates (TFLite overflows here); checked below.
+                continue;
+            }
+            let got = multiply_by_quantized_multiplier(x, m, sh) as f64;
+            let exact = x as f64 * m as f64 * 2f64.powi(sh) / 2f64.powi(31);
+            // Two roundings (high multiply, then shift) can each lose half a unit.
+            assert!((got - exact).abs() <= 1.0 || m == 0, "x {x} m {m} sh {sh}: {got} vs {exact}");
+        }
+        // gemmlowp's nudge: +2.5 rounds to 3, -2.5 to -2 (ties upward).
+        assert_eq!(multiply_by_quantized_multiplier(5, 1 << 30, 0), 3);
+        assert_eq!(multiply_by_quantized_multiplier(-5, 1 << 30, 0), -2);
+        assert_eq!(multiply_by_quantized_multiplier(i32::MIN, i32::MIN, 0), i32::MAX);
+        assert_eq!(quantize_multiplier(0.5), (1 << 30, 0));
+        assert_eq!(multiply_by_quantized_multiplier(i32::MAX, 1 << 30, 4), i32::MAX / 2 + 1);
+        assert_eq!(quantize_multiplier(1.0), (1 << 30, 1));
+    }
+
+    #[test]
+    fn symmetric_quantization_round_trips() {
+        let x = [0.0f32, 1.0, -2.0, 0.5, 1.99];
+        let mut q = [0i8; 5];
+        let s = quantize_symmetric(&x, &mut q);
+        assert_eq!(q, [0, 64, -127, 32, 126]);
+        assert!((s - 2.0 / 127.0).abs() < 1e-9);
+        let mut z = [1i8; 3];
+        assert_eq!(quantize_symmetric(&[0.0; 3], &mut z), 1.0);
+        assert_eq!(z, [0; 3]);
+    }
+}
