@@ -25,7 +25,7 @@ pub mod vocab;
 pub use config::{Activation, Architecture, Config, NormKind, Pooling, PositionKind};
 pub use error::{Error, TensorName};
 pub use format::{Dtype, SectionKind, TensorInfo, FORMAT_VERSION, MAGIC};
-pub use model::Model;
+pub use model::{Model, Weight};
 pub use session::{RunConfig, Session};
 pub use vocab::{PreTokenizer, TokenizerKind, Vocab};
 

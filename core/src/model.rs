@@ -18,13 +18,31 @@ pub struct Model<'a> {
     tensor_count: u32,
     vocab: Vocab<'a>,
     payload_len: u64,
+    has_i8: bool,
+    has_f16: bool,
+}
+
+/// A weight matrix as stored, read in place.
+#[derive(Debug, Clone, Copy)]
+pub enum Weight<'a> {
+    /// f32 elements.
+    F32(&'a [f32]),
+    /// IEEE half elements (f32 accumulation).
+    F16(&'a [half::f16]),
+    /// int8, symmetric per output row: `w[r, c] ≈ q[r, c] · scales[r]`.
+    I8 {
+        /// The quantized elements.
+        q: &'a [i8],
+        /// One scale per row.
+        scales: &'a [f32],
+    },
 }
 
 /// Short names buffer: `L{layer}.{suffix}` or a global name, up to 24 bytes.
 #[derive(Clone, Copy)]
 pub(crate) struct NameBuf {
     buf: [u8; TensorName::LEN],
-    len: usize,
+    pub(crate) len: usize,
 }
 
 impl NameBuf {
@@ -54,7 +72,7 @@ impl NameBuf {
         n
     }
 
-    fn push(&mut self, s: &[u8]) {
+    pub(crate) fn push(&mut self, s: &[u8]) {
         for &b in s {
             if self.len < self.buf.len() {
                 self.buf[self.len] = b;
@@ -76,8 +94,30 @@ const LAYER_TENSORS: [&str; 18] = [
 const GLOBAL_TENSORS: [&str; 8] =
     ["tok_emb", "pos_emb", "type_emb", "emb_norm.w", "emb_norm.b", "out_norm.w", "out_norm.b", "lm_head"];
 
-/// The shape `name` must have under `cfg`, or `None` when the config does not use it.
-fn expected_shape(cfg: &Config, name: &[u8]) -> Option<[u32; 4]> {
+/// What a tensor name means under a config.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A norm weight, bias or position/type table: always f32.
+    Plain([u32; 4]),
+    /// A weight matrix (or the token embedding): f32, f16 or i8 with a scale tensor.
+    Matrix([u32; 4]),
+    /// `<matrix>.s`: the per-row f32 scales of an i8 matrix.
+    Scale([u32; 4]),
+}
+
+fn role(cfg: &Config, name: &[u8]) -> Option<Role> {
+    if let Some(base) = name.strip_suffix(b".s") {
+        return match expected_shape(cfg, base)? {
+            (shape, true) => Some(Role::Scale([shape[0], 0, 0, 0])),
+            _ => None,
+        };
+    }
+    expected_shape(cfg, name).map(|(shape, m)| if m { Role::Matrix(shape) } else { Role::Plain(shape) })
+}
+
+/// The shape `name` must have under `cfg` and whether it is a (quantizable)
+/// matrix, or `None` when the config does not use it.
+fn expected_shape(cfg: &Config, name: &[u8]) -> Option<([u32; 4], bool)> {
     let d = cfg.d_model;
     let q = cfg.n_heads * cfg.head_dim;
     let kv = cfg.n_kv_heads * cfg.head_dim;
@@ -100,8 +140,8 @@ fn expected_shape(cfg: &Config, name: &[u8]) -> Option<[u32; 4]> {
         if layer >= cfg.n_layers {
             return None;
         }
-        let s = |v: u32| Some([v, 0, 0, 0]);
-        let m = |r: u32, c: u32| Some([r, c, 0, 0]);
+        let s = |v: u32| Some(([v, 0, 0, 0], false));
+        let m = |r: u32, c: u32| Some(([r, c, 0, 0], true));
         return match suffix {
             b"attn_norm.w" | b"ffn_norm.w" => s(d),
             b"attn_norm.b" | b"ffn_norm.b" if ln => s(d),
@@ -119,12 +159,12 @@ fn expected_shape(cfg: &Config, name: &[u8]) -> Option<[u32; 4]> {
             _ => None,
         };
     }
-    let s = |v: u32| Some([v, 0, 0, 0]);
-    let m = |r: u32, c: u32| Some([r, c, 0, 0]);
+    let s = |v: u32| Some(([v, 0, 0, 0], false));
+    let m = |r: u32, c: u32| Some(([r, c, 0, 0], true));
     match name {
         b"tok_emb" => m(cfg.vocab_size, d),
-        b"pos_emb" if cfg.positions == PositionKind::Learned => m(cfg.max_seq, d),
-        b"type_emb" if cfg.n_token_types > 0 => m(cfg.n_token_types, d),
+        b"pos_emb" if cfg.positions == PositionKind::Learned => Some(([cfg.max_seq, d, 0, 0], false)),
+        b"type_emb" if cfg.n_token_types > 0 => Some(([cfg.n_token_types, d, 0, 0], false)),
         b"emb_norm.w" if cfg.embedding_norm => s(d),
         b"emb_norm.b" if cfg.embedding_norm && ln => s(d),
         b"out_norm.w" if cfg.pre_norm => s(d),
@@ -221,6 +261,8 @@ impl<'a> Model<'a> {
             tensor_count: count,
             vocab: Vocab::empty(),
             payload_len: payload_range.1 - payload_range.0,
+            has_i8: false,
+            has_f16: false,
         };
         for i in 0..count {
             let entry = model.entry(i);
@@ -231,12 +273,36 @@ impl<'a> Model<'a> {
                 }
             }
             let name = format::entry_name(entry);
-            let shape = expected_shape(&config, name).ok_or(Error::UnknownTensor { tensor: info.name })?;
+            let (shape, dtype_ok) = match role(&config, name).ok_or(Error::UnknownTensor { tensor: info.name })? {
+                Role::Plain(s) | Role::Scale(s) => (s, info.dtype == Dtype::F32),
+                Role::Matrix(s) => (s, matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::I8)),
+            };
             if shape != info.dims {
                 return Err(Error::ShapeMismatch { tensor: info.name, expected: shape, got: info.dims });
             }
-            if info.dtype != Dtype::F32 {
+            if !dtype_ok {
                 return Err(Error::UnsupportedDtype { tensor: info.name, code: info.dtype as u8 });
+            }
+        }
+        // Scales belong to i8 matrices, and i8 matrices have scales.
+        for i in 0..count {
+            let Some(info) = model.tensor_at(i) else { continue };
+            let name = format::entry_name(model.entry(i));
+            if let Some(base) = name.strip_suffix(b".s") {
+                if model.find(base, 0).map(|(_, t)| t.dtype) != Some(Dtype::I8) {
+                    return Err(Error::UnknownTensor { tensor: info.name });
+                }
+            } else if info.dtype == Dtype::I8 {
+                let mut scale = NameBuf::global("");
+                scale.push(name);
+                scale.push(b".s");
+                if scale.len == name.len() + 2 && model.find(scale.as_bytes(), i).is_some() {
+                    continue;
+                }
+                let mut n = [0u8; 26];
+                n[..name.len()].copy_from_slice(name);
+                n[name.len()..name.len() + 2].copy_from_slice(b".s");
+                return Err(Error::MissingTensor { tensor: TensorName::new(&n[..name.len() + 2]) });
             }
         }
         // Every tensor the config needs must be present.
@@ -262,7 +328,14 @@ impl<'a> Model<'a> {
             Some(_) => Vocab::parse(section(SectionKind::Vocab)?, config.vocab_size)?,
             None => Vocab::empty(),
         };
-        Ok(Model { vocab, ..model })
+        let mut has_i8 = false;
+        let mut has_f16 = false;
+        for i in 0..count {
+            let dtype = model.tensor_at(i).map(|t| t.dtype);
+            has_i8 |= dtype == Some(Dtype::I8);
+            has_f16 |= dtype == Some(Dtype::F16);
+        }
+        Ok(Model { vocab, has_i8, has_f16, ..model })
     }
 
     fn entry(&self, i: u32) -> &'a [u8] {
@@ -338,8 +411,36 @@ impl<'a> Model<'a> {
             .map_err(|_| Error::MisalignedTensor { tensor: t.name, offset: t.offset })
     }
 
+    /// A weight matrix (f32, f16, or i8 with its `.s` scales), read in place.
+    pub fn weight(&self, t: &TensorInfo) -> Result<Weight<'a>> {
+        let misaligned = Error::MisalignedTensor { tensor: t.name, offset: t.offset };
+        match t.dtype {
+            Dtype::F32 => self.tensor_f32(t).map(Weight::F32),
+            Dtype::F16 => bytemuck::try_cast_slice(self.tensor_bytes(t)?).map(Weight::F16).map_err(|_| misaligned),
+            Dtype::I8 => {
+                let q: &[i8] = bytemuck::cast_slice(self.tensor_bytes(t)?);
+                let mut name = NameBuf::global(t.name.as_str());
+                name.push(b".s");
+                let missing = Error::MissingTensor { tensor: TensorName::new(name.as_bytes()) };
+                let (_, s) = self.find(name.as_bytes(), 0).ok_or(missing)?;
+                Ok(Weight::I8 { q, scales: self.tensor_f32(&s)? })
+            }
+            Dtype::I32 => Err(Error::UnsupportedDtype { tensor: t.name, code: t.dtype as u8 }),
+        }
+    }
+
+    /// True when some weight is int8.
+    pub fn has_i8(&self) -> bool {
+        self.has_i8
+    }
+
+    /// True when some weight is f16.
+    pub fn has_f16(&self) -> bool {
+        self.has_f16
+    }
+
     /// Exact arena bytes a [`crate::Session`] with `run` needs (for a 16-byte aligned arena).
     pub fn arena_bytes(&self, run: &RunConfig) -> Result<usize> {
-        crate::session::plan(&self.config, run).map(|p| p.total_bytes())
+        crate::session::plan(self, run).map(|p| p.total_bytes())
     }
 }

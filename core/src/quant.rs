@@ -90,6 +90,125 @@ pub fn gemv_i8_with(backend: Backend, out: &mut [i32], w: &[i8], x: &[i8]) -> Op
     Some(())
 }
 
+/// `out[r] = (Σ_c q[r, c]·x[c]) · scales[r] · x_scale (+ bias[r])`: an int8
+/// matrix with per-row scales times an int8 vector with one scale. The
+/// integer sums are exact on every backend and the float epilogue is the same
+/// code, so every backend gives the same bits.
+pub fn gemv_i8_scaled_with(
+    backend: Backend,
+    out: &mut [f32],
+    q: &[i8],
+    scales: &[f32],
+    x: &[i8],
+    x_scale: f32,
+    bias: Option<&[f32]>,
+) -> Option<()> {
+    if !backend.available() {
+        return None;
+    }
+    let cols = x.len();
+    let epilogue = |r: usize, acc: i32| {
+        let s = scales.get(r).copied().unwrap_or(0.0) * x_scale;
+        acc as f32 * s + bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0)
+    };
+    if cols == 0 {
+        out.iter_mut().enumerate().for_each(|(r, o)| *o = epilogue(r, 0));
+        return Some(());
+    }
+    let rows = out.iter_mut().zip(q.chunks_exact(cols)).enumerate();
+    match backend {
+        Backend::Scalar => rows.for_each(|(r, (o, w))| *o = epilogue(r, dot_i8_scalar(w, x))),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `available()` confirmed AVX2 on this CPU.
+        Backend::Avx2 => rows.for_each(|(r, (o, w))| *o = epilogue(r, unsafe { x86::dot_i8_avx2(w, x) })),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `available()` confirmed SSE4.1 on this CPU.
+        Backend::Sse41 => rows.for_each(|(r, (o, w))| *o = epilogue(r, unsafe { x86::dot_i8_sse41(w, x) })),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => return None,
+    }
+    Some(())
+}
+
+/// Elements per activation block: each block of an int8 activation vector
+/// has its own scale, so one outlier channel only coarsens its own block.
+pub const BLOCK: usize = 32;
+
+/// Quantizes `x` block by block ([`BLOCK`] elements, the last may be short)
+/// with [`quantize_symmetric`]; writes one scale per block into `scales`.
+pub fn quantize_blocks(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
+    for ((xb, qb), s) in x.chunks(BLOCK).zip(q.chunks_mut(BLOCK)).zip(scales.iter_mut()) {
+        *s = quantize_symmetric(xb, qb);
+    }
+}
+
+/// `out[r] = scales[r] · Σ_b x_scales[b] · (Σ_{c∈b} q[r, c]·x[c]) (+ bias[r])`:
+/// an int8 matrix with per-row scales times an int8 vector with per-block
+/// scales. Each block's integer sum is exact on every backend; the float
+/// accumulation over blocks is the same sequential code on every backend, so
+/// every backend gives the same bits.
+pub fn gemv_i8_blocked_with(
+    backend: Backend,
+    out: &mut [f32],
+    q: &[i8],
+    scales: &[f32],
+    x: &[i8],
+    x_scales: &[f32],
+    bias: Option<&[f32]>,
+) -> Option<()> {
+    if !backend.available() {
+        return None;
+    }
+    let cols = x.len();
+    let finish = |r: usize, acc: f32| {
+        acc * scales.get(r).copied().unwrap_or(0.0) + bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0)
+    };
+    if cols == 0 {
+        out.iter_mut().enumerate().for_each(|(r, o)| *o = finish(r, 0.0));
+        return Some(());
+    }
+    let row_dot = |w: &[i8], dot: &dyn Fn(&[i8], &[i8]) -> i32| -> f32 {
+        let mut acc = 0.0f32;
+        for ((wb, xb), s) in w.chunks(BLOCK).zip(x.chunks(BLOCK)).zip(x_scales) {
+            acc += dot(wb, xb) as f32 * s;
+        }
+        acc
+    };
+    let rows = out.iter_mut().zip(q.chunks_exact(cols)).enumerate();
+    match backend {
+        Backend::Scalar => rows.for_each(|(r, (o, w))| *o = finish(r, row_dot(w, &dot_i8_scalar))),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 | Backend::Sse41 => {
+            // Both use the 16-lane kernel per 32-element block (two steps);
+            // AVX2 takes whole blocks in one step.
+            let avx2 = backend == Backend::Avx2;
+            let dot = |a: &[i8], b: &[i8]| -> i32 {
+                if avx2 {
+                    // SAFETY: `available()` confirmed AVX2 on this CPU.
+                    unsafe { x86::dot_i8_avx2(a, b) }
+                } else {
+                    // SAFETY: `available()` confirmed SSE4.1 on this CPU.
+                    unsafe { x86::dot_i8_sse41(a, b) }
+                }
+            };
+            rows.for_each(|(r, (o, w))| *o = finish(r, row_dot(w, &dot)));
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => return None,
+    }
+    Some(())
+}
+
+/// [`gemv_i8_blocked_with`] on the best backend.
+pub fn gemv_i8_blocked(out: &mut [f32], q: &[i8], scales: &[f32], x: &[i8], x_scales: &[f32], bias: Option<&[f32]>) {
+    let _ = gemv_i8_blocked_with(Backend::best(), out, q, scales, x, x_scales, bias);
+}
+
+/// [`gemv_i8_scaled_with`] on the best backend.
+pub fn gemv_i8_scaled(out: &mut [f32], q: &[i8], scales: &[f32], x: &[i8], x_scale: f32, bias: Option<&[f32]>) {
+    let _ = gemv_i8_scaled_with(Backend::best(), out, q, scales, x, x_scale, bias);
+}
+
 /// [`gemv_i8_with`] on the best backend.
 pub fn gemv_i8(out: &mut [i32], w: &[i8], x: &[i8]) {
     // The best backend is always available, so this cannot be `None`.

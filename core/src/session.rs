@@ -10,7 +10,8 @@
 
 use crate::config::{Activation, Architecture, Config, NormKind, Pooling, PositionKind};
 use crate::kernels;
-use crate::model::{Model, NameBuf};
+use crate::model::{Model, NameBuf, Weight};
+use crate::quant;
 use crate::{Error, Result, TensorName};
 
 /// What one session must be able to hold.
@@ -24,7 +25,7 @@ pub struct RunConfig {
 /// Sizes (in `f32` elements, each a multiple of 4) of the arena's buffers.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Plan {
-    sizes: [usize; 11],
+    sizes: [usize; 14],
 }
 
 const H: usize = 0;
@@ -38,6 +39,9 @@ const F1: usize = 7;
 const F2: usize = 8;
 const ROPE: usize = 9;
 const OUT: usize = 10;
+const XQ: usize = 11;
+const WROW: usize = 12;
+const XS: usize = 13;
 
 impl Plan {
     pub(crate) fn total_bytes(&self) -> usize {
@@ -49,8 +53,9 @@ fn arena_overflow() -> Error {
     Error::BadConfig { field: "arena size", value: u32::MAX }
 }
 
-/// Plans the arena for `cfg` under `run`.
-pub(crate) fn plan(cfg: &Config, run: &RunConfig) -> Result<Plan> {
+/// Plans the arena for `model` under `run`.
+pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
+    let cfg = model.config();
     if run.max_seq == 0 || run.max_seq > cfg.max_seq {
         return Err(Error::SequenceTooLong { max: cfg.max_seq, got: run.max_seq });
     }
@@ -63,7 +68,9 @@ pub(crate) fn plan(cfg: &Config, run: &RunConfig) -> Result<Plan> {
     let rows = if decoder { 1 } else { seq };
     let cache_layers = if decoder { cfg.n_layers as u64 } else { 1 };
     let gated = cfg.activation == Activation::SwiGlu;
-    let raw: [Option<u64>; 11] = [
+    // Widest input of any matrix: int8 activations and f16 row conversion need that much.
+    let widest = d.max(q).max(ff);
+    let raw: [Option<u64>; 14] = [
         rows.checked_mul(d),
         cache_layers.checked_mul(seq).and_then(|x| x.checked_mul(kv)),
         cache_layers.checked_mul(seq).and_then(|x| x.checked_mul(kv)),
@@ -75,8 +82,11 @@ pub(crate) fn plan(cfg: &Config, run: &RunConfig) -> Result<Plan> {
         Some(if gated { ff } else { 0 }),
         Some(if cfg.positions == PositionKind::Rope { cfg.head_dim as u64 } else { 0 }),
         Some(if decoder { cfg.vocab_size as u64 } else { d }),
+        Some(if model.has_i8() { widest.div_ceil(4) } else { 0 }),
+        Some(if model.has_f16() { widest } else { 0 }),
+        Some(if model.has_i8() { widest.div_ceil(quant::BLOCK as u64) } else { 0 }),
     ];
-    let mut sizes = [0usize; 11];
+    let mut sizes = [0usize; 14];
     let mut total: u64 = 0;
     for (s, r) in sizes.iter_mut().zip(raw) {
         let floats = r.and_then(|v| v.checked_add(3)).ok_or_else(arena_overflow)? & !3;
@@ -99,23 +109,24 @@ struct Scratch<'a> {
     f1: &'a mut [f32],
     f2: &'a mut [f32],
     rope: &'a mut [f32],
+    lin: LinearScratch<'a>,
 }
 
 /// The weights of one block, resolved from the tensor table.
 struct Layer<'w> {
     attn_norm: (&'w [f32], Option<&'w [f32]>),
     ffn_norm: (&'w [f32], Option<&'w [f32]>),
-    wq: &'w [f32],
-    wk: &'w [f32],
-    wv: &'w [f32],
-    wo: &'w [f32],
+    wq: Weight<'w>,
+    wk: Weight<'w>,
+    wv: Weight<'w>,
+    wo: Weight<'w>,
     bq: Option<&'w [f32]>,
     bk: Option<&'w [f32]>,
     bv: Option<&'w [f32]>,
     bo: Option<&'w [f32]>,
-    w1: &'w [f32],
-    w2: &'w [f32],
-    w3: Option<&'w [f32]>,
+    w1: Weight<'w>,
+    w2: Weight<'w>,
+    w3: Option<Weight<'w>>,
     b1: Option<&'w [f32]>,
     b2: Option<&'w [f32]>,
     b3: Option<&'w [f32]>,
@@ -127,13 +138,23 @@ struct Lookup<'m, 'w> {
 }
 
 impl<'w> Lookup<'_, 'w> {
-    fn get(&mut self, name: NameBuf) -> Result<&'w [f32]> {
+    fn info(&mut self, name: NameBuf) -> Result<crate::TensorInfo> {
         let (i, info) = self
             .model
             .find(name.as_bytes(), self.hint)
             .ok_or(Error::MissingTensor { tensor: TensorName::new(name.as_bytes()) })?;
         self.hint = i;
+        Ok(info)
+    }
+
+    fn get(&mut self, name: NameBuf) -> Result<&'w [f32]> {
+        let info = self.info(name)?;
         self.model.tensor_f32(&info)
+    }
+
+    fn matrix(&mut self, name: NameBuf) -> Result<Weight<'w>> {
+        let info = self.info(name)?;
+        self.model.weight(&info)
     }
 
     fn opt(&mut self, name: NameBuf, present: bool) -> Result<Option<&'w [f32]>> {
@@ -152,17 +173,17 @@ impl<'w> Lookup<'_, 'w> {
         Ok(Layer {
             attn_norm: (self.get(n("attn_norm.w"))?, self.opt(n("attn_norm.b"), ln)?),
             ffn_norm: (self.get(n("ffn_norm.w"))?, self.opt(n("ffn_norm.b"), ln)?),
-            wq: self.get(n("wq"))?,
-            wk: self.get(n("wk"))?,
-            wv: self.get(n("wv"))?,
-            wo: self.get(n("wo"))?,
+            wq: self.matrix(n("wq"))?,
+            wk: self.matrix(n("wk"))?,
+            wv: self.matrix(n("wv"))?,
+            wo: self.matrix(n("wo"))?,
             bq: self.opt(n("bq"), b)?,
             bk: self.opt(n("bk"), b)?,
             bv: self.opt(n("bv"), b)?,
             bo: self.opt(n("bo"), b)?,
-            w1: self.get(n("w1"))?,
-            w2: self.get(n("w2"))?,
-            w3: self.opt(n("w3"), gated)?,
+            w1: self.matrix(n("w1"))?,
+            w2: self.matrix(n("w2"))?,
+            w3: if gated { Some(self.matrix(n("w3"))?) } else { None },
             b1: self.opt(n("b1"), b)?,
             b2: self.opt(n("b2"), b)?,
             b3: self.opt(n("b3"), b && gated)?,
@@ -174,6 +195,66 @@ fn norm(cfg: &Config, x: &mut [f32], w: (&[f32], Option<&[f32]>)) {
     match cfg.norm {
         NormKind::LayerNorm => kernels::layer_norm(x, w.0, w.1, cfg.norm_eps),
         NormKind::RmsNorm => kernels::rms_norm(x, w.0, cfg.norm_eps),
+    }
+}
+
+/// Scratch that [`linear`] needs.
+struct LinearScratch<'s> {
+    /// int8 copy of a matrix input.
+    xq: &'s mut [i8],
+    /// Its per-block scales.
+    xs: &'s mut [f32],
+    /// One f16 weight row converted to f32.
+    wrow: &'s mut [f32],
+}
+
+/// `out = W x (+ bias)` for any stored weight type. int8 weights take an
+/// int8 copy of `x` (symmetric, one scale per 32-element block) and integer
+/// dot products; f16 rows are widened to f32 one at a time.
+fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut LinearScratch) {
+    let LinearScratch { xq, xs, wrow } = s;
+    let (xq, xs, wrow) = (&mut **xq, &mut **xs, &mut **wrow);
+    match w {
+        Weight::F32(w) => kernels::matvec(out, w, x, bias),
+        Weight::F16(w) => {
+            let cols = x.len();
+            let width = cols.min(wrow.len());
+            let row = &mut wrow[..width];
+            if cols == 0 || row.len() != cols {
+                out.fill(0.0);
+                return;
+            }
+            for (r, (o, wr)) in out.iter_mut().zip(w.chunks_exact(cols)).enumerate() {
+                half::slice::HalfFloatSliceExt::convert_to_f32_slice(wr, row);
+                *o = kernels::dot(row, x) + bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0);
+            }
+        }
+        Weight::I8 { q, scales } => {
+            let n = x.len().min(xq.len());
+            let nb = n.div_ceil(quant::BLOCK).min(xs.len());
+            quant::quantize_blocks(&x[..n], &mut xq[..n], &mut xs[..nb]);
+            quant::gemv_i8_blocked(out, q, scales, &xq[..n], &xs[..nb], bias);
+        }
+    }
+}
+
+/// Row `i` of a `[rows, d]` embedding table, widened to f32 into `x`.
+fn embedding_row(x: &mut [f32], w: Weight, i: usize) {
+    let d = x.len();
+    let span = i * d..(i + 1) * d;
+    match w {
+        Weight::F32(t) => x.copy_from_slice(t.get(span).unwrap_or(&[])),
+        Weight::F16(t) => {
+            for (o, h) in x.iter_mut().zip(t.get(span).unwrap_or(&[])) {
+                *o = h.to_f32();
+            }
+        }
+        Weight::I8 { q, scales } => {
+            let s = scales.get(i).copied().unwrap_or(0.0);
+            for (o, &v) in x.iter_mut().zip(q.get(span).unwrap_or(&[])) {
+                *o = v as f32 * s;
+            }
+        }
     }
 }
 
@@ -189,8 +270,8 @@ fn project_kv(cfg: &Config, lw: &Layer, s: &mut Scratch, x: &[f32], k: &mut [f32
     if cfg.pre_norm {
         norm(cfg, s.t, lw.attn_norm);
     }
-    kernels::matvec(k, lw.wk, s.t, lw.bk);
-    kernels::matvec(v, lw.wv, s.t, lw.bv);
+    linear(k, lw.wk, s.t, lw.bk, &mut s.lin);
+    linear(v, lw.wv, s.t, lw.bv, &mut s.lin);
     if cfg.positions == PositionKind::Rope {
         kernels::rope_table(s.rope, pos, cfg.rope_theta);
         kernels::rope(k, s.rope);
@@ -205,7 +286,7 @@ fn block_row(cfg: &Config, lw: &Layer, s: &mut Scratch, x: &mut [f32], kc: &[f32
     if cfg.pre_norm {
         norm(cfg, s.t, lw.attn_norm);
     }
-    kernels::matvec(s.q, lw.wq, s.t, lw.bq);
+    linear(s.q, lw.wq, s.t, lw.bq, &mut s.lin);
     if cfg.positions == PositionKind::Rope {
         kernels::rope_table(s.rope, pos, cfg.rope_theta);
         kernels::rope(s.q, s.rope);
@@ -216,7 +297,7 @@ fn block_row(cfg: &Config, lw: &Layer, s: &mut Scratch, x: &mut [f32], kc: &[f32
     for (h, (out, q)) in s.att.chunks_exact_mut(hd).zip(s.q.chunks_exact(hd)).enumerate() {
         kernels::attend_head(out, q, kc, vc, n_keys, cfg.kv_dim(), (h / group) * hd, scale);
     }
-    kernels::matvec(s.o, lw.wo, s.att, lw.bo);
+    linear(s.o, lw.wo, s.att, lw.bo, &mut s.lin);
     add(x, s.o);
     if cfg.pre_norm {
         s.t.copy_from_slice(x);
@@ -225,10 +306,10 @@ fn block_row(cfg: &Config, lw: &Layer, s: &mut Scratch, x: &mut [f32], kc: &[f32
         norm(cfg, x, lw.attn_norm);
         s.t.copy_from_slice(x);
     }
-    kernels::matvec(s.f1, lw.w1, s.t, lw.b1);
+    linear(s.f1, lw.w1, s.t, lw.b1, &mut s.lin);
     match (cfg.activation, lw.w3) {
         (Activation::SwiGlu, Some(w3)) => {
-            kernels::matvec(s.f2, w3, s.t, lw.b3);
+            linear(s.f2, w3, s.t, lw.b3, &mut s.lin);
             for (a, b) in s.f1.iter_mut().zip(s.f2.iter()) {
                 *a = kernels::silu(*a) * b;
             }
@@ -244,7 +325,7 @@ fn block_row(cfg: &Config, lw: &Layer, s: &mut Scratch, x: &mut [f32], kc: &[f32
             }
         }
     }
-    kernels::matvec(s.o, lw.w2, s.f1, lw.b2);
+    linear(s.o, lw.w2, s.f1, lw.b2, &mut s.lin);
     add(x, s.o);
     if !cfg.pre_norm {
         norm(cfg, x, lw.ffn_norm);
@@ -276,7 +357,7 @@ impl<'m, 'a> Session<'m, 'a> {
     /// otherwise the padding up to one counts against its size.
     pub fn new(model: &'m Model<'m>, arena: &'a mut [u8], run: RunConfig) -> Result<Self> {
         let cfg = *model.config();
-        let plan = plan(&cfg, &run)?;
+        let plan = plan(model, &run)?;
         let total = plan.total_bytes();
         let got = arena.len();
         let pad = arena.as_ptr().align_offset(16).min(got);
@@ -304,9 +385,19 @@ impl<'m, 'a> Session<'m, 'a> {
             f1: take(&mut rest, s[F1], cfg.d_ff as usize),
             f2: take(&mut rest, s[F2], cfg.d_ff as usize),
             rope: take(&mut rest, s[ROPE], cfg.head_dim as usize),
+            lin: LinearScratch { xq: &mut [], xs: &mut [], wrow: &mut [] },
         };
         let out_len = if cfg.arch == Architecture::Decoder { cfg.vocab_size as usize } else { d };
         let out = take(&mut rest, s[OUT], out_len);
+        let xq_floats = take(&mut rest, s[XQ], s[XQ]);
+        let scratch = Scratch {
+            lin: LinearScratch {
+                xq: bytemuck::cast_slice_mut(xq_floats),
+                wrow: take(&mut rest, s[WROW], s[WROW]),
+                xs: take(&mut rest, s[XS], s[XS]),
+            },
+            ..scratch
+        };
         Ok(Session { model, cfg, run, h, kc, vc, scratch, out, pos: 0 })
     }
 
@@ -341,7 +432,7 @@ impl<'m, 'a> Session<'m, 'a> {
             return Err(Error::TokenOutOfRange { id, vocab: cfg.vocab_size });
         }
         let row = |t: &'m [f32], i: usize| t.get(i * d..(i + 1) * d).unwrap_or(&[]);
-        x.copy_from_slice(row(lookup.get(NameBuf::global("tok_emb"))?, id as usize));
+        embedding_row(x, lookup.matrix(NameBuf::global("tok_emb"))?, id as usize);
         match cfg.positions {
             PositionKind::Learned => add(x, row(lookup.get(NameBuf::global("pos_emb"))?, pos)),
             PositionKind::Sinusoidal => {
@@ -474,8 +565,8 @@ impl<'m, 'a> Session<'m, 'a> {
             norm(&cfg, &mut self.h[..d], (w, b));
         }
         let head = if cfg.tied_embeddings { "tok_emb" } else { "lm_head" };
-        let w = lookup.get(NameBuf::global(head))?;
-        kernels::matvec(self.out, w, &self.h[..d], None);
+        let w = lookup.matrix(NameBuf::global(head))?;
+        linear(self.out, w, &self.h[..d], None, &mut self.scratch.lin);
         self.pos = pos + 1;
         Ok(self.out)
     }

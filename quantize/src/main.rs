@@ -31,6 +31,20 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Quantize a model's weights: int8 (per-row scales) or f16.
+    Quantize {
+        /// Input: a .mote model or a checkpoint (imported first).
+        input: PathBuf,
+        /// Output .mote file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Weight type: int8 or f16.
+        #[arg(long, default_value = "int8")]
+        dtype: String,
+        /// Print the per-tensor error report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a model's architecture, tensors, sizes and arena needs.
     Inspect {
         /// The .mote model.
@@ -133,6 +147,33 @@ fn run(cli: Cli) -> Result<()> {
             let b = mote_host::import::import(&checkpoint)?;
             let n = b.write(&output)?;
             println!("wrote {} ({} bytes, {} parameters)", output.display(), n, b.config().parameter_count());
+        }
+        Command::Quantize { input, output, dtype, json } => {
+            let target: mote_host::quantize::Target = dtype.parse()?;
+            let is_mote = input.is_file() && std::fs::read(&input).map(|b| b.starts_with(b"MOTE")).unwrap_or(false);
+            let file = if is_mote {
+                load(&input)?
+            } else {
+                ModelFile::from_vec(mote_host::import::import(&input)?.to_bytes())
+            };
+            let m = model(&file, &input)?;
+            let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(m.tensor_count() as u64) };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("quantizing {bar:40} {pos}/{len} tensors {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let (b, report) = mote_host::quantize::quantize(&m, target, |i, _| bar.set_position(i as u64))?;
+            bar.finish_and_clear();
+            let bytes = b.write(&output)?;
+            if json {
+                println!("{}", serde_json::json!({"output": output, "bytes": bytes, "tensors": mote_host::quantize::report_json(&report)}));
+            } else {
+                println!("{:<24} {:>5} {:>12} {:>12} {:>12}", "tensor", "dtype", "rel error", "max |err|", "bytes");
+                for t in &report {
+                    println!("{:<24} {:>5} {:>12.3e} {:>12.3e} {:>12}", t.name, t.dtype, t.rel_error, t.max_abs_error, t.bytes_after);
+                }
+                println!("wrote {} ({bytes} bytes, was {})", output.display(), m.file_len());
+            }
         }
         Command::Inspect { model: path, seq, json } => {
             let file = load(&path)?;

@@ -262,8 +262,26 @@ fn architecture_errors() {
     assert_eq!(r, Err(Error::UnknownTensor { tensor: name("L7.wq") }));
     let r = load(&build_with(|n, d| (n == "L0.w1").then(|| (n.into(), Dtype::F32, vec![d[1], d[0]]))));
     assert_eq!(r, Err(Error::ShapeMismatch { tensor: name("L0.w1"), expected: [32, 16, 0, 0], got: [16, 32, 0, 0] }));
-    let r = load(&build_with(|n, d| (n == "L0.wq").then(|| (n.into(), Dtype::F16, d.to_vec()))));
-    assert_eq!(r, Err(Error::UnsupportedDtype { tensor: name("L0.wq"), code: Dtype::F16 as u8 }));
+    // Norm weights and biases are f32 only; matrices are f32, f16 or i8.
+    let r = load(&build_with(|n, d| (n == "L0.attn_norm.w").then(|| (n.into(), Dtype::F16, d.to_vec()))));
+    assert_eq!(r, Err(Error::UnsupportedDtype { tensor: name("L0.attn_norm.w"), code: Dtype::F16 as u8 }));
+    let r = load(&build_with(|n, d| (n == "L0.wq").then(|| (n.into(), Dtype::I32, d.to_vec()))));
+    assert_eq!(r, Err(Error::UnsupportedDtype { tensor: name("L0.wq"), code: Dtype::I32 as u8 }));
+    load(&build_with(|n, d| (n == "L0.wq").then(|| (n.into(), Dtype::F16, d.to_vec())))).unwrap();
+    // An i8 matrix needs its per-row scales `<name>.s`, with one f32 per row.
+    let r = load(&build_with(|n, d| (n == "L0.wq").then(|| (n.into(), Dtype::I8, d.to_vec()))));
+    assert_eq!(r, Err(Error::MissingTensor { tensor: name("L0.wq.s") }));
+    let r = load(&build_with(|n, d| match n {
+        "L0.wq" => Some((n.into(), Dtype::I8, d.to_vec())),
+        "L0.bq" => Some(("L0.wq.s".into(), Dtype::F32, vec![15])),
+        _ => None,
+    }));
+    assert_eq!(r, Err(Error::ShapeMismatch { tensor: name("L0.wq.s"), expected: [16, 0, 0, 0], got: [15, 0, 0, 0] }));
+    // Scales for a matrix that is not i8 are not used by anything.
+    let r = load(&build_with(|n, _| (n == "L0.bq").then(|| ("L0.wq.s".into(), Dtype::F32, vec![16]))));
+    assert!(matches!(r, Err(Error::UnknownTensor { .. })), "{r:?}");
+    let r = load(&build_with(|n, _| (n == "L0.bq").then(|| ("L0.attn_norm.w.s".into(), Dtype::F32, vec![16]))));
+    assert!(matches!(r, Err(Error::UnknownTensor { .. })), "{r:?}");
     // A decoder without tied embeddings needs an lm_head.
     let mut cfg = tiny_decoder_config();
     cfg.tied_embeddings = false;

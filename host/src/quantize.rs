@@ -1,0 +1,159 @@
+//! Post-training weight quantization of a `.mote` model: f32 matrices to
+//! int8 (symmetric, one scale per output row) or f16, with a per-tensor
+//! error report. Norms, biases and position tables stay f32.
+//!
+//! Activations are quantized at run time by `mote-core` (int8, one
+//! symmetric scale per input vector, computed from that vector), so no
+//! calibration set is needed for this path.
+
+use crate::writer::{ModelBuilder, VocabData};
+use anyhow::{bail, Result};
+use mote_core::format::Dtype;
+use mote_core::{Model, Weight};
+use serde_json::json;
+
+/// Target weight type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// IEEE half weights, f32 accumulation.
+    F16,
+    /// int8 weights, one f32 scale per output row.
+    Int8,
+}
+
+impl std::str::FromStr for Target {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f16" => Ok(Target::F16),
+            "int8" | "i8" => Ok(Target::Int8),
+            "int4" => bail!("--dtype int4 is not implemented yet (int8 and f16 are)"),
+            other => bail!("unknown --dtype {other:?} (int8, f16)"),
+        }
+    }
+}
+
+/// The error one tensor picked up.
+#[derive(Debug, Clone)]
+pub struct TensorReport {
+    /// Tensor name.
+    pub name: String,
+    /// Dtype written.
+    pub dtype: &'static str,
+    /// ‖W − Ŵ‖ / ‖W‖.
+    pub rel_error: f64,
+    /// max |W − Ŵ|.
+    pub max_abs_error: f32,
+    /// Bytes before.
+    pub bytes_before: u64,
+    /// Bytes after (including scales).
+    pub bytes_after: u64,
+}
+
+/// True for the tensors this pass quantizes: the token embedding, the LM head
+/// and every layer's projection matrices.
+pub fn is_quantizable(name: &str) -> bool {
+    if name == "tok_emb" || name == "lm_head" {
+        return true;
+    }
+    match name.split_once('.') {
+        Some((layer, suffix)) => {
+            layer.starts_with('L') && matches!(suffix, "wq" | "wk" | "wv" | "wo" | "w1" | "w2" | "w3")
+        }
+        None => false,
+    }
+}
+
+/// The vocabulary of a model, as writer input.
+pub fn vocab_data(m: &Model) -> Option<VocabData> {
+    let v = m.vocab();
+    if v.is_empty() && v.kind == mote_core::TokenizerKind::None {
+        return None;
+    }
+    Some(VocabData {
+        kind: v.kind,
+        flags: v.flags,
+        pre_tokenizer: v.pre_tokenizer,
+        tokens: (0..v.len())
+            .map(|i| (v.token(i).unwrap_or_default().to_vec(), v.token_kind(i).unwrap_or(0)))
+            .collect(),
+        merges: (0..v.merge_count()).filter_map(|r| v.merge(r)).collect(),
+        unk_id: v.unk_id,
+        chat_template: v.chat_template().to_string(),
+    })
+}
+
+/// Symmetric per-row int8: returns (q, scales).
+pub fn quantize_rows_i8(w: &[f32], cols: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut q = vec![0i8; w.len()];
+    let mut scales = Vec::with_capacity(w.len() / cols.max(1));
+    for (row, qr) in w.chunks_exact(cols).zip(q.chunks_exact_mut(cols)) {
+        scales.push(mote_core::quant::quantize_symmetric(row, qr));
+    }
+    (q, scales)
+}
+
+/// Quantizes every quantizable f32 matrix of `m` to `target`.
+pub fn quantize(m: &Model, target: Target, mut progress: impl FnMut(usize, usize)) -> Result<(ModelBuilder, Vec<TensorReport>)> {
+    let mut b = ModelBuilder::new(*m.config());
+    if let Some(v) = vocab_data(m) {
+        b.set_vocab(v);
+    }
+    let mut report = Vec::new();
+    let n = m.tensor_count() as usize;
+    for i in 0..n {
+        progress(i, n);
+        let t = m.tensor_at(i as u32).ok_or_else(|| anyhow::anyhow!("tensor {i} unreadable"))?;
+        let name = t.name.as_str().to_string();
+        let dims = &t.dims[..t.rank as usize];
+        let w = match m.weight(&t) {
+            Ok(Weight::F32(w)) if is_quantizable(&name) && dims.len() == 2 => w,
+            _ => {
+                if name.ends_with(".s") || !is_quantizable(&name) || t.dtype != Dtype::F32 {
+                    b.add_raw(&name, t.dtype, dims, m.tensor_bytes(&t).map_err(|e| anyhow::anyhow!("{e}"))?.to_vec())?;
+                    continue;
+                }
+                bail!("tensor {name} has an unexpected layout");
+            }
+        };
+        let cols = dims[1] as usize;
+        let (deq, bytes_after, dtype): (Vec<f32>, u64, &'static str) = match target {
+            Target::Int8 => {
+                let (q, scales) = quantize_rows_i8(w, cols);
+                let deq = q.chunks_exact(cols).zip(&scales).flat_map(|(r, s)| r.iter().map(move |&v| v as f32 * s)).collect();
+                b.add_raw(&name, Dtype::I8, dims, bytemuck::cast_slice(&q).to_vec())?;
+                b.add_f32(&format!("{name}.s"), &[dims[0]], &scales)?;
+                (deq, q.len() as u64 + 4 * scales.len() as u64, "i8")
+            }
+            Target::F16 => {
+                let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
+                let deq = h.iter().map(|v| v.to_f32()).collect();
+                b.add_raw(&name, Dtype::F16, dims, bytemuck::cast_slice(&h).to_vec())?;
+                (deq, 2 * h.len() as u64, "f16")
+            }
+        };
+        let (mut num, mut den, mut max) = (0f64, 0f64, 0f32);
+        for (a, q) in w.iter().zip(&deq) {
+            let e = a - q;
+            num += (e as f64).powi(2);
+            den += (*a as f64).powi(2);
+            max = max.max(e.abs());
+        }
+        report.push(TensorReport {
+            name,
+            dtype,
+            rel_error: if den > 0.0 { (num / den).sqrt() } else { 0.0 },
+            max_abs_error: max,
+            bytes_before: t.byte_len,
+            bytes_after,
+        });
+    }
+    progress(n, n);
+    Ok((b, report))
+}
+
+/// The report as JSON.
+pub fn report_json(r: &[TensorReport]) -> serde_json::Value {
+    json!(r.iter().map(|t| json!({"name": t.name, "dtype": t.dtype, "rel_error": t.rel_error,
+        "max_abs_error": t.max_abs_error, "bytes_before": t.bytes_before, "bytes_after": t.bytes_after})).collect::<Vec<_>>())
+}
