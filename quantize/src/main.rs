@@ -70,6 +70,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the model once on token ids: the pooled embedding of an encoder, or
+    /// a decoder's logits after the last id (the host twin of the firmware run).
+    Run {
+        /// The .mote model.
+        model: PathBuf,
+        /// Token ids (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<u32>,
+        /// Print `embedding:`/`logits:` and each f32's bits as 8 hex digits, as the firmware does.
+        #[arg(long)]
+        bits: bool,
+    },
     /// Generate text with a decoder model.
     Generate {
         /// The .mote model.
@@ -246,6 +258,26 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("ids: {ids:?}");
                 println!("embedding ({} dims): {:?}", e.len(), e);
+            }
+        }
+        Command::Run { model: path, ids, bits } => {
+            let file = load(&path)?;
+            let m = model(&file, &path)?;
+            if ids.is_empty() || ids.len() > m.config().max_seq as usize {
+                bail!("give 1..={} token ids", m.config().max_seq);
+            }
+            let run = RunConfig { max_seq: ids.len() as u32 };
+            let mut arena = arena_for(&m, &run)?;
+            let mut s = Session::new(&m, &mut arena, run).map_err(core_err)?;
+            let (label, values) = match m.config().arch {
+                Architecture::Encoder => ("embedding", s.embed(&ids).map_err(core_err)?),
+                Architecture::Decoder => ("logits", s.prefill(&ids).map_err(core_err)?),
+            };
+            if bits {
+                let hex: Vec<String> = values.iter().map(|v| format!("{:08x}", v.to_bits())).collect();
+                println!("{label}: {}", hex.join(" "));
+            } else {
+                println!("{}", json!({ label: values }));
             }
         }
         Command::Generate { model: path, prompt, ids, max_tokens, greedy: _, temperature, seed, json } => {

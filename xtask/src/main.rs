@@ -143,6 +143,7 @@ fn test() -> Result<()> {
     let mut steps: Vec<(&str, Result<()>)> = Vec::new();
     steps.push(("workspace tests", run(cargo().args(["test", "--workspace", "--no-fail-fast"]))));
     steps.push(("mote-core no_std build for thumbv7em-none-eabihf", firmware_build()));
+    steps.push(("Cortex-M4F (QEMU mps2-an386) output bits equal the host's", firmware_parity()));
     let failed: Vec<_> = steps.iter().filter(|(_, r)| r.is_err()).collect();
     for (name, r) in &steps {
         match r {
@@ -171,6 +172,41 @@ fn firmware_cargo() -> Command {
 
 fn firmware_build() -> Result<()> {
     run(firmware_cargo().args(["build", "--release", "-p", "mote-core", "--target", "thumbv7em-none-eabihf"]))
+}
+
+/// Runs seeded tiny models (encoder and decoder) in QEMU and on the host and
+/// compares the printed bits of every output float.
+fn firmware_parity() -> Result<()> {
+    let dir = root().join("target/firmware-models");
+    std::fs::create_dir_all(&dir)?;
+    let mote = mote_bin()?;
+    let ids = "1,2,3,4,5";
+    for kind in ["encoder", "decoder"] {
+        let model = dir.join(format!("tiny-{kind}.mote"));
+        run(cargo().args(["run", "-q", "-p", "mote-tests", "--example", "tiny_model", "--", kind, "7"]).arg(&model))?;
+        let host = output(Command::new(&mote).arg("run").arg(&model).args(["--ids", ids, "--bits"]))?;
+        let mut c = Command::new("timeout");
+        c.arg("300").arg("/usr/bin/cargo");
+        let fw = firmware_cargo();
+        c.current_dir(root().join("firmware"));
+        for (k, v) in fw.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.args(["run", "-q", "--release", "-p", "mote-smoke", "--target", "thumbv7em-none-eabihf"])
+            .env("MOTE_MODEL", &model)
+            .env("MOTE_IDS", ids);
+        let device = output(&mut c)?;
+        let pick = |s: &str| s.lines().find(|l| l.starts_with("embedding:") || l.starts_with("logits:")).map(str::to_string);
+        let (h, d) = (pick(&host).context("host printed no output line")?, pick(&device).context("firmware printed no output line")?);
+        if h != d {
+            bail!("{kind}: firmware output differs from the host\n host:   {h}\n device: {d}");
+        }
+        eprintln!("{kind}: {} output floats bit-identical on Cortex-M4F and x86_64", h.split_whitespace().count() - 1);
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
