@@ -29,12 +29,15 @@ pub enum Weight<'a> {
     F32(&'a [f32]),
     /// IEEE half elements (f32 accumulation).
     F16(&'a [half::f16]),
-    /// int8, symmetric per output row: `w[r, c] ≈ q[r, c] · scales[r]`.
+    /// int8, symmetric: `w[r, c] ≈ q[r, c] · scales[r]` (per row), or
+    /// `q[r, c] · scales[r, c / 32]` (per row and 32-column block).
     I8 {
         /// The quantized elements.
         q: &'a [i8],
-        /// One scale per row.
+        /// The scales, row-major.
         scales: &'a [f32],
+        /// True for one scale per 32-column block, false for one per row.
+        per_block: bool,
     },
 }
 
@@ -101,14 +104,18 @@ enum Role {
     Plain([u32; 4]),
     /// A weight matrix (or the token embedding): f32, f16 or i8 with a scale tensor.
     Matrix([u32; 4]),
-    /// `<matrix>.s`: the per-row f32 scales of an i8 matrix.
-    Scale([u32; 4]),
+    /// `<matrix>.s`: the f32 scales of an i8 matrix: one per row `[rows]`, or
+    /// one per row and 32-column block `[rows, ceil(cols / 32)]`.
+    Scale([u32; 4], [u32; 4]),
 }
 
 fn role(cfg: &Config, name: &[u8]) -> Option<Role> {
     if let Some(base) = name.strip_suffix(b".s") {
         return match expected_shape(cfg, base)? {
-            (shape, true) => Some(Role::Scale([shape[0], 0, 0, 0])),
+            (shape, true) => Some(Role::Scale(
+                [shape[0], 0, 0, 0],
+                [shape[0], shape[1].div_ceil(crate::quant::BLOCK as u32), 0, 0],
+            )),
             _ => None,
         };
     }
@@ -274,7 +281,8 @@ impl<'a> Model<'a> {
             }
             let name = format::entry_name(entry);
             let (shape, dtype_ok) = match role(&config, name).ok_or(Error::UnknownTensor { tensor: info.name })? {
-                Role::Plain(s) | Role::Scale(s) => (s, info.dtype == Dtype::F32),
+                Role::Plain(s) => (s, info.dtype == Dtype::F32),
+                Role::Scale(row, block) => (if info.dims == block { block } else { row }, info.dtype == Dtype::F32),
                 Role::Matrix(s) => (s, matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::I8)),
             };
             if shape != info.dims {
@@ -423,7 +431,7 @@ impl<'a> Model<'a> {
                 name.push(b".s");
                 let missing = Error::MissingTensor { tensor: TensorName::new(name.as_bytes()) };
                 let (_, s) = self.find(name.as_bytes(), 0).ok_or(missing)?;
-                Ok(Weight::I8 { q, scales: self.tensor_f32(&s)? })
+                Ok(Weight::I8 { q, scales: self.tensor_f32(&s)?, per_block: s.rank == 2 })
             }
             Dtype::I32 => Err(Error::UnsupportedDtype { tensor: t.name, code: t.dtype as u8 }),
         }

@@ -142,66 +142,158 @@ pub fn quantize_blocks(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
     }
 }
 
-/// `out[r] = scales[r] · Σ_b x_scales[b] · (Σ_{c∈b} q[r, c]·x[c]) (+ bias[r])`:
-/// an int8 matrix with per-row scales times an int8 vector with per-block
-/// scales. Each block's integer sum is exact on every backend; the float
-/// accumulation over blocks is the same sequential code on every backend, so
-/// every backend gives the same bits.
+/// Scales of an int8 weight matrix.
+#[derive(Debug, Clone, Copy)]
+pub enum WeightScales<'a> {
+    /// One per row.
+    Row(&'a [f32]),
+    /// One per row and [`BLOCK`]-column block, row-major `[rows, ceil(cols / BLOCK)]`.
+    Block(&'a [f32]),
+}
+
+/// An int8 matrix (per-row or per-block scales) times an int8 vector with
+/// per-block scales, plus an optional bias, plus the exact f32 contribution
+/// of the vector's outlier channels (added last, in channel order).
+///
+/// The definition of the float part, which every backend follows exactly:
+/// block `b`'s exact integer sum `d_b` is scaled by `x_scales[b]` (per-row
+/// weights) or by `(x_scales[b] * w_scale[r, b])` (per-block weights) and
+/// added to lane `b % 8` of eight partial sums, in block order; the lanes are
+/// reduced as `((p0+p1)+(p2+p3))+((p4+p5)+(p6+p7))`, then multiplied by the
+/// row's scale (per-row weights) and the bias added. No fused multiply-add
+/// anywhere, so every backend gives the same bits.
 pub fn gemv_i8_blocked_with(
     backend: Backend,
     out: &mut [f32],
     q: &[i8],
-    scales: &[f32],
-    x: &[i8],
-    x_scales: &[f32],
+    scales: WeightScales,
+    act: &Activations,
     bias: Option<&[f32]>,
 ) -> Option<()> {
     if !backend.available() {
         return None;
     }
+    let (x, x_scales) = (act.q, act.scales);
     let cols = x.len();
-    let finish = |r: usize, acc: f32| {
-        acc * scales.get(r).copied().unwrap_or(0.0) + bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0)
+    let nb = cols.div_ceil(BLOCK);
+    let finish = |r: usize, acc: f32, w: &[i8]| {
+        let acc = match scales {
+            WeightScales::Row(s) => acc * s.get(r).copied().unwrap_or(0.0),
+            WeightScales::Block(_) => acc,
+        };
+        add_outliers(acc + bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0), w, scales, r, nb, act)
     };
-    if cols == 0 {
-        out.iter_mut().enumerate().for_each(|(r, o)| *o = finish(r, 0.0));
+    if cols == 0 || x_scales.len() < nb {
+        out.iter_mut().enumerate().for_each(|(r, o)| *o = finish(r, 0.0, &[]));
         return Some(());
     }
-    let row_dot = |w: &[i8], dot: &dyn Fn(&[i8], &[i8]) -> i32| -> f32 {
-        let mut acc = 0.0f32;
-        for ((wb, xb), s) in w.chunks(BLOCK).zip(x.chunks(BLOCK)).zip(x_scales) {
-            acc += dot(wb, xb) as f32 * s;
-        }
-        acc
+    let row_scales = |r: usize| match scales {
+        WeightScales::Row(_) => None,
+        WeightScales::Block(s) => Some(s.get(r * nb..(r + 1) * nb).unwrap_or(&[])),
     };
     let rows = out.iter_mut().zip(q.chunks_exact(cols)).enumerate();
     match backend {
-        Backend::Scalar => rows.for_each(|(r, (o, w))| *o = finish(r, row_dot(w, &dot_i8_scalar))),
+        Backend::Scalar => rows.for_each(|(r, (o, w))| {
+            *o = finish(r, blocked_row_scalar(w, x, x_scales, row_scales(r), 0, [0.0; 8]), w)
+        }),
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx2 | Backend::Sse41 => {
-            // Both use the 16-lane kernel per 32-element block (two steps);
-            // AVX2 takes whole blocks in one step.
-            let avx2 = backend == Backend::Avx2;
-            let dot = |a: &[i8], b: &[i8]| -> i32 {
-                if avx2 {
-                    // SAFETY: `available()` confirmed AVX2 on this CPU.
-                    unsafe { x86::dot_i8_avx2(a, b) }
-                } else {
-                    // SAFETY: `available()` confirmed SSE4.1 on this CPU.
-                    unsafe { x86::dot_i8_sse41(a, b) }
-                }
-            };
-            rows.for_each(|(r, (o, w))| *o = finish(r, row_dot(w, &dot)));
-        }
+        Backend::Avx2 => rows.for_each(|(r, (o, w))| {
+            // SAFETY: `available()` confirmed AVX2 on this CPU.
+            *o = finish(r, unsafe { x86::blocked_row_avx2(w, x, x_scales, row_scales(r)) }, w)
+        }),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Sse41 => rows.for_each(|(r, (o, w))| {
+            let mut p = [0.0f32; 8];
+            let ws = row_scales(r);
+            for (b, ((wb, xb), s)) in w.chunks(BLOCK).zip(x.chunks(BLOCK)).zip(x_scales).enumerate() {
+                let s = block_scale(*s, ws, b);
+                // SAFETY: `available()` confirmed SSE4.1 on this CPU.
+                p[b % 8] += unsafe { x86::dot_i8_sse41(wb, xb) } as f32 * s;
+            }
+            *o = finish(r, reduce8(p), w);
+        }),
         #[cfg(not(target_arch = "x86_64"))]
         _ => return None,
     }
     Some(())
 }
 
+/// An activation vector prepared for [`gemv_i8_blocked_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct Activations<'a> {
+    /// int8 values (outlier channels zeroed).
+    pub q: &'a [i8],
+    /// One scale per [`BLOCK`].
+    pub scales: &'a [f32],
+    /// Channels kept out of `q`, in increasing order.
+    pub outliers: &'a [u32],
+    /// The original f32 vector (read at the outlier channels).
+    pub values: &'a [f32],
+}
+
+/// Adds the outlier channels' exact contribution to row `r`'s result:
+/// `Σ_c dequantized(w[r, c]) · x[c]`, in channel order.
+#[inline]
+fn add_outliers(mut acc: f32, w: &[i8], scales: WeightScales, r: usize, nb: usize, a: &Activations) -> f32 {
+    for &c in a.outliers {
+        let c = c as usize;
+        let s = match scales {
+            WeightScales::Row(s) => s.get(r),
+            WeightScales::Block(s) => s.get(r * nb + c / BLOCK),
+        };
+        acc += w.get(c).copied().unwrap_or(0) as f32 * s.copied().unwrap_or(0.0) * a.values.get(c).copied().unwrap_or(0.0);
+    }
+    acc
+}
+
+/// Splits `x` into int8 blocks (into `q`, `scales`) and outlier channels
+/// (`|x| > limit`, indices into `outliers`); returns how many outliers.
+/// `inliers` is f32 scratch as long as `x`.
+pub fn prepare_activations(x: &[f32], limit: f32, inliers: &mut [f32], q: &mut [i8], scales: &mut [f32], outliers: &mut [u32]) -> usize {
+    let mut k = 0;
+    for (c, (o, &v)) in inliers.iter_mut().zip(x).enumerate() {
+        if v.abs() > limit && k < outliers.len() {
+            outliers[k] = c as u32;
+            k += 1;
+            *o = 0.0;
+        } else {
+            *o = v;
+        }
+    }
+    quantize_blocks(&inliers[..x.len().min(inliers.len())], q, scales);
+    k
+}
+
+/// The scale block `b`'s integer sum is multiplied by.
+#[inline]
+fn block_scale(x_scale: f32, w_scales: Option<&[f32]>, b: usize) -> f32 {
+    match w_scales {
+        Some(ws) => x_scale * ws.get(b).copied().unwrap_or(0.0),
+        None => x_scale,
+    }
+}
+
+/// The fixed reduction of eight partial sums.
+#[inline]
+fn reduce8(p: [f32; 8]) -> f32 {
+    ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]))
+}
+
+/// The definition of one blocked row, continuing from block `first` with
+/// partial sums `p` (so SIMD code can hand its leftover blocks here).
+fn blocked_row_scalar(w: &[i8], x: &[i8], x_scales: &[f32], w_scales: Option<&[f32]>, first: usize, mut p: [f32; 8]) -> f32 {
+    let start = first * BLOCK;
+    let (w, x) = (w.get(start..).unwrap_or(&[]), x.get(start..).unwrap_or(&[]));
+    for (k, ((wb, xb), s)) in w.chunks(BLOCK).zip(x.chunks(BLOCK)).zip(x_scales.get(first..).unwrap_or(&[])).enumerate() {
+        let b = first + k;
+        p[b % 8] += dot_i8_scalar(wb, xb) as f32 * block_scale(*s, w_scales, b);
+    }
+    reduce8(p)
+}
+
 /// [`gemv_i8_blocked_with`] on the best backend.
-pub fn gemv_i8_blocked(out: &mut [f32], q: &[i8], scales: &[f32], x: &[i8], x_scales: &[f32], bias: Option<&[f32]>) {
-    let _ = gemv_i8_blocked_with(Backend::best(), out, q, scales, x, x_scales, bias);
+pub fn gemv_i8_blocked(out: &mut [f32], q: &[i8], scales: WeightScales, act: &Activations, bias: Option<&[f32]>) {
+    let _ = gemv_i8_blocked_with(Backend::best(), out, q, scales, act, bias);
 }
 
 /// [`gemv_i8_scaled_with`] on the best backend.
@@ -292,6 +384,9 @@ pub fn quantize_multiplier(real: f64) -> (i32, i32) {
 mod x86 {
     use core::arch::x86_64::*;
 
+    // The blocked kernel loads one 32-byte vector per activation block.
+    const _: () = assert!(super::BLOCK == 32);
+
     /// Sum of the eight i32 lanes.
     #[target_feature(enable = "avx2")]
     fn hsum_256(v: __m256i) -> i32 {
@@ -335,6 +430,67 @@ mod x86 {
         }
         let tail: i32 = a[i..n].iter().zip(&b[i..n]).map(|(&x, &y)| x as i32 * y as i32).sum();
         hsum_256(acc) + tail
+    }
+
+    /// Eight 32-element blocks at a time: exact i32 block sums gathered into
+    /// one vector (lane k = block k), widened to f32, multiplied by the block
+    /// scales and added lane-wise: exactly the scalar definition's lanes.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn blocked_row_avx2(w: &[i8], x: &[i8], xs: &[f32], ws: Option<&[f32]>) -> f32 {
+        let n = w.len().min(x.len());
+        let mut groups = (n / (8 * super::BLOCK)).min(xs.len() / 8);
+        if let Some(ws) = ws {
+            groups = groups.min(ws.len() / 8);
+        }
+        let ones = _mm256_set1_epi16(1);
+        let mut p = _mm256_setzero_ps();
+        for g in 0..groups {
+            let mut sums = [_mm256_setzero_si256(); 8];
+            for (k, sum) in sums.iter_mut().enumerate() {
+                let at = (g * 8 + k) * super::BLOCK;
+                // SAFETY: at + 32 <= groups·256 <= n <= len of both slices.
+                let (vw, vx) = unsafe {
+                    (
+                        _mm256_loadu_si256(w.as_ptr().add(at) as *const __m256i),
+                        _mm256_loadu_si256(x.as_ptr().add(at) as *const __m256i),
+                    )
+                };
+                let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(vw, vw), _mm256_sign_epi8(vx, vw));
+                *sum = _mm256_madd_epi16(pairs, ones);
+            }
+            let h01 = _mm256_hadd_epi32(sums[0], sums[1]);
+            let h23 = _mm256_hadd_epi32(sums[2], sums[3]);
+            let h45 = _mm256_hadd_epi32(sums[4], sums[5]);
+            let h67 = _mm256_hadd_epi32(sums[6], sums[7]);
+            let h0123 = _mm256_hadd_epi32(h01, h23);
+            let h4567 = _mm256_hadd_epi32(h45, h67);
+            let lo = _mm256_permute2x128_si256::<0x20>(h0123, h4567);
+            let hi = _mm256_permute2x128_si256::<0x31>(h0123, h4567);
+            let d = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
+            // SAFETY: g·8 + 8 <= groups·8 <= xs.len() (and ws.len() when given).
+            let mut s = unsafe { _mm256_loadu_ps(xs.as_ptr().add(g * 8)) };
+            if let Some(ws) = ws {
+                // SAFETY: as above.
+                s = _mm256_mul_ps(s, unsafe { _mm256_loadu_ps(ws.as_ptr().add(g * 8)) });
+            }
+            p = _mm256_add_ps(p, _mm256_mul_ps(d, s));
+        }
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds 8 f32; storeu has no alignment need.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), p) };
+        // Leftover whole blocks, one at a time, into the same lanes.
+        let mut b = groups * 8;
+        while (b + 1) * super::BLOCK <= n && b < xs.len() {
+            let span = b * super::BLOCK..(b + 1) * super::BLOCK;
+            // SAFETY: this function's caller guaranteed AVX2.
+            let d = unsafe { dot_i8_avx2(&w[span.clone()], &x[span]) };
+            lanes[b % 8] += d as f32 * super::block_scale(xs[b], ws, b);
+            b += 1;
+        }
+        super::blocked_row_scalar(w, x, xs, ws, b, lanes)
     }
 
     /// SSE4.1 int8 dot product (same scheme as AVX2, 16 lanes).
@@ -409,6 +565,39 @@ mod tests {
                 let mut got = [0i32];
                 if gemv_i8_with(b, &mut got, &w, &x).is_some() {
                     assert_eq!(got, want, "{b:?}");
+                }
+            }
+        }
+    }
+
+    /// The blocked int8 GEMV gives the scalar definition's exact bits on every
+    /// backend, including partial blocks and groups.
+    #[test]
+    fn all_blocked_gemv_backends_match_scalar() {
+        let mut s = 0xfeed_beef_u64;
+        for _ in 0..300 {
+            let rows = 1 + (rng(&mut s) % 5) as usize;
+            let cols = 1 + (rng(&mut s) % 700) as usize;
+            let w: Vec<i8> = (0..rows * cols).map(|_| rng(&mut s) as i8).collect();
+            let xf: Vec<f32> = (0..cols).map(|_| (rng(&mut s) % 2001) as f32 / 100.0 - 10.0).collect();
+            let mut xq = vec![0i8; cols];
+            let mut xs = vec![0f32; cols.div_ceil(BLOCK)];
+            let mut inl = vec![0f32; cols];
+            let mut outl = vec![0u32; cols];
+            let k = prepare_activations(&xf, 9.0, &mut inl, &mut xq, &mut xs, &mut outl);
+            let act = Activations { q: &xq, scales: &xs, outliers: &outl[..k], values: &xf };
+            let row_scales: Vec<f32> = (0..rows).map(|r| 0.01 + r as f32 * 0.003).collect();
+            let block_scales: Vec<f32> = (0..rows * xs.len()).map(|i| 0.001 + (i % 13) as f32 * 0.0007).collect();
+            let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.5 - 1.0).collect();
+            for scales in [WeightScales::Row(&row_scales), WeightScales::Block(&block_scales)] {
+                let mut want = vec![0f32; rows];
+                gemv_i8_blocked_with(Backend::Scalar, &mut want, &w, scales, &act, Some(&bias)).unwrap();
+                for b in Backend::ALL {
+                    let mut got = vec![f32::NAN; rows];
+                    if gemv_i8_blocked_with(b, &mut got, &w, scales, &act, Some(&bias)).is_some() {
+                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&got), bits(&want), "{b:?} {scales:?} rows {rows} cols {cols}");
+                    }
                 }
             }
         }

@@ -25,7 +25,7 @@ pub struct RunConfig {
 /// Sizes (in `f32` elements, each a multiple of 4) of the arena's buffers.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Plan {
-    sizes: [usize; 14],
+    sizes: [usize; 15],
 }
 
 const H: usize = 0;
@@ -42,6 +42,7 @@ const OUT: usize = 10;
 const XQ: usize = 11;
 const WROW: usize = 12;
 const XS: usize = 13;
+const OUTL: usize = 14;
 
 impl Plan {
     pub(crate) fn total_bytes(&self) -> usize {
@@ -70,7 +71,7 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
     let gated = cfg.activation == Activation::SwiGlu;
     // Widest input of any matrix: int8 activations and f16 row conversion need that much.
     let widest = d.max(q).max(ff);
-    let raw: [Option<u64>; 14] = [
+    let raw: [Option<u64>; 15] = [
         rows.checked_mul(d),
         cache_layers.checked_mul(seq).and_then(|x| x.checked_mul(kv)),
         cache_layers.checked_mul(seq).and_then(|x| x.checked_mul(kv)),
@@ -83,10 +84,11 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
         Some(if cfg.positions == PositionKind::Rope { cfg.head_dim as u64 } else { 0 }),
         Some(if decoder { cfg.vocab_size as u64 } else { d }),
         Some(if model.has_i8() { widest.div_ceil(4) } else { 0 }),
-        Some(if model.has_f16() { widest } else { 0 }),
+        Some(if model.has_f16() || model.has_i8() { widest } else { 0 }),
         Some(if model.has_i8() { widest.div_ceil(quant::BLOCK as u64) } else { 0 }),
+        Some(if model.has_i8() { widest } else { 0 }),
     ];
-    let mut sizes = [0usize; 14];
+    let mut sizes = [0usize; 15];
     let mut total: u64 = 0;
     for (s, r) in sizes.iter_mut().zip(raw) {
         let floats = r.and_then(|v| v.checked_add(3)).ok_or_else(arena_overflow)? & !3;
@@ -198,22 +200,27 @@ fn norm(cfg: &Config, x: &mut [f32], w: (&[f32], Option<&[f32]>)) {
     }
 }
 
+/// Magnitude above which an activation channel is an outlier (LLM.int8()'s 6.0).
+const OUTLIER: f32 = 6.0;
+
 /// Scratch that [`linear`] needs.
 struct LinearScratch<'s> {
     /// int8 copy of a matrix input.
     xq: &'s mut [i8],
     /// Its per-block scales.
     xs: &'s mut [f32],
-    /// One f16 weight row converted to f32.
+    /// One f16 weight row converted to f32 (or the inlier copy of an int8 input).
     wrow: &'s mut [f32],
+    /// Outlier channels of an int8 input.
+    outliers: &'s mut [u32],
 }
 
 /// `out = W x (+ bias)` for any stored weight type. int8 weights take an
 /// int8 copy of `x` (symmetric, one scale per 32-element block) and integer
 /// dot products; f16 rows are widened to f32 one at a time.
 fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut LinearScratch) {
-    let LinearScratch { xq, xs, wrow } = s;
-    let (xq, xs, wrow) = (&mut **xq, &mut **xs, &mut **wrow);
+    let LinearScratch { xq, xs, wrow, outliers } = s;
+    let (xq, xs, wrow, outliers) = (&mut **xq, &mut **xs, &mut **wrow, &mut **outliers);
     match w {
         Weight::F32(w) => kernels::matvec(out, w, x, bias),
         Weight::F16(w) => {
@@ -229,11 +236,15 @@ fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut L
                 *o = kernels::dot(row, x) + bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0);
             }
         }
-        Weight::I8 { q, scales } => {
-            let n = x.len().min(xq.len());
+        Weight::I8 { q, scales, per_block } => {
+            let n = x.len().min(xq.len()).min(wrow.len()).min(outliers.len());
             let nb = n.div_ceil(quant::BLOCK).min(xs.len());
-            quant::quantize_blocks(&x[..n], &mut xq[..n], &mut xs[..nb]);
-            quant::gemv_i8_blocked(out, q, scales, &xq[..n], &xs[..nb], bias);
+            // Outlier channels (LLM.int8()) stay out of the int8 copy and are
+            // added exactly, in f32, with their dequantized weights.
+            let k = quant::prepare_activations(&x[..n], OUTLIER, &mut wrow[..n], &mut xq[..n], &mut xs[..nb], outliers);
+            let act = quant::Activations { q: &xq[..n], scales: &xs[..nb], outliers: &outliers[..k], values: &x[..n] };
+            let ws = if per_block { quant::WeightScales::Block(scales) } else { quant::WeightScales::Row(scales) };
+            quant::gemv_i8_blocked(out, q, ws, &act, bias);
         }
     }
 }
@@ -249,10 +260,20 @@ fn embedding_row(x: &mut [f32], w: Weight, i: usize) {
                 *o = h.to_f32();
             }
         }
-        Weight::I8 { q, scales } => {
+        Weight::I8 { q, scales, per_block: false } => {
             let s = scales.get(i).copied().unwrap_or(0.0);
             for (o, &v) in x.iter_mut().zip(q.get(span).unwrap_or(&[])) {
                 *o = v as f32 * s;
+            }
+        }
+        Weight::I8 { q, scales, per_block: true } => {
+            let nb = d.div_ceil(quant::BLOCK);
+            let row_scales = scales.get(i * nb..(i + 1) * nb).unwrap_or(&[]);
+            let blocks = q.get(span).unwrap_or(&[]).chunks(quant::BLOCK);
+            for ((ob, qb), s) in x.chunks_mut(quant::BLOCK).zip(blocks).zip(row_scales) {
+                for (o, &v) in ob.iter_mut().zip(qb) {
+                    *o = v as f32 * s;
+                }
             }
         }
     }
@@ -385,7 +406,7 @@ impl<'m, 'a> Session<'m, 'a> {
             f1: take(&mut rest, s[F1], cfg.d_ff as usize),
             f2: take(&mut rest, s[F2], cfg.d_ff as usize),
             rope: take(&mut rest, s[ROPE], cfg.head_dim as usize),
-            lin: LinearScratch { xq: &mut [], xs: &mut [], wrow: &mut [] },
+            lin: LinearScratch { xq: &mut [], xs: &mut [], wrow: &mut [], outliers: &mut [] },
         };
         let out_len = if cfg.arch == Architecture::Decoder { cfg.vocab_size as usize } else { d };
         let out = take(&mut rest, s[OUT], out_len);
@@ -395,6 +416,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 xq: bytemuck::cast_slice_mut(xq_floats),
                 wrow: take(&mut rest, s[WROW], s[WROW]),
                 xs: take(&mut rest, s[XS], s[XS]),
+                outliers: bytemuck::cast_slice_mut(take(&mut rest, s[OUTL], s[OUTL])),
             },
             ..scratch
         };

@@ -1,6 +1,7 @@
 //! Post-training weight quantization of a `.mote` model: f32 matrices to
-//! int8 (symmetric, one scale per output row) or f16, with a per-tensor
-//! error report. Norms, biases and position tables stay f32.
+//! int8 (symmetric; one scale per row and 32-column block, or one per row)
+//! or f16, with a per-tensor error report. Norms, biases and position
+//! tables stay f32.
 //!
 //! Activations are quantized at run time by `mote-core` (int8, one
 //! symmetric scale per input vector, computed from that vector), so no
@@ -17,8 +18,12 @@ use serde_json::json;
 pub enum Target {
     /// IEEE half weights, f32 accumulation.
     F16,
-    /// int8 weights, one f32 scale per output row.
+    /// int8 weights, one f32 scale per row and 32-column block (the default:
+    /// an outlier weight only coarsens its own block).
     Int8,
+    /// int8 weights, one f32 scale per row (what an integer-only
+    /// requantization needs).
+    Int8Row,
 }
 
 impl std::str::FromStr for Target {
@@ -27,8 +32,9 @@ impl std::str::FromStr for Target {
         match s {
             "f16" => Ok(Target::F16),
             "int8" | "i8" => Ok(Target::Int8),
+            "int8-row" => Ok(Target::Int8Row),
             "int4" => bail!("--dtype int4 is not implemented yet (int8 and f16 are)"),
-            other => bail!("unknown --dtype {other:?} (int8, f16)"),
+            other => bail!("unknown --dtype {other:?} (int8, int8-row, f16)"),
         }
     }
 }
@@ -93,6 +99,18 @@ pub fn quantize_rows_i8(w: &[f32], cols: usize) -> (Vec<i8>, Vec<f32>) {
     (q, scales)
 }
 
+/// Symmetric int8 with one scale per row and [`mote_core::quant::BLOCK`]-column
+/// block: returns (q, scales as `[rows, ceil(cols / BLOCK)]`).
+pub fn quantize_blocks_i8(w: &[f32], cols: usize) -> (Vec<i8>, Vec<f32>) {
+    let nb = cols.div_ceil(mote_core::quant::BLOCK);
+    let mut q = vec![0i8; w.len()];
+    let mut scales = vec![0f32; w.len() / cols.max(1) * nb];
+    for ((row, qr), sr) in w.chunks_exact(cols).zip(q.chunks_exact_mut(cols)).zip(scales.chunks_exact_mut(nb)) {
+        mote_core::quant::quantize_blocks(row, qr, sr);
+    }
+    (q, scales)
+}
+
 /// Quantizes every quantizable f32 matrix of `m` to `target`.
 pub fn quantize(m: &Model, target: Target, mut progress: impl FnMut(usize, usize)) -> Result<(ModelBuilder, Vec<TensorReport>)> {
     let mut b = ModelBuilder::new(*m.config());
@@ -118,11 +136,29 @@ pub fn quantize(m: &Model, target: Target, mut progress: impl FnMut(usize, usize
         };
         let cols = dims[1] as usize;
         let (deq, bytes_after, dtype): (Vec<f32>, u64, &'static str) = match target {
-            Target::Int8 => {
-                let (q, scales) = quantize_rows_i8(w, cols);
-                let deq = q.chunks_exact(cols).zip(&scales).flat_map(|(r, s)| r.iter().map(move |&v| v as f32 * s)).collect();
+            Target::Int8 | Target::Int8Row => {
+                let block = mote_core::quant::BLOCK;
+                let nb = cols.div_ceil(block);
+                let (q, scales, sdims) = if target == Target::Int8 {
+                    let (q, s) = quantize_blocks_i8(w, cols);
+                    (q, s, vec![dims[0], nb as u32])
+                } else {
+                    let (q, s) = quantize_rows_i8(w, cols);
+                    (q, s, vec![dims[0]])
+                };
+                let per_row = sdims.len() == 1;
+                let deq = q
+                    .chunks_exact(cols)
+                    .enumerate()
+                    .flat_map(|(r, row)| {
+                        let scales = &scales;
+                        row.iter().enumerate().map(move |(c, &v)| {
+                            v as f32 * if per_row { scales[r] } else { scales[r * nb + c / block] }
+                        })
+                    })
+                    .collect();
                 b.add_raw(&name, Dtype::I8, dims, bytemuck::cast_slice(&q).to_vec())?;
-                b.add_f32(&format!("{name}.s"), &[dims[0]], &scales)?;
+                b.add_f32(&format!("{name}.s"), &sdims, &scales)?;
                 (deq, q.len() as u64 + 4 * scales.len() as u64, "i8")
             }
             Target::F16 => {

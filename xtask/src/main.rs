@@ -1,4 +1,4 @@
-//! `cargo xtask setup | demo | test`: the commands a newcomer runs.
+//! `cargo xtask setup | demo | test | bench`: the commands a newcomer runs.
 //!
 //! Each installs what it needs when it is missing (Debian packages for the
 //! cross toolchain and QEMU), so a fresh machine needs nothing but Rust,
@@ -102,6 +102,12 @@ fn demo() -> Result<()> {
     run(Command::new(&mote).args(["import"]).arg(fetch("smollm2")?).arg("-o").arg(&smollm2))?;
     run(Command::new(&mote).arg("inspect").arg(&minilm).args(["--seq", "32"]).stdout(std::process::Stdio::null()))?;
 
+    let minilm8 = out.join("minilm-int8.mote");
+    let smollm2_8 = out.join("smollm2-int8.mote");
+    for (from, to) in [(&minilm, &minilm8), (&smollm2, &smollm2_8)] {
+        run(Command::new(&mote).arg("quantize").arg(from).arg("-o").arg(to).args(["--dtype", "int8", "--json"]).stdout(std::process::Stdio::null()))?;
+    }
+
     let sentences = [
         "A man is eating food.",
         "A man is eating a piece of bread.",
@@ -110,24 +116,30 @@ fn demo() -> Result<()> {
         "A monkey is playing drums.",
         "Someone in a gorilla costume is playing a set of drums.",
     ];
-    let mut embs = Vec::new();
-    for s in sentences {
-        let j = output(Command::new(&mote).arg("embed").arg(&minilm).args(["--text", s, "--json"]))?;
-        embs.push(parse_floats(&j, "embedding")?);
-    }
-    println!("\nall-MiniLM-L6-v2 (f32, mote-core): cosine similarity\n");
-    for (i, s) in sentences.iter().enumerate() {
-        print!("{:<58}", s);
-        for e in &embs {
-            let c: f32 = embs[i].iter().zip(e).map(|(a, b)| a * b).sum();
-            print!(" {c:5.2}");
+    for (label, model) in [("f32", &minilm), ("int8", &minilm8)] {
+        let mut embs = Vec::new();
+        for s in sentences {
+            let j = output(Command::new(&mote).arg("embed").arg(model).args(["--text", s, "--json"]))?;
+            embs.push(parse_floats(&j, "embedding")?);
         }
-        println!();
+        println!("\nall-MiniLM-L6-v2 ({label}, {} bytes): cosine similarity\n", std::fs::metadata(model)?.len());
+        for (i, s) in sentences.iter().enumerate() {
+            print!("{:<58}", s);
+            for e in &embs {
+                let c: f32 = embs[i].iter().zip(e).map(|(a, b)| a * b).sum();
+                print!(" {c:5.2}");
+            }
+            println!();
+        }
     }
     let q = "What is the capital of France?";
-    let answer = output(Command::new(&mote).arg("generate").arg(&smollm2).args(["--prompt", q, "--max-tokens", "32", "--greedy"]))?;
-    println!("\nSmolLM2-135M-Instruct (f32, mote-core)\n> {q}\n{}", answer.trim());
-    println!("\nmodels: {} and {}", minilm.display(), smollm2.display());
+    for (label, model) in [("f32", &smollm2), ("int8", &smollm2_8)] {
+        let t = std::time::Instant::now();
+        let answer = output(Command::new(&mote).arg("generate").arg(model).args(["--prompt", q, "--max-tokens", "32", "--greedy"]))?;
+        let bytes = std::fs::metadata(model)?.len();
+        println!("\nSmolLM2-135M-Instruct ({label}, {bytes} bytes, {:.1} s)\n> {q}\n{}", t.elapsed().as_secs_f32(), answer.trim());
+    }
+    println!("\nmodels in {}", out.display());
     Ok(())
 }
 
@@ -215,8 +227,9 @@ fn main() -> Result<()> {
         Some("setup") => setup(),
         Some("demo") => demo(),
         Some("test") => test(),
+        Some("bench") => run(cargo().args(["bench", "-p", "mote-tests"]).args(&args[1..])),
         _ => {
-            eprintln!("usage: cargo xtask <setup|demo|test>");
+            eprintln!("usage: cargo xtask <setup|demo|test|bench [criterion filter]>");
             std::process::exit(2);
         }
     }
