@@ -20,11 +20,28 @@ pub enum Backend {
     Sse41,
     /// x86_64 AVX2.
     Avx2,
+    /// aarch64 NEON (Advanced SIMD).
+    Neon,
 }
 
 impl Backend {
-    /// Every backend, best last.
-    pub const ALL: [Backend; 3] = [Backend::Scalar, Backend::Sse41, Backend::Avx2];
+    /// Every backend.
+    pub const ALL: [Backend; 4] = [Backend::Scalar, Backend::Sse41, Backend::Avx2, Backend::Neon];
+
+    /// The backend's lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Scalar => "scalar",
+            Backend::Sse41 => "sse4.1",
+            Backend::Avx2 => "avx2",
+            Backend::Neon => "neon",
+        }
+    }
+
+    /// The backend with this name.
+    pub fn from_name(name: &str) -> Option<Backend> {
+        Backend::ALL.into_iter().find(|b| b.name() == name)
+    }
 
     /// True when this backend can run on this machine.
     pub fn available(self) -> bool {
@@ -38,14 +55,23 @@ impl Backend {
             Backend::Sse41 => cfg!(target_feature = "sse4.1"),
             #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
             Backend::Avx2 => cfg!(target_feature = "avx2"),
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon => cfg!(target_feature = "neon"),
+            #[allow(unreachable_patterns)]
             _ => false,
         }
     }
 
-    /// The best backend this machine runs.
+    /// The backend every dispatcher uses: the one chosen with [`force`] if
+    /// any (and available), else the best this machine runs.
     pub fn best() -> Backend {
-        if Backend::Avx2.available() {
+        let forced = FORCED.load(core::sync::atomic::Ordering::Relaxed);
+        if let Some(b) = Backend::ALL.get(forced as usize).copied().filter(|b| b.available()) {
+            return b;
+        }
+        if Backend::Neon.available() {
+            Backend::Neon
+        } else if Backend::Avx2.available() {
             Backend::Avx2
         } else if Backend::Sse41.available() {
             Backend::Sse41
@@ -55,9 +81,26 @@ impl Backend {
     }
 }
 
-/// The definition: `Σ a[i]·b[i]` over the shorter length, in `i32`.
+/// Index into [`Backend::ALL`] of the forced backend; out of range = none.
+static FORCED: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(u8::MAX);
+
+/// Makes every dispatcher use `backend` (`None`: the best available again).
+/// Returns false, changing nothing, when `backend` cannot run here. Used by
+/// tests and `MOTE_BACKEND` to prove whole models give the same bits on every backend.
+pub fn force(backend: Option<Backend>) -> bool {
+    let index = match backend {
+        Some(b) if !b.available() => return false,
+        Some(b) => Backend::ALL.iter().position(|&x| x == b).unwrap_or(u8::MAX as usize) as u8,
+        None => u8::MAX,
+    };
+    FORCED.store(index, core::sync::atomic::Ordering::Relaxed);
+    true
+}
+
+/// The definition: `Σ a[i]·b[i]` over the shorter length, in `i32`
+/// (wrapping, as every SIMD variant does, should a hostile model overflow it).
 pub fn dot_i8_scalar(a: &[i8], b: &[i8]) -> i32 {
-    a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
+    a.iter().zip(b).fold(0i32, |acc, (&x, &y)| acc.wrapping_add(x as i32 * y as i32))
 }
 
 /// `out[r] = Σ_c w[r, c]·x[c]` for row-major `w` with `x.len()` columns,
@@ -84,7 +127,9 @@ pub fn gemv_i8_with(backend: Backend, out: &mut [i32], w: &[i8], x: &[i8]) -> Op
             // SAFETY: `available()` confirmed SSE4.1 on this CPU.
             rows.for_each(|(o, r)| *o = unsafe { x86::dot_i8_sse41(r, x) })
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        Backend::Neon => rows.for_each(|(o, r)| *o = arm::dot_i8_neon(r, x)),
+        #[allow(unreachable_patterns)]
         _ => return None,
     }
     Some(())
@@ -124,7 +169,9 @@ pub fn gemv_i8_scaled_with(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `available()` confirmed SSE4.1 on this CPU.
         Backend::Sse41 => rows.for_each(|(r, (o, w))| *o = epilogue(r, unsafe { x86::dot_i8_sse41(w, x) })),
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        Backend::Neon => rows.for_each(|(r, (o, w))| *o = epilogue(r, arm::dot_i8_neon(w, x))),
+        #[allow(unreachable_patterns)]
         _ => return None,
     }
     Some(())
@@ -212,7 +259,16 @@ pub fn gemv_i8_blocked_with(
             }
             *o = finish(r, reduce8(p), w);
         }),
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        Backend::Neon => rows.for_each(|(r, (o, w))| {
+            let mut p = [0.0f32; 8];
+            let ws = row_scales(r);
+            for (b, ((wb, xb), s)) in w.chunks(BLOCK).zip(x.chunks(BLOCK)).zip(x_scales).enumerate() {
+                p[b % 8] += arm::dot_i8_neon(wb, xb) as f32 * block_scale(*s, ws, b);
+            }
+            *o = finish(r, reduce8(p), w);
+        }),
+        #[allow(unreachable_patterns)]
         _ => return None,
     }
     Some(())
@@ -380,6 +436,35 @@ pub fn quantize_multiplier(real: f64) -> (i32, i32) {
     (q as i32, shift.min(30))
 }
 
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use core::arch::aarch64::*;
+
+    /// NEON int8 dot product: widening multiplies (i8·i8 fits i16 exactly)
+    /// and pairwise widening accumulation into i32 — exact, so equal to the
+    /// scalar definition for any inputs.
+    pub(super) fn dot_i8_neon(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len().min(b.len());
+        let mut i = 0;
+        // SAFETY: NEON is part of every aarch64 target this crate builds for
+        // (`available()` checks target_feature = "neon"); loads stay below n.
+        let total = unsafe {
+            let mut acc = vdupq_n_s32(0);
+            while i + 16 <= n {
+                let va = vld1q_s8(a.as_ptr().add(i));
+                let vb = vld1q_s8(b.as_ptr().add(i));
+                let lo = vmull_s8(vget_low_s8(va), vget_low_s8(vb));
+                let hi = vmull_high_s8(va, vb);
+                acc = vpadalq_s16(acc, lo);
+                acc = vpadalq_s16(acc, hi);
+                i += 16;
+            }
+            vaddvq_s32(acc)
+        };
+        total.wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use core::arch::x86_64::*;
@@ -428,8 +513,7 @@ mod x86 {
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
             i += 32;
         }
-        let tail: i32 = a[i..n].iter().zip(&b[i..n]).map(|(&x, &y)| x as i32 * y as i32).sum();
-        hsum_256(acc) + tail
+        hsum_256(acc).wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
     }
 
     /// Eight 32-element blocks at a time: exact i32 block sums gathered into
@@ -516,8 +600,7 @@ mod x86 {
             acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_maddubs_epi16(ua, sb), ones));
             i += 16;
         }
-        let tail: i32 = a[i..n].iter().zip(&b[i..n]).map(|(&x, &y)| x as i32 * y as i32).sum();
-        hsum_128(acc) + tail
+        hsum_128(acc).wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
     }
 }
 

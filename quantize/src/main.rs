@@ -140,6 +140,14 @@ fn arch_name(a: Architecture) -> &'static str {
 
 fn main() {
     let cli = Cli::parse();
+    // MOTE_BACKEND=scalar|sse4.1|avx2|neon pins the integer kernels (for parity checks).
+    if let Ok(name) = std::env::var("MOTE_BACKEND") {
+        let ok = mote_core::quant::Backend::from_name(&name).is_some_and(|b| mote_core::quant::force(Some(b)));
+        if !ok {
+            eprintln!("error: MOTE_BACKEND={name:?} is not a backend this machine runs");
+            std::process::exit(1);
+        }
+    }
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -209,3 +209,13 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
 }
+
+/// Wider than tiny: inputs span several 32-element blocks and whole groups of
+/// eight, so every SIMD path (not just the tails) runs.
+pub fn small_config(mut cfg: Config) -> Config {
+    cfg.d_model = 64;
+    cfg.head_dim = 16;
+    cfg.d_ff = 288;
+    cfg.vocab_size = 100;
+    cfg
+}

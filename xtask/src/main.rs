@@ -155,7 +155,7 @@ fn test() -> Result<()> {
     let mut steps: Vec<(&str, Result<()>)> = Vec::new();
     steps.push(("workspace tests", run(cargo().args(["test", "--workspace", "--no-fail-fast"]))));
     steps.push(("mote-core no_std build for thumbv7em-none-eabihf", firmware_build()));
-    steps.push(("Cortex-M4F (QEMU mps2-an386) output bits equal the host's", firmware_parity()));
+    steps.push(("x86_64, aarch64 (qemu-aarch64) and Cortex-M4F (qemu mps2-an386) give the same bits", firmware_parity()));
     let failed: Vec<_> = steps.iter().filter(|(_, r)| r.is_err()).collect();
     for (name, r) in &steps {
         match r {
@@ -186,17 +186,41 @@ fn firmware_build() -> Result<()> {
     run(firmware_cargo().args(["build", "--release", "-p", "mote-core", "--target", "thumbv7em-none-eabihf"]))
 }
 
-/// Runs seeded tiny models (encoder and decoder) in QEMU and on the host and
-/// compares the printed bits of every output float.
+/// Runs seeded tiny models — encoder and decoder, f32 and int8 — on the host
+/// (best backend and scalar), on a Cortex-M4F in QEMU and on aarch64 Linux
+/// under qemu-aarch64 (NEON and scalar), and requires the same bits everywhere.
 fn firmware_parity() -> Result<()> {
     let dir = root().join("target/firmware-models");
     std::fs::create_dir_all(&dir)?;
     let mote = mote_bin()?;
     let ids = "1,2,3,4,5";
-    for kind in ["encoder", "decoder"] {
+    let edge = root().join("firmware/target/aarch64-unknown-linux-gnu/release/mote-edge");
+    run(firmware_cargo().args([
+        "build", "-q", "--release", "-p", "mote-edge", "--target", "aarch64-unknown-linux-gnu", "-Zbuild-std=std,panic_abort",
+    ]))?;
+    let mut models = Vec::new();
+    for kind in ["encoder", "decoder", "encoder-small", "decoder-small"] {
         let model = dir.join(format!("tiny-{kind}.mote"));
         run(cargo().args(["run", "-q", "-p", "mote-tests", "--example", "tiny_model", "--", kind, "7"]).arg(&model))?;
-        let host = output(Command::new(&mote).arg("run").arg(&model).args(["--ids", ids, "--bits"]))?;
+        for dtype in ["int8", "int8-row"] {
+            let q = dir.join(format!("tiny-{kind}-{dtype}.mote"));
+            run(Command::new(&mote).arg("quantize").arg(&model).arg("-o").arg(&q).args(["--dtype", dtype, "--json"]).stdout(std::process::Stdio::null()))?;
+            models.push(q);
+        }
+        models.push(model);
+    }
+    let pick = |s: &str| s.lines().find(|l| l.starts_with("embedding:") || l.starts_with("logits:")).map(str::to_string);
+    for model in &models {
+        let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let host = output(Command::new(&mote).arg("run").arg(model).args(["--ids", ids, "--bits"]))?;
+        let reference = pick(&host).context("host printed no output line")?;
+        let mut runs: Vec<(&str, String)> = Vec::new();
+        runs.push(("host scalar", output(Command::new(&mote).env("MOTE_BACKEND", "scalar").arg("run").arg(model).args(["--ids", ids, "--bits"]))?));
+        for backend in ["neon", "scalar"] {
+            let mut c = Command::new("timeout");
+            c.args(["120", "qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]).arg(&edge).arg(model).args([ids, backend]);
+            runs.push((if backend == "neon" { "aarch64 NEON" } else { "aarch64 scalar" }, output(&mut c)?));
+        }
         let mut c = Command::new("timeout");
         c.arg("300").arg("/usr/bin/cargo");
         let fw = firmware_cargo();
@@ -207,16 +231,16 @@ fn firmware_parity() -> Result<()> {
                 None => c.env_remove(k),
             };
         }
-        c.args(["run", "-q", "--release", "-p", "mote-smoke", "--target", "thumbv7em-none-eabihf"])
-            .env("MOTE_MODEL", &model)
-            .env("MOTE_IDS", ids);
-        let device = output(&mut c)?;
-        let pick = |s: &str| s.lines().find(|l| l.starts_with("embedding:") || l.starts_with("logits:")).map(str::to_string);
-        let (h, d) = (pick(&host).context("host printed no output line")?, pick(&device).context("firmware printed no output line")?);
-        if h != d {
-            bail!("{kind}: firmware output differs from the host\n host:   {h}\n device: {d}");
+        c.args(["run", "-q", "--release", "-p", "mote-smoke", "--target", "thumbv7em-none-eabihf"]).env("MOTE_MODEL", model).env("MOTE_IDS", ids);
+        runs.push(("Cortex-M4F", output(&mut c)?));
+        for (target, out) in &runs {
+            let line = pick(out).with_context(|| format!("{name} on {target}: no output line"))?;
+            if line != reference {
+                bail!("{name}: {target} differs from the host\n host:   {reference}\n {target}: {line}");
+            }
         }
-        eprintln!("{kind}: {} output floats bit-identical on Cortex-M4F and x86_64", h.split_whitespace().count() - 1);
+        let floats = reference.split_whitespace().count() - 1;
+        eprintln!("{name}: {floats} output floats bit-identical on x86_64 (best, scalar), aarch64 (NEON, scalar) and Cortex-M4F");
     }
     Ok(())
 }
@@ -227,9 +251,10 @@ fn main() -> Result<()> {
         Some("setup") => setup(),
         Some("demo") => demo(),
         Some("test") => test(),
+        Some("parity") => firmware_parity(),
         Some("bench") => run(cargo().args(["bench", "-p", "mote-tests"]).args(&args[1..])),
         _ => {
-            eprintln!("usage: cargo xtask <setup|demo|test|bench [criterion filter]>");
+            eprintln!("usage: cargo xtask <setup|demo|test|parity|bench [criterion filter]>");
             std::process::exit(2);
         }
     }

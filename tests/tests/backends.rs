@@ -1,0 +1,70 @@
+//! Whole int8 models give byte-identical outputs on every integer backend
+//! this machine runs (scalar, SSE4.1, AVX2 here; NEON is checked under
+//! qemu-aarch64 by `cargo xtask test`).
+#![allow(clippy::unwrap_used)]
+
+use mote_core::quant::{force, Backend};
+use mote_core::{Architecture, Model, RunConfig, Session};
+use mote_host::quantize::{quantize, Target};
+use mote_host::ModelFile;
+use mote_tests::*;
+
+fn outputs(m: &Model, ids: &[u32]) -> Vec<u32> {
+    let run = RunConfig { max_seq: ids.len() as u32 + 4 };
+    let mut arena = vec![0u8; m.arena_bytes(&run).unwrap() + 15];
+    let mut s = Session::new(m, &mut arena, run).unwrap();
+    let mut bits = Vec::new();
+    match m.config().arch {
+        Architecture::Encoder => bits.extend(s.embed(ids).unwrap().iter().map(|v| v.to_bits())),
+        Architecture::Decoder => {
+            let mut next = ids[0];
+            for &id in ids {
+                next = id;
+                bits.extend(s.decode_step(next).unwrap().iter().map(|v| v.to_bits()));
+            }
+            for _ in 0..4 {
+                let l = s.decode_step(next).unwrap();
+                next = mote_core::kernels::argmax(l) as u32;
+                bits.extend(l.iter().map(|v| v.to_bits()));
+            }
+        }
+    }
+    bits
+}
+
+#[test]
+fn int8_models_are_bit_identical_on_every_backend() {
+    let mut models = Vec::new();
+    let configs = [
+        (tiny_encoder_config(), 11),
+        (tiny_decoder_config(), 12),
+        (small_config(tiny_encoder_config()), 13),
+        (small_config(tiny_decoder_config()), 14),
+    ];
+    for (cfg, seed) in configs {
+        let f = random_model_file(cfg, seed);
+        let m = Model::from_bytes(f.bytes()).unwrap();
+        for t in [Target::Int8, Target::Int8Row] {
+            models.push(ModelFile::from_vec(quantize(&m, t, |_, _| {}).unwrap().0.to_bytes()));
+        }
+    }
+    let real = ModelFile::read(&minilm()).unwrap();
+    let real_m = Model::from_bytes(real.bytes()).unwrap();
+    models.push(ModelFile::from_vec(quantize(&real_m, Target::Int8, |_, _| {}).unwrap().0.to_bytes()));
+    let ids = [3u32, 1, 4, 1, 5, 9, 2, 6];
+    let real_ids = [101u32, 1037, 2158, 2003, 5983, 2833, 1012, 102];
+    let mut compared = 0;
+    for (i, f) in models.iter().enumerate() {
+        let m = Model::from_bytes(f.bytes()).unwrap();
+        let ids: &[u32] = if i == models.len() - 1 { &real_ids } else { &ids };
+        assert!(force(Some(Backend::Scalar)));
+        let want = outputs(&m, ids);
+        for b in Backend::ALL.into_iter().filter(|b| b.available()) {
+            assert!(force(Some(b)));
+            assert_eq!(outputs(&m, ids), want, "model {i} on {b:?}");
+            compared += 1;
+        }
+    }
+    force(None);
+    assert!(compared >= 2 * models.len(), "fewer than two backends compared");
+}
