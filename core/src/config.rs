@@ -161,12 +161,22 @@ impl Config {
         let arch = match w[0] {
             0 => Architecture::Encoder,
             1 => Architecture::Decoder,
-            v => return Err(Error::BadConfig { field: "arch", value: v }),
+            v => {
+                return Err(Error::BadConfig {
+                    field: "arch",
+                    value: v,
+                })
+            }
         };
         let norm = match w[10] {
             0 => NormKind::LayerNorm,
             1 => NormKind::RmsNorm,
-            v => return Err(Error::BadConfig { field: "norm", value: v }),
+            v => {
+                return Err(Error::BadConfig {
+                    field: "norm",
+                    value: v,
+                })
+            }
         };
         let activation = match w[12] {
             0 => Activation::Gelu,
@@ -174,18 +184,33 @@ impl Config {
             2 => Activation::Relu,
             3 => Activation::Silu,
             4 => Activation::SwiGlu,
-            v => return Err(Error::BadConfig { field: "activation", value: v }),
+            v => {
+                return Err(Error::BadConfig {
+                    field: "activation",
+                    value: v,
+                })
+            }
         };
         let positions = match w[13] {
             0 => PositionKind::Learned,
             1 => PositionKind::Rope,
             2 => PositionKind::Sinusoidal,
-            v => return Err(Error::BadConfig { field: "positions", value: v }),
+            v => {
+                return Err(Error::BadConfig {
+                    field: "positions",
+                    value: v,
+                })
+            }
         };
         let pooling = match w[18] {
             0 => Pooling::Mean,
             1 => Pooling::Cls,
-            v => return Err(Error::BadConfig { field: "pooling", value: v }),
+            v => {
+                return Err(Error::BadConfig {
+                    field: "pooling",
+                    value: v,
+                })
+            }
         };
         let cfg = Config {
             arch,
@@ -213,19 +238,34 @@ impl Config {
             embedding_norm: flag("embedding_norm", w[22])?,
         };
         if w[23] != 0 {
-            return Err(Error::BadConfig { field: "reserved", value: w[23] });
+            return Err(Error::BadConfig {
+                field: "reserved",
+                value: w[23],
+            });
         }
         if cfg.n_heads % cfg.n_kv_heads != 0 {
-            return Err(Error::BadConfig { field: "n_kv_heads", value: cfg.n_kv_heads });
+            return Err(Error::BadConfig {
+                field: "n_kv_heads",
+                value: cfg.n_kv_heads,
+            });
         }
         if cfg.positions == PositionKind::Rope && cfg.head_dim % 2 != 0 {
-            return Err(Error::BadConfig { field: "head_dim", value: cfg.head_dim });
+            return Err(Error::BadConfig {
+                field: "head_dim",
+                value: cfg.head_dim,
+            });
         }
         if cfg.positions == PositionKind::Sinusoidal && cfg.d_model % 2 != 0 {
-            return Err(Error::BadConfig { field: "d_model", value: cfg.d_model });
+            return Err(Error::BadConfig {
+                field: "d_model",
+                value: cfg.d_model,
+            });
         }
         if cfg.arch == Architecture::Decoder && !cfg.causal {
-            return Err(Error::BadConfig { field: "causal", value: 0 });
+            return Err(Error::BadConfig {
+                field: "causal",
+                value: 0,
+            });
         }
         for (field, id) in [("bos", cfg.bos), ("eos", cfg.eos)] {
             if id != NO_TOKEN && id >= cfg.vocab_size {
@@ -269,9 +309,17 @@ impl Config {
     pub fn parameter_count(&self) -> u64 {
         let d = self.d_model as u64;
         let (q, kv, ff) = (self.q_dim() as u64, self.kv_dim() as u64, self.d_ff as u64);
-        let gated = if self.activation == Activation::SwiGlu { 3 } else { 2 };
+        let gated = if self.activation == Activation::SwiGlu {
+            3
+        } else {
+            2
+        };
         let mut layer = d * (q + 2 * kv) + q * d + gated * d * ff;
-        let norm_params = if self.norm == NormKind::LayerNorm { 2 * d } else { d };
+        let norm_params = if self.norm == NormKind::LayerNorm {
+            2 * d
+        } else {
+            d
+        };
         layer += 2 * norm_params;
         if self.bias {
             layer += q + 2 * kv + d + ff + d + if gated == 3 { ff } else { 0 };

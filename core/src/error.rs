@@ -237,20 +237,34 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Error::*;
         match *self {
-            Truncated { needed, got } => write!(f, "model truncated: needs {needed} bytes, has {got}"),
+            Truncated { needed, got } => {
+                write!(f, "model truncated: needs {needed} bytes, has {got}")
+            }
             BadMagic => write!(f, "not a .mote model (bad magic)"),
             UnsupportedVersion { found } => write!(f, "unsupported .mote format version {found}"),
             LengthMismatch { header, actual } => {
-                write!(f, "header says the file is {header} bytes but {actual} were given")
+                write!(
+                    f,
+                    "header says the file is {header} bytes but {actual} were given"
+                )
             }
             HeaderCrc { stored, computed } => {
-                write!(f, "header CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")
+                write!(
+                    f,
+                    "header CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"
+                )
             }
             PayloadCrc { stored, computed } => {
-                write!(f, "payload CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")
+                write!(
+                    f,
+                    "payload CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"
+                )
             }
             MisalignedBuffer { misalignment } => {
-                write!(f, "model bytes must start on a 16-byte boundary (off by {misalignment})")
+                write!(
+                    f,
+                    "model bytes must start on a 16-byte boundary (off by {misalignment})"
+                )
             }
             SectionOutOfRange { kind, offset, len } => {
                 write!(f, "section {kind} at {offset}+{len} lies outside the file")
@@ -259,34 +273,76 @@ impl fmt::Display for Error {
             DuplicateSection { kind } => write!(f, "section {kind} appears twice"),
             UnknownSection { kind } => write!(f, "unknown required section {kind}"),
             BadConfig { field, value } => write!(f, "config field `{field}` has bad value {value}"),
-            UnknownDtype { tensor, code } => write!(f, "tensor `{tensor}` has unknown dtype code {code}"),
+            UnknownDtype { tensor, code } => {
+                write!(f, "tensor `{tensor}` has unknown dtype code {code}")
+            }
             BadTensorName { index } => write!(f, "tensor #{index} has an empty or non-UTF-8 name"),
-            BadTensorShape { tensor } => write!(f, "tensor `{tensor}` has a bad rank or a zero dimension"),
-            TensorOutOfRange { tensor, offset, len } => {
-                write!(f, "tensor `{tensor}` at {offset}+{len} lies outside the payload")
+            BadTensorShape { tensor } => {
+                write!(f, "tensor `{tensor}` has a bad rank or a zero dimension")
+            }
+            TensorOutOfRange {
+                tensor,
+                offset,
+                len,
+            } => {
+                write!(
+                    f,
+                    "tensor `{tensor}` at {offset}+{len} lies outside the payload"
+                )
             }
             MisalignedTensor { tensor, offset } => {
-                write!(f, "tensor `{tensor}` offset {offset} is not 16-byte aligned")
+                write!(
+                    f,
+                    "tensor `{tensor}` offset {offset} is not 16-byte aligned"
+                )
             }
-            TensorSizeMismatch { tensor, expected, got } => {
-                write!(f, "tensor `{tensor}` holds {got} bytes but its shape needs {expected}")
+            TensorSizeMismatch {
+                tensor,
+                expected,
+                got,
+            } => {
+                write!(
+                    f,
+                    "tensor `{tensor}` holds {got} bytes but its shape needs {expected}"
+                )
             }
             MissingTensor { tensor } => write!(f, "tensor `{tensor}` is required but missing"),
-            UnknownTensor { tensor } => write!(f, "tensor `{tensor}` is not used by this architecture"),
+            UnknownTensor { tensor } => {
+                write!(f, "tensor `{tensor}` is not used by this architecture")
+            }
             DuplicateTensor { tensor } => write!(f, "tensor `{tensor}` appears twice"),
-            ShapeMismatch { tensor, expected, got } => {
-                write!(f, "tensor `{tensor}` has shape {got:?}, config needs {expected:?}")
+            ShapeMismatch {
+                tensor,
+                expected,
+                got,
+            } => {
+                write!(
+                    f,
+                    "tensor `{tensor}` has shape {got:?}, config needs {expected:?}"
+                )
             }
             UnsupportedDtype { tensor, code } => {
-                write!(f, "tensor `{tensor}` has dtype {code}, which this architecture cannot run")
+                write!(
+                    f,
+                    "tensor `{tensor}` has dtype {code}, which this architecture cannot run"
+                )
             }
             BadVocab { offset } => write!(f, "vocabulary section malformed at byte {offset}"),
-            ArenaTooSmall { needed, got } => write!(f, "arena too small: needs {needed} bytes, got {got}"),
-            SequenceTooLong { max, got } => write!(f, "sequence of {got} tokens exceeds the maximum {max}"),
-            TokenOutOfRange { id, vocab } => write!(f, "token id {id} is outside the vocabulary of {vocab}"),
+            ArenaTooSmall { needed, got } => {
+                write!(f, "arena too small: needs {needed} bytes, got {got}")
+            }
+            SequenceTooLong { max, got } => {
+                write!(f, "sequence of {got} tokens exceeds the maximum {max}")
+            }
+            TokenOutOfRange { id, vocab } => {
+                write!(f, "token id {id} is outside the vocabulary of {vocab}")
+            }
             EmptyInput => write!(f, "empty token sequence"),
             WrongArchitecture { expected, got } => {
-                write!(f, "this call needs architecture {expected}, the model is architecture {got}")
+                write!(
+                    f,
+                    "this call needs architecture {expected}, the model is architecture {got}"
+                )
             }
         }
     }

@@ -23,7 +23,8 @@ pub const SECTION_OPTIONAL: u32 = 1;
 /// Hosts use 16 tables (16 KiB, several times faster on big models); the
 /// device keeps one 1 KiB table.
 #[cfg(feature = "std")]
-pub const CRC32: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
+pub const CRC32: crc::Crc<u32, crc::Table<16>> =
+    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
 /// The CRC used for header and payload: CRC-32/ISO-HDLC (zlib's `crc32`).
 #[cfg(not(feature = "std"))]
 pub const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
@@ -145,13 +146,19 @@ impl Header {
 pub fn parse_header(bytes: &[u8]) -> Result<Header> {
     let got = bytes.len() as u64;
     if bytes.len() < 4 {
-        return Err(Error::Truncated { needed: HEADER_LEN as u64, got });
+        return Err(Error::Truncated {
+            needed: HEADER_LEN as u64,
+            got,
+        });
     }
     if bytes[..4] != MAGIC {
         return Err(Error::BadMagic);
     }
     if bytes.len() < HEADER_LEN {
-        return Err(Error::Truncated { needed: HEADER_LEN as u64, got });
+        return Err(Error::Truncated {
+            needed: HEADER_LEN as u64,
+            got,
+        });
     }
     let version = read_u16(bytes, 4).ok_or(Error::BadMagic)?;
     if version != FORMAT_VERSION {
@@ -166,20 +173,32 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
     };
     let table_end = h.table_end();
     if bytes.len() < table_end {
-        return Err(Error::Truncated { needed: table_end as u64, got });
+        return Err(Error::Truncated {
+            needed: table_end as u64,
+            got,
+        });
     }
     let mut digest = CRC32.digest();
     digest.update(&bytes[..28]);
     digest.update(&bytes[HEADER_LEN..table_end]);
     let computed = digest.finalize();
     if computed != h.header_crc {
-        return Err(Error::HeaderCrc { stored: h.header_crc, computed });
+        return Err(Error::HeaderCrc {
+            stored: h.header_crc,
+            computed,
+        });
     }
     if h.file_len < got {
-        return Err(Error::LengthMismatch { header: h.file_len, actual: got });
+        return Err(Error::LengthMismatch {
+            header: h.file_len,
+            actual: got,
+        });
     }
     if h.file_len > got {
-        return Err(Error::Truncated { needed: h.file_len, got });
+        return Err(Error::Truncated {
+            needed: h.file_len,
+            got,
+        });
     }
     Ok(h)
 }
@@ -228,7 +247,10 @@ pub struct TensorInfo {
 impl TensorInfo {
     /// Number of elements.
     pub fn elements(&self) -> u64 {
-        self.dims[..self.rank as usize].iter().map(|&d| d as u64).product()
+        self.dims[..self.rank as usize]
+            .iter()
+            .map(|&d| d as u64)
+            .product()
     }
 }
 
@@ -240,17 +262,16 @@ pub(crate) fn entry_name(entry: &[u8]) -> &[u8] {
 }
 
 /// Parses tensor entry `index` and checks it against the payload range.
-pub fn parse_tensor_entry(
-    entry: &[u8],
-    index: u32,
-    payload: (u64, u64),
-) -> Result<TensorInfo> {
+pub fn parse_tensor_entry(entry: &[u8], index: u32, payload: (u64, u64)) -> Result<TensorInfo> {
     let name_bytes = entry_name(entry);
     if name_bytes.is_empty() || core::str::from_utf8(name_bytes).is_err() {
         return Err(Error::BadTensorName { index });
     }
     let name = TensorName::new(name_bytes);
-    let bad_entry = Error::Truncated { needed: TENSOR_ENTRY_LEN as u64, got: entry.len() as u64 };
+    let bad_entry = Error::Truncated {
+        needed: TENSOR_ENTRY_LEN as u64,
+        got: entry.len() as u64,
+    };
     let code = *entry.get(24).ok_or(bad_entry)?;
     let dtype = Dtype::from_code(code).ok_or(Error::UnknownDtype { tensor: name, code })?;
     let rank = *entry.get(25).ok_or(bad_entry)?;
@@ -271,7 +292,14 @@ pub fn parse_tensor_entry(
     }
     let offset = read_u64(entry, 48).ok_or(bad_entry)?;
     let byte_len = read_u64(entry, 56).ok_or(bad_entry)?;
-    let info = TensorInfo { name, dtype, rank, dims, offset, byte_len };
+    let info = TensorInfo {
+        name,
+        dtype,
+        rank,
+        dims,
+        offset,
+        byte_len,
+    };
     // Each dim is at most 2^20, so four of them overflow u64 only if we multiply
     // blindly: use checked arithmetic anyway.
     let expected = dims[..rank as usize]
@@ -279,15 +307,26 @@ pub fn parse_tensor_entry(
         .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d as u64))
         .ok_or(Error::BadTensorShape { tensor: name })?;
     if expected != byte_len {
-        return Err(Error::TensorSizeMismatch { tensor: name, expected, got: byte_len });
+        return Err(Error::TensorSizeMismatch {
+            tensor: name,
+            expected,
+            got: byte_len,
+        });
     }
     let (start, end) = payload;
     let in_range = offset >= start && offset.checked_add(byte_len).is_some_and(|e| e <= end);
     if !in_range {
-        return Err(Error::TensorOutOfRange { tensor: name, offset, len: byte_len });
+        return Err(Error::TensorOutOfRange {
+            tensor: name,
+            offset,
+            len: byte_len,
+        });
     }
     if offset % ALIGN as u64 != 0 {
-        return Err(Error::MisalignedTensor { tensor: name, offset });
+        return Err(Error::MisalignedTensor {
+            tensor: name,
+            offset,
+        });
     }
     Ok(info)
 }

@@ -182,12 +182,18 @@ mod tests {
     fn online_softmax_matches_two_pass() {
         let hd = 4;
         let n = 7;
-        let keys: Vec<f32> = (0..n * hd).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3).collect();
-        let values: Vec<f32> = (0..n * hd).map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.5).collect();
+        let keys: Vec<f32> = (0..n * hd)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3)
+            .collect();
+        let values: Vec<f32> = (0..n * hd)
+            .map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.5)
+            .collect();
         let q = [0.5f32, -1.0, 2.0, 0.25];
         let mut out = [0.0f32; 4];
         attend_head(&mut out, &q, &keys, &values, n, hd, 0, 0.5);
-        let scores: Vec<f32> = (0..n).map(|j| dot(&q, &keys[j * hd..j * hd + hd]) * 0.5).collect();
+        let scores: Vec<f32> = (0..n)
+            .map(|j| dot(&q, &keys[j * hd..j * hd + hd]) * 0.5)
+            .collect();
         let m = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let e: Vec<f32> = scores.iter().map(|s| (s - m).exp()).collect();
         let z: f32 = e.iter().sum();

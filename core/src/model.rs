@@ -2,8 +2,8 @@
 
 use crate::config::{Activation, Architecture, Config, NormKind, PositionKind, CONFIG_WORDS};
 use crate::format::{
-    self, parse_header, parse_tensor_entry, read_u32, Dtype, SectionKind, TensorInfo, ALIGN,
-    CRC32, SECTION_OPTIONAL, TENSOR_ENTRY_LEN,
+    self, parse_header, parse_tensor_entry, read_u32, Dtype, SectionKind, TensorInfo, ALIGN, CRC32,
+    SECTION_OPTIONAL, TENSOR_ENTRY_LEN,
 };
 use crate::session::RunConfig;
 use crate::vocab::Vocab;
@@ -50,13 +50,19 @@ pub(crate) struct NameBuf {
 
 impl NameBuf {
     pub(crate) fn global(name: &str) -> Self {
-        let mut n = NameBuf { buf: [0; TensorName::LEN], len: 0 };
+        let mut n = NameBuf {
+            buf: [0; TensorName::LEN],
+            len: 0,
+        };
         n.push(name.as_bytes());
         n
     }
 
     pub(crate) fn layer(layer: u32, suffix: &str) -> Self {
-        let mut n = NameBuf { buf: [0; TensorName::LEN], len: 0 };
+        let mut n = NameBuf {
+            buf: [0; TensorName::LEN],
+            len: 0,
+        };
         n.push(b"L");
         let mut digits = [0u8; 10];
         let mut k = digits.len();
@@ -91,11 +97,35 @@ impl NameBuf {
 
 /// Per-layer tensor suffixes and whether the config needs them.
 const LAYER_TENSORS: [&str; 18] = [
-    "attn_norm.w", "attn_norm.b", "ffn_norm.w", "ffn_norm.b", "wq", "wk", "wv", "wo", "bq", "bk",
-    "bv", "bo", "w1", "w2", "w3", "b1", "b2", "b3",
+    "attn_norm.w",
+    "attn_norm.b",
+    "ffn_norm.w",
+    "ffn_norm.b",
+    "wq",
+    "wk",
+    "wv",
+    "wo",
+    "bq",
+    "bk",
+    "bv",
+    "bo",
+    "w1",
+    "w2",
+    "w3",
+    "b1",
+    "b2",
+    "b3",
 ];
-const GLOBAL_TENSORS: [&str; 8] =
-    ["tok_emb", "pos_emb", "type_emb", "emb_norm.w", "emb_norm.b", "out_norm.w", "out_norm.b", "lm_head"];
+const GLOBAL_TENSORS: [&str; 8] = [
+    "tok_emb",
+    "pos_emb",
+    "type_emb",
+    "emb_norm.w",
+    "emb_norm.b",
+    "out_norm.w",
+    "out_norm.b",
+    "lm_head",
+];
 
 /// What a tensor name means under a config.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -114,12 +144,23 @@ fn role(cfg: &Config, name: &[u8]) -> Option<Role> {
         return match expected_shape(cfg, base)? {
             (shape, true) => Some(Role::Scale(
                 [shape[0], 0, 0, 0],
-                [shape[0], shape[1].div_ceil(crate::quant::BLOCK as u32), 0, 0],
+                [
+                    shape[0],
+                    shape[1].div_ceil(crate::quant::BLOCK as u32),
+                    0,
+                    0,
+                ],
             )),
             _ => None,
         };
     }
-    expected_shape(cfg, name).map(|(shape, m)| if m { Role::Matrix(shape) } else { Role::Plain(shape) })
+    expected_shape(cfg, name).map(|(shape, m)| {
+        if m {
+            Role::Matrix(shape)
+        } else {
+            Role::Plain(shape)
+        }
+    })
 }
 
 /// The shape `name` must have under `cfg` and whether it is a (quantizable)
@@ -170,7 +211,9 @@ fn expected_shape(cfg: &Config, name: &[u8]) -> Option<([u32; 4], bool)> {
     let m = |r: u32, c: u32| Some(([r, c, 0, 0], true));
     match name {
         b"tok_emb" => m(cfg.vocab_size, d),
-        b"pos_emb" if cfg.positions == PositionKind::Learned => Some(([cfg.max_seq, d, 0, 0], false)),
+        b"pos_emb" if cfg.positions == PositionKind::Learned => {
+            Some(([cfg.max_seq, d, 0, 0], false))
+        }
         b"type_emb" if cfg.n_token_types > 0 => Some(([cfg.n_token_types, d, 0, 0], false)),
         b"emb_norm.w" if cfg.embedding_norm => s(d),
         b"emb_norm.b" if cfg.embedding_norm && ln => s(d),
@@ -199,7 +242,10 @@ impl<'a> Model<'a> {
         let table_end = header.table_end();
         let computed = CRC32.checksum(&bytes[table_end..]);
         if computed != header.payload_crc {
-            return Err(Error::PayloadCrc { stored: header.payload_crc, computed });
+            return Err(Error::PayloadCrc {
+                stored: header.payload_crc,
+                computed,
+            });
         }
         let file_len = bytes.len() as u64;
         let mut found: [Option<(u64, u64)>; 4] = [None; 4];
@@ -211,7 +257,11 @@ impl<'a> Model<'a> {
             let in_range = s.offset >= table_end as u64
                 && s.offset.checked_add(s.len).is_some_and(|e| e <= file_len);
             if !in_range {
-                return Err(Error::SectionOutOfRange { kind: s.kind, offset: s.offset, len: s.len });
+                return Err(Error::SectionOutOfRange {
+                    kind: s.kind,
+                    offset: s.offset,
+                    len: s.len,
+                });
             }
             match SectionKind::from_code(s.kind) {
                 Some(k) => {
@@ -226,18 +276,24 @@ impl<'a> Model<'a> {
             }
         }
         let section = |k: SectionKind| -> Result<&'a [u8]> {
-            let (off, len) = found[k as usize - 1].ok_or(Error::MissingSection { kind: k as u32 })?;
+            let (off, len) =
+                found[k as usize - 1].ok_or(Error::MissingSection { kind: k as u32 })?;
             // In range: checked above; `get` keeps it panic-free regardless.
-            bytes.get(off as usize..(off + len) as usize).ok_or(Error::SectionOutOfRange {
-                kind: k as u32,
-                offset: off,
-                len,
-            })
+            bytes
+                .get(off as usize..(off + len) as usize)
+                .ok_or(Error::SectionOutOfRange {
+                    kind: k as u32,
+                    offset: off,
+                    len,
+                })
         };
 
         let config_bytes = section(SectionKind::Config)?;
         if config_bytes.len() != CONFIG_WORDS * 4 {
-            return Err(Error::BadConfig { field: "section length", value: config_bytes.len() as u32 });
+            return Err(Error::BadConfig {
+                field: "section length",
+                value: config_bytes.len() as u32,
+            });
         }
         let mut words = [0u32; CONFIG_WORDS];
         for (i, w) in words.iter_mut().enumerate() {
@@ -246,20 +302,34 @@ impl<'a> Model<'a> {
         let config = Config::from_words(&words)?;
 
         let payload_range = {
-            let (off, len) = found[SectionKind::Payload as usize - 1]
-                .ok_or(Error::MissingSection { kind: SectionKind::Payload as u32 })?;
+            let (off, len) =
+                found[SectionKind::Payload as usize - 1].ok_or(Error::MissingSection {
+                    kind: SectionKind::Payload as u32,
+                })?;
             if off % ALIGN as u64 != 0 {
-                return Err(Error::SectionOutOfRange { kind: SectionKind::Payload as u32, offset: off, len });
+                return Err(Error::SectionOutOfRange {
+                    kind: SectionKind::Payload as u32,
+                    offset: off,
+                    len,
+                });
             }
             (off, off + len)
         };
 
         let tensors = section(SectionKind::Tensors)?;
-        let count = read_u32(tensors, 0).ok_or(Error::Truncated { needed: 8, got: tensors.len() as u64 })?;
+        let count = read_u32(tensors, 0).ok_or(Error::Truncated {
+            needed: 8,
+            got: tensors.len() as u64,
+        })?;
         let table = tensors.get(8..).unwrap_or(&[]);
-        let table_len = (count as u64).checked_mul(TENSOR_ENTRY_LEN as u64).unwrap_or(u64::MAX);
+        let table_len = (count as u64)
+            .checked_mul(TENSOR_ENTRY_LEN as u64)
+            .unwrap_or(u64::MAX);
         if table.len() as u64 != table_len || read_u32(tensors, 4) != Some(0) {
-            return Err(Error::Truncated { needed: table_len.saturating_add(8), got: tensors.len() as u64 });
+            return Err(Error::Truncated {
+                needed: table_len.saturating_add(8),
+                got: tensors.len() as u64,
+            });
         }
         let model = Model {
             bytes,
@@ -280,21 +350,35 @@ impl<'a> Model<'a> {
                 }
             }
             let name = format::entry_name(entry);
-            let (shape, dtype_ok) = match role(&config, name).ok_or(Error::UnknownTensor { tensor: info.name })? {
+            let (shape, dtype_ok) = match role(&config, name)
+                .ok_or(Error::UnknownTensor { tensor: info.name })?
+            {
                 Role::Plain(s) => (s, info.dtype == Dtype::F32),
-                Role::Scale(row, block) => (if info.dims == block { block } else { row }, info.dtype == Dtype::F32),
+                Role::Scale(row, block) => (
+                    if info.dims == block { block } else { row },
+                    info.dtype == Dtype::F32,
+                ),
                 Role::Matrix(s) => (s, matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::I8)),
             };
             if shape != info.dims {
-                return Err(Error::ShapeMismatch { tensor: info.name, expected: shape, got: info.dims });
+                return Err(Error::ShapeMismatch {
+                    tensor: info.name,
+                    expected: shape,
+                    got: info.dims,
+                });
             }
             if !dtype_ok {
-                return Err(Error::UnsupportedDtype { tensor: info.name, code: info.dtype as u8 });
+                return Err(Error::UnsupportedDtype {
+                    tensor: info.name,
+                    code: info.dtype as u8,
+                });
             }
         }
         // Scales belong to i8 matrices, and i8 matrices have scales.
         for i in 0..count {
-            let Some(info) = model.tensor_at(i) else { continue };
+            let Some(info) = model.tensor_at(i) else {
+                continue;
+            };
             let name = format::entry_name(model.entry(i));
             if let Some(base) = name.strip_suffix(b".s") {
                 if model.find(base, 0).map(|(_, t)| t.dtype) != Some(Dtype::I8) {
@@ -310,14 +394,20 @@ impl<'a> Model<'a> {
                 let mut n = [0u8; 26];
                 n[..name.len()].copy_from_slice(name);
                 n[name.len()..name.len() + 2].copy_from_slice(b".s");
-                return Err(Error::MissingTensor { tensor: TensorName::new(&n[..name.len() + 2]) });
+                return Err(Error::MissingTensor {
+                    tensor: TensorName::new(&n[..name.len() + 2]),
+                });
             }
         }
         // Every tensor the config needs must be present.
         for name in GLOBAL_TENSORS {
             let n = NameBuf::global(name);
-            if expected_shape(&config, n.as_bytes()).is_some() && model.find(n.as_bytes(), 0).is_none() {
-                return Err(Error::MissingTensor { tensor: TensorName::new(n.as_bytes()) });
+            if expected_shape(&config, n.as_bytes()).is_some()
+                && model.find(n.as_bytes(), 0).is_none()
+            {
+                return Err(Error::MissingTensor {
+                    tensor: TensorName::new(n.as_bytes()),
+                });
             }
         }
         let mut hint = 0;
@@ -327,7 +417,11 @@ impl<'a> Model<'a> {
                 if expected_shape(&config, n.as_bytes()).is_some() {
                     match model.find(n.as_bytes(), hint) {
                         Some((idx, _)) => hint = idx,
-                        None => return Err(Error::MissingTensor { tensor: TensorName::new(n.as_bytes()) }),
+                        None => {
+                            return Err(Error::MissingTensor {
+                                tensor: TensorName::new(n.as_bytes()),
+                            })
+                        }
                     }
                 }
             }
@@ -343,12 +437,19 @@ impl<'a> Model<'a> {
             has_i8 |= dtype == Some(Dtype::I8);
             has_f16 |= dtype == Some(Dtype::F16);
         }
-        Ok(Model { vocab, has_i8, has_f16, ..model })
+        Ok(Model {
+            vocab,
+            has_i8,
+            has_f16,
+            ..model
+        })
     }
 
     fn entry(&self, i: u32) -> &'a [u8] {
         let start = i as usize * TENSOR_ENTRY_LEN;
-        self.table.get(start..start + TENSOR_ENTRY_LEN).unwrap_or(&[])
+        self.table
+            .get(start..start + TENSOR_ENTRY_LEN)
+            .unwrap_or(&[])
     }
 
     /// Finds a tensor by name, scanning from `hint` (tensors are usually in order).
@@ -358,7 +459,9 @@ impl<'a> Model<'a> {
             let i = (hint + k) % n;
             let entry = self.entry(i);
             if format::entry_name(entry) == name {
-                return parse_tensor_entry(entry, i, (0, u64::MAX)).ok().map(|t| (i, t));
+                return parse_tensor_entry(entry, i, (0, u64::MAX))
+                    .ok()
+                    .map(|t| (i, t));
             }
         }
         None
@@ -404,36 +507,61 @@ impl<'a> Model<'a> {
 
     /// The raw payload bytes of a tensor.
     pub fn tensor_bytes(&self, t: &TensorInfo) -> Result<&'a [u8]> {
-        let range = usize::try_from(t.offset).ok().and_then(|s| Some(s..s.checked_add(usize::try_from(t.byte_len).ok()?)?));
+        let range = usize::try_from(t.offset)
+            .ok()
+            .and_then(|s| Some(s..s.checked_add(usize::try_from(t.byte_len).ok()?)?));
         range
             .and_then(|r| self.bytes.get(r))
-            .ok_or(Error::TensorOutOfRange { tensor: t.name, offset: t.offset, len: t.byte_len })
+            .ok_or(Error::TensorOutOfRange {
+                tensor: t.name,
+                offset: t.offset,
+                len: t.byte_len,
+            })
     }
 
     /// The elements of an `f32` tensor, read in place.
     pub fn tensor_f32(&self, t: &TensorInfo) -> Result<&'a [f32]> {
         if t.dtype != Dtype::F32 {
-            return Err(Error::UnsupportedDtype { tensor: t.name, code: t.dtype as u8 });
+            return Err(Error::UnsupportedDtype {
+                tensor: t.name,
+                code: t.dtype as u8,
+            });
         }
-        bytemuck::try_cast_slice(self.tensor_bytes(t)?)
-            .map_err(|_| Error::MisalignedTensor { tensor: t.name, offset: t.offset })
+        bytemuck::try_cast_slice(self.tensor_bytes(t)?).map_err(|_| Error::MisalignedTensor {
+            tensor: t.name,
+            offset: t.offset,
+        })
     }
 
     /// A weight matrix (f32, f16, or i8 with its `.s` scales), read in place.
     pub fn weight(&self, t: &TensorInfo) -> Result<Weight<'a>> {
-        let misaligned = Error::MisalignedTensor { tensor: t.name, offset: t.offset };
+        let misaligned = Error::MisalignedTensor {
+            tensor: t.name,
+            offset: t.offset,
+        };
         match t.dtype {
             Dtype::F32 => self.tensor_f32(t).map(Weight::F32),
-            Dtype::F16 => bytemuck::try_cast_slice(self.tensor_bytes(t)?).map(Weight::F16).map_err(|_| misaligned),
+            Dtype::F16 => bytemuck::try_cast_slice(self.tensor_bytes(t)?)
+                .map(Weight::F16)
+                .map_err(|_| misaligned),
             Dtype::I8 => {
                 let q: &[i8] = bytemuck::cast_slice(self.tensor_bytes(t)?);
                 let mut name = NameBuf::global(t.name.as_str());
                 name.push(b".s");
-                let missing = Error::MissingTensor { tensor: TensorName::new(name.as_bytes()) };
+                let missing = Error::MissingTensor {
+                    tensor: TensorName::new(name.as_bytes()),
+                };
                 let (_, s) = self.find(name.as_bytes(), 0).ok_or(missing)?;
-                Ok(Weight::I8 { q, scales: self.tensor_f32(&s)?, per_block: s.rank == 2 })
+                Ok(Weight::I8 {
+                    q,
+                    scales: self.tensor_f32(&s)?,
+                    per_block: s.rank == 2,
+                })
             }
-            Dtype::I32 => Err(Error::UnsupportedDtype { tensor: t.name, code: t.dtype as u8 }),
+            Dtype::I32 => Err(Error::UnsupportedDtype {
+                tensor: t.name,
+                code: t.dtype as u8,
+            }),
         }
     }
 

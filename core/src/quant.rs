@@ -26,7 +26,12 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend.
-    pub const ALL: [Backend; 4] = [Backend::Scalar, Backend::Sse41, Backend::Avx2, Backend::Neon];
+    pub const ALL: [Backend; 4] = [
+        Backend::Scalar,
+        Backend::Sse41,
+        Backend::Avx2,
+        Backend::Neon,
+    ];
 
     /// The backend's lower-case name.
     pub fn name(self) -> &'static str {
@@ -66,7 +71,11 @@ impl Backend {
     /// any (and available), else the best this machine runs.
     pub fn best() -> Backend {
         let forced = FORCED.load(core::sync::atomic::Ordering::Relaxed);
-        if let Some(b) = Backend::ALL.get(forced as usize).copied().filter(|b| b.available()) {
+        if let Some(b) = Backend::ALL
+            .get(forced as usize)
+            .copied()
+            .filter(|b| b.available())
+        {
             return b;
         }
         if Backend::Neon.available() {
@@ -90,7 +99,10 @@ static FORCED: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(
 pub fn force(backend: Option<Backend>) -> bool {
     let index = match backend {
         Some(b) if !b.available() => return false,
-        Some(b) => Backend::ALL.iter().position(|&x| x == b).unwrap_or(u8::MAX as usize) as u8,
+        Some(b) => Backend::ALL
+            .iter()
+            .position(|&x| x == b)
+            .unwrap_or(u8::MAX as usize) as u8,
         None => u8::MAX,
     };
     FORCED.store(index, core::sync::atomic::Ordering::Relaxed);
@@ -100,7 +112,9 @@ pub fn force(backend: Option<Backend>) -> bool {
 /// The definition: `Σ a[i]·b[i]` over the shorter length, in `i32`
 /// (wrapping, as every SIMD variant does, should a hostile model overflow it).
 pub fn dot_i8_scalar(a: &[i8], b: &[i8]) -> i32 {
-    a.iter().zip(b).fold(0i32, |acc, (&x, &y)| acc.wrapping_add(x as i32 * y as i32))
+    a.iter()
+        .zip(b)
+        .fold(0i32, |acc, (&x, &y)| acc.wrapping_add(x as i32 * y as i32))
 }
 
 /// `out[r] = Σ_c w[r, c]·x[c]` for row-major `w` with `x.len()` columns,
@@ -157,7 +171,9 @@ pub fn gemv_i8_scaled_with(
         acc as f32 * s + bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0)
     };
     if cols == 0 {
-        out.iter_mut().enumerate().for_each(|(r, o)| *o = epilogue(r, 0));
+        out.iter_mut()
+            .enumerate()
+            .for_each(|(r, o)| *o = epilogue(r, 0));
         return Some(());
     }
     let rows = out.iter_mut().zip(q.chunks_exact(cols)).enumerate();
@@ -165,10 +181,14 @@ pub fn gemv_i8_scaled_with(
         Backend::Scalar => rows.for_each(|(r, (o, w))| *o = epilogue(r, dot_i8_scalar(w, x))),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `available()` confirmed AVX2 on this CPU.
-        Backend::Avx2 => rows.for_each(|(r, (o, w))| *o = epilogue(r, unsafe { x86::dot_i8_avx2(w, x) })),
+        Backend::Avx2 => {
+            rows.for_each(|(r, (o, w))| *o = epilogue(r, unsafe { x86::dot_i8_avx2(w, x) }))
+        }
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `available()` confirmed SSE4.1 on this CPU.
-        Backend::Sse41 => rows.for_each(|(r, (o, w))| *o = epilogue(r, unsafe { x86::dot_i8_sse41(w, x) })),
+        Backend::Sse41 => {
+            rows.for_each(|(r, (o, w))| *o = epilogue(r, unsafe { x86::dot_i8_sse41(w, x) }))
+        }
         #[cfg(target_arch = "aarch64")]
         Backend::Neon => rows.for_each(|(r, (o, w))| *o = epilogue(r, arm::dot_i8_neon(w, x))),
         #[allow(unreachable_patterns)]
@@ -184,7 +204,11 @@ pub const BLOCK: usize = 32;
 /// Quantizes `x` block by block ([`BLOCK`] elements, the last may be short)
 /// with [`quantize_symmetric`]; writes one scale per block into `scales`.
 pub fn quantize_blocks(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
-    for ((xb, qb), s) in x.chunks(BLOCK).zip(q.chunks_mut(BLOCK)).zip(scales.iter_mut()) {
+    for ((xb, qb), s) in x
+        .chunks(BLOCK)
+        .zip(q.chunks_mut(BLOCK))
+        .zip(scales.iter_mut())
+    {
         *s = quantize_symmetric(xb, qb);
     }
 }
@@ -228,10 +252,19 @@ pub fn gemv_i8_blocked_with(
             WeightScales::Row(s) => acc * s.get(r).copied().unwrap_or(0.0),
             WeightScales::Block(_) => acc,
         };
-        add_outliers(acc + bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0), w, scales, r, nb, act)
+        add_outliers(
+            acc + bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0),
+            w,
+            scales,
+            r,
+            nb,
+            act,
+        )
     };
     if cols == 0 || x_scales.len() < nb {
-        out.iter_mut().enumerate().for_each(|(r, o)| *o = finish(r, 0.0, &[]));
+        out.iter_mut()
+            .enumerate()
+            .for_each(|(r, o)| *o = finish(r, 0.0, &[]));
         return Some(());
     }
     let row_scales = |r: usize| match scales {
@@ -241,18 +274,31 @@ pub fn gemv_i8_blocked_with(
     let rows = out.iter_mut().zip(q.chunks_exact(cols)).enumerate();
     match backend {
         Backend::Scalar => rows.for_each(|(r, (o, w))| {
-            *o = finish(r, blocked_row_scalar(w, x, x_scales, row_scales(r), 0, [0.0; 8]), w)
+            *o = finish(
+                r,
+                blocked_row_scalar(w, x, x_scales, row_scales(r), 0, [0.0; 8]),
+                w,
+            )
         }),
         #[cfg(target_arch = "x86_64")]
         Backend::Avx2 => rows.for_each(|(r, (o, w))| {
             // SAFETY: `available()` confirmed AVX2 on this CPU.
-            *o = finish(r, unsafe { x86::blocked_row_avx2(w, x, x_scales, row_scales(r)) }, w)
+            *o = finish(
+                r,
+                unsafe { x86::blocked_row_avx2(w, x, x_scales, row_scales(r)) },
+                w,
+            )
         }),
         #[cfg(target_arch = "x86_64")]
         Backend::Sse41 => rows.for_each(|(r, (o, w))| {
             let mut p = [0.0f32; 8];
             let ws = row_scales(r);
-            for (b, ((wb, xb), s)) in w.chunks(BLOCK).zip(x.chunks(BLOCK)).zip(x_scales).enumerate() {
+            for (b, ((wb, xb), s)) in w
+                .chunks(BLOCK)
+                .zip(x.chunks(BLOCK))
+                .zip(x_scales)
+                .enumerate()
+            {
                 let s = block_scale(*s, ws, b);
                 // SAFETY: `available()` confirmed SSE4.1 on this CPU.
                 p[b % 8] += unsafe { x86::dot_i8_sse41(wb, xb) } as f32 * s;
@@ -263,7 +309,12 @@ pub fn gemv_i8_blocked_with(
         Backend::Neon => rows.for_each(|(r, (o, w))| {
             let mut p = [0.0f32; 8];
             let ws = row_scales(r);
-            for (b, ((wb, xb), s)) in w.chunks(BLOCK).zip(x.chunks(BLOCK)).zip(x_scales).enumerate() {
+            for (b, ((wb, xb), s)) in w
+                .chunks(BLOCK)
+                .zip(x.chunks(BLOCK))
+                .zip(x_scales)
+                .enumerate()
+            {
                 p[b % 8] += arm::dot_i8_neon(wb, xb) as f32 * block_scale(*s, ws, b);
             }
             *o = finish(r, reduce8(p), w);
@@ -290,14 +341,23 @@ pub struct Activations<'a> {
 /// Adds the outlier channels' exact contribution to row `r`'s result:
 /// `Σ_c dequantized(w[r, c]) · x[c]`, in channel order.
 #[inline]
-fn add_outliers(mut acc: f32, w: &[i8], scales: WeightScales, r: usize, nb: usize, a: &Activations) -> f32 {
+fn add_outliers(
+    mut acc: f32,
+    w: &[i8],
+    scales: WeightScales,
+    r: usize,
+    nb: usize,
+    a: &Activations,
+) -> f32 {
     for &c in a.outliers {
         let c = c as usize;
         let s = match scales {
             WeightScales::Row(s) => s.get(r),
             WeightScales::Block(s) => s.get(r * nb + c / BLOCK),
         };
-        acc += w.get(c).copied().unwrap_or(0) as f32 * s.copied().unwrap_or(0.0) * a.values.get(c).copied().unwrap_or(0.0);
+        acc += w.get(c).copied().unwrap_or(0) as f32
+            * s.copied().unwrap_or(0.0)
+            * a.values.get(c).copied().unwrap_or(0.0);
     }
     acc
 }
@@ -305,7 +365,14 @@ fn add_outliers(mut acc: f32, w: &[i8], scales: WeightScales, r: usize, nb: usiz
 /// Splits `x` into int8 blocks (into `q`, `scales`) and outlier channels
 /// (`|x| > limit`, indices into `outliers`); returns how many outliers.
 /// `inliers` is f32 scratch as long as `x`.
-pub fn prepare_activations(x: &[f32], limit: f32, inliers: &mut [f32], q: &mut [i8], scales: &mut [f32], outliers: &mut [u32]) -> usize {
+pub fn prepare_activations(
+    x: &[f32],
+    limit: f32,
+    inliers: &mut [f32],
+    q: &mut [i8],
+    scales: &mut [f32],
+    outliers: &mut [u32],
+) -> usize {
     let mut k = 0;
     for (c, (o, &v)) in inliers.iter_mut().zip(x).enumerate() {
         if v.abs() > limit && k < outliers.len() {
@@ -337,10 +404,22 @@ fn reduce8(p: [f32; 8]) -> f32 {
 
 /// The definition of one blocked row, continuing from block `first` with
 /// partial sums `p` (so SIMD code can hand its leftover blocks here).
-fn blocked_row_scalar(w: &[i8], x: &[i8], x_scales: &[f32], w_scales: Option<&[f32]>, first: usize, mut p: [f32; 8]) -> f32 {
+fn blocked_row_scalar(
+    w: &[i8],
+    x: &[i8],
+    x_scales: &[f32],
+    w_scales: Option<&[f32]>,
+    first: usize,
+    mut p: [f32; 8],
+) -> f32 {
     let start = first * BLOCK;
     let (w, x) = (w.get(start..).unwrap_or(&[]), x.get(start..).unwrap_or(&[]));
-    for (k, ((wb, xb), s)) in w.chunks(BLOCK).zip(x.chunks(BLOCK)).zip(x_scales.get(first..).unwrap_or(&[])).enumerate() {
+    for (k, ((wb, xb), s)) in w
+        .chunks(BLOCK)
+        .zip(x.chunks(BLOCK))
+        .zip(x_scales.get(first..).unwrap_or(&[]))
+        .enumerate()
+    {
         let b = first + k;
         p[b % 8] += dot_i8_scalar(wb, xb) as f32 * block_scale(*s, w_scales, b);
     }
@@ -348,12 +427,25 @@ fn blocked_row_scalar(w: &[i8], x: &[i8], x_scales: &[f32], w_scales: Option<&[f
 }
 
 /// [`gemv_i8_blocked_with`] on the best backend.
-pub fn gemv_i8_blocked(out: &mut [f32], q: &[i8], scales: WeightScales, act: &Activations, bias: Option<&[f32]>) {
+pub fn gemv_i8_blocked(
+    out: &mut [f32],
+    q: &[i8],
+    scales: WeightScales,
+    act: &Activations,
+    bias: Option<&[f32]>,
+) {
     let _ = gemv_i8_blocked_with(Backend::best(), out, q, scales, act, bias);
 }
 
 /// [`gemv_i8_scaled_with`] on the best backend.
-pub fn gemv_i8_scaled(out: &mut [f32], q: &[i8], scales: &[f32], x: &[i8], x_scale: f32, bias: Option<&[f32]>) {
+pub fn gemv_i8_scaled(
+    out: &mut [f32],
+    q: &[i8],
+    scales: &[f32],
+    x: &[i8],
+    x_scale: f32,
+    bias: Option<&[f32]>,
+) {
     let _ = gemv_i8_scaled_with(Backend::best(), out, q, scales, x, x_scale, bias);
 }
 
@@ -367,7 +459,11 @@ pub fn gemv_i8(out: &mut [i32], w: &[i8], x: &[i8]) {
 /// with `s = max|x| / 127` (1 when `x` is all zero). Returns `s`.
 pub fn quantize_symmetric(x: &[f32], q: &mut [i8]) -> f32 {
     let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let scale = if max > 0.0 && max.is_finite() { max / 127.0 } else { 1.0 };
+    let scale = if max > 0.0 && max.is_finite() {
+        max / 127.0
+    } else {
+        1.0
+    };
     let inv = 1.0 / scale;
     for (o, v) in q.iter_mut().zip(x) {
         *o = libm::roundf(v * inv).clamp(-127.0, 127.0) as i8;
@@ -523,7 +619,12 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn blocked_row_avx2(w: &[i8], x: &[i8], xs: &[f32], ws: Option<&[f32]>) -> f32 {
+    pub(super) unsafe fn blocked_row_avx2(
+        w: &[i8],
+        x: &[i8],
+        xs: &[f32],
+        ws: Option<&[f32]>,
+    ) -> f32 {
         let n = w.len().min(x.len());
         let mut groups = (n / (8 * super::BLOCK)).min(xs.len() / 8);
         if let Some(ws) = ws {
@@ -542,7 +643,8 @@ mod x86 {
                         _mm256_loadu_si256(x.as_ptr().add(at) as *const __m256i),
                     )
                 };
-                let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(vw, vw), _mm256_sign_epi8(vx, vw));
+                let pairs =
+                    _mm256_maddubs_epi16(_mm256_sign_epi8(vw, vw), _mm256_sign_epi8(vx, vw));
                 *sum = _mm256_madd_epi16(pairs, ones);
             }
             let h01 = _mm256_hadd_epi32(sums[0], sums[1]);
@@ -625,7 +727,10 @@ mod tests {
             let rows = 1 + (rng(&mut s) % 9) as usize;
             let cols = (rng(&mut s) % 200) as usize;
             let w: Vec<i8> = (0..rows * cols).map(|_| rng(&mut s) as i8).collect();
-            let x: Vec<i8> = (0..cols).map(|_| (rng(&mut s) % 255) as i8).map(|v| v.max(-127)).collect();
+            let x: Vec<i8> = (0..cols)
+                .map(|_| (rng(&mut s) % 255) as i8)
+                .map(|v| v.max(-127))
+                .collect();
             let mut want = vec![0i32; rows];
             gemv_i8_with(Backend::Scalar, &mut want, &w, &x).unwrap();
             for b in Backend::ALL {
@@ -662,24 +767,41 @@ mod tests {
             let rows = 1 + (rng(&mut s) % 5) as usize;
             let cols = 1 + (rng(&mut s) % 700) as usize;
             let w: Vec<i8> = (0..rows * cols).map(|_| rng(&mut s) as i8).collect();
-            let xf: Vec<f32> = (0..cols).map(|_| (rng(&mut s) % 2001) as f32 / 100.0 - 10.0).collect();
+            let xf: Vec<f32> = (0..cols)
+                .map(|_| (rng(&mut s) % 2001) as f32 / 100.0 - 10.0)
+                .collect();
             let mut xq = vec![0i8; cols];
             let mut xs = vec![0f32; cols.div_ceil(BLOCK)];
             let mut inl = vec![0f32; cols];
             let mut outl = vec![0u32; cols];
             let k = prepare_activations(&xf, 9.0, &mut inl, &mut xq, &mut xs, &mut outl);
-            let act = Activations { q: &xq, scales: &xs, outliers: &outl[..k], values: &xf };
+            let act = Activations {
+                q: &xq,
+                scales: &xs,
+                outliers: &outl[..k],
+                values: &xf,
+            };
             let row_scales: Vec<f32> = (0..rows).map(|r| 0.01 + r as f32 * 0.003).collect();
-            let block_scales: Vec<f32> = (0..rows * xs.len()).map(|i| 0.001 + (i % 13) as f32 * 0.0007).collect();
+            let block_scales: Vec<f32> = (0..rows * xs.len())
+                .map(|i| 0.001 + (i % 13) as f32 * 0.0007)
+                .collect();
             let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.5 - 1.0).collect();
-            for scales in [WeightScales::Row(&row_scales), WeightScales::Block(&block_scales)] {
+            for scales in [
+                WeightScales::Row(&row_scales),
+                WeightScales::Block(&block_scales),
+            ] {
                 let mut want = vec![0f32; rows];
-                gemv_i8_blocked_with(Backend::Scalar, &mut want, &w, scales, &act, Some(&bias)).unwrap();
+                gemv_i8_blocked_with(Backend::Scalar, &mut want, &w, scales, &act, Some(&bias))
+                    .unwrap();
                 for b in Backend::ALL {
                     let mut got = vec![f32::NAN; rows];
                     if gemv_i8_blocked_with(b, &mut got, &w, scales, &act, Some(&bias)).is_some() {
                         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                        assert_eq!(bits(&got), bits(&want), "{b:?} {scales:?} rows {rows} cols {cols}");
+                        assert_eq!(
+                            bits(&got),
+                            bits(&want),
+                            "{b:?} {scales:?} rows {rows} cols {cols}"
+                        );
                     }
                 }
             }
@@ -690,7 +812,8 @@ mod tests {
     fn requantization_matches_real_arithmetic() {
         let mut s = 99u64;
         for _ in 0..20000 {
-            let real = (rng(&mut s) % 1_000_000) as f64 / 1e6 * 2f64.powi((rng(&mut s) % 20) as i32 - 16);
+            let real =
+                (rng(&mut s) % 1_000_000) as f64 / 1e6 * 2f64.powi((rng(&mut s) % 20) as i32 - 16);
             let x = (rng(&mut s) as i32) >> (rng(&mut s) % 24);
             let (m, sh) = quantize_multiplier(real);
             if ((x as i64) << sh.max(0)).abs() > i32::MAX as i64 {
@@ -700,14 +823,23 @@ mod tests {
             let got = multiply_by_quantized_multiplier(x, m, sh) as f64;
             let exact = x as f64 * m as f64 * 2f64.powi(sh) / 2f64.powi(31);
             // Two roundings (high multiply, then shift) can each lose half a unit.
-            assert!((got - exact).abs() <= 1.0 || m == 0, "x {x} m {m} sh {sh}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() <= 1.0 || m == 0,
+                "x {x} m {m} sh {sh}: {got} vs {exact}"
+            );
         }
         // gemmlowp's nudge: +2.5 rounds to 3, -2.5 to -2 (ties upward).
         assert_eq!(multiply_by_quantized_multiplier(5, 1 << 30, 0), 3);
         assert_eq!(multiply_by_quantized_multiplier(-5, 1 << 30, 0), -2);
-        assert_eq!(multiply_by_quantized_multiplier(i32::MIN, i32::MIN, 0), i32::MAX);
+        assert_eq!(
+            multiply_by_quantized_multiplier(i32::MIN, i32::MIN, 0),
+            i32::MAX
+        );
         assert_eq!(quantize_multiplier(0.5), (1 << 30, 0));
-        assert_eq!(multiply_by_quantized_multiplier(i32::MAX, 1 << 30, 4), i32::MAX / 2 + 1);
+        assert_eq!(
+            multiply_by_quantized_multiplier(i32::MAX, 1 << 30, 4),
+            i32::MAX / 2 + 1
+        );
         assert_eq!(quantize_multiplier(1.0), (1 << 30, 1));
     }
 

@@ -51,14 +51,20 @@ impl Plan {
 }
 
 fn arena_overflow() -> Error {
-    Error::BadConfig { field: "arena size", value: u32::MAX }
+    Error::BadConfig {
+        field: "arena size",
+        value: u32::MAX,
+    }
 }
 
 /// Plans the arena for `model` under `run`.
 pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
     let cfg = model.config();
     if run.max_seq == 0 || run.max_seq > cfg.max_seq {
-        return Err(Error::SequenceTooLong { max: cfg.max_seq, got: run.max_seq });
+        return Err(Error::SequenceTooLong {
+            max: cfg.max_seq,
+            got: run.max_seq,
+        });
     }
     let seq = run.max_seq as u64;
     let d = cfg.d_model as u64;
@@ -73,25 +79,48 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
     let widest = d.max(q).max(ff);
     let raw: [Option<u64>; 15] = [
         rows.checked_mul(d),
-        cache_layers.checked_mul(seq).and_then(|x| x.checked_mul(kv)),
-        cache_layers.checked_mul(seq).and_then(|x| x.checked_mul(kv)),
+        cache_layers
+            .checked_mul(seq)
+            .and_then(|x| x.checked_mul(kv)),
+        cache_layers
+            .checked_mul(seq)
+            .and_then(|x| x.checked_mul(kv)),
         Some(d),
         Some(q),
         Some(q),
         Some(d),
         Some(ff),
         Some(if gated { ff } else { 0 }),
-        Some(if cfg.positions == PositionKind::Rope { cfg.head_dim as u64 } else { 0 }),
+        Some(if cfg.positions == PositionKind::Rope {
+            cfg.head_dim as u64
+        } else {
+            0
+        }),
         Some(if decoder { cfg.vocab_size as u64 } else { d }),
-        Some(if model.has_i8() { widest.div_ceil(4) } else { 0 }),
-        Some(if model.has_f16() || model.has_i8() { widest } else { 0 }),
-        Some(if model.has_i8() { widest.div_ceil(quant::BLOCK as u64) } else { 0 }),
+        Some(if model.has_i8() {
+            widest.div_ceil(4)
+        } else {
+            0
+        }),
+        Some(if model.has_f16() || model.has_i8() {
+            widest
+        } else {
+            0
+        }),
+        Some(if model.has_i8() {
+            widest.div_ceil(quant::BLOCK as u64)
+        } else {
+            0
+        }),
         Some(if model.has_i8() { widest } else { 0 }),
     ];
     let mut sizes = [0usize; 15];
     let mut total: u64 = 0;
     for (s, r) in sizes.iter_mut().zip(raw) {
-        let floats = r.and_then(|v| v.checked_add(3)).ok_or_else(arena_overflow)? & !3;
+        let floats = r
+            .and_then(|v| v.checked_add(3))
+            .ok_or_else(arena_overflow)?
+            & !3;
         total = total.checked_add(floats).ok_or_else(arena_overflow)?;
         *s = usize::try_from(floats).map_err(|_| arena_overflow())?;
     }
@@ -141,10 +170,12 @@ struct Lookup<'m, 'w> {
 
 impl<'w> Lookup<'_, 'w> {
     fn info(&mut self, name: NameBuf) -> Result<crate::TensorInfo> {
-        let (i, info) = self
-            .model
-            .find(name.as_bytes(), self.hint)
-            .ok_or(Error::MissingTensor { tensor: TensorName::new(name.as_bytes()) })?;
+        let (i, info) =
+            self.model
+                .find(name.as_bytes(), self.hint)
+                .ok_or(Error::MissingTensor {
+                    tensor: TensorName::new(name.as_bytes()),
+                })?;
         self.hint = i;
         Ok(info)
     }
@@ -185,7 +216,11 @@ impl<'w> Lookup<'_, 'w> {
             bo: self.opt(n("bo"), b)?,
             w1: self.matrix(n("w1"))?,
             w2: self.matrix(n("w2"))?,
-            w3: if gated { Some(self.matrix(n("w3"))?) } else { None },
+            w3: if gated {
+                Some(self.matrix(n("w3"))?)
+            } else {
+                None
+            },
             b1: self.opt(n("b1"), b)?,
             b2: self.opt(n("b2"), b)?,
             b3: self.opt(n("b3"), b && gated)?,
@@ -203,8 +238,34 @@ fn norm(cfg: &Config, x: &mut [f32], w: (&[f32], Option<&[f32]>)) {
 /// Magnitude above which an activation channel is an outlier (LLM.int8()'s 6.0).
 const OUTLIER: f32 = 6.0;
 
+/// Runs two closures, possibly in parallel (`rayon::join` on a host). A
+/// session given one splits each large matrix–vector product in two halves
+/// by rows; each output row is computed by the same code either way, so the
+/// bits do not depend on it.
+pub trait Join: Sync {
+    /// Runs `a` and `b`, returning when both are done.
+    fn join(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send));
+}
+
+/// Rows below which a product is not split.
+const SPLIT_ROWS: usize = 64;
+
+/// Computes `out` with `f(chunk, first_row)`, in two halves through `join` when given.
+fn split_rows(join: Option<&dyn Join>, out: &mut [f32], f: &(dyn Fn(&mut [f32], usize) + Sync)) {
+    match join {
+        Some(j) if out.len() >= SPLIT_ROWS => {
+            let mid = out.len() / 2;
+            let (lo, hi) = out.split_at_mut(mid);
+            j.join(&mut || f(lo, 0), &mut || f(hi, mid));
+        }
+        _ => f(out, 0),
+    }
+}
+
 /// Scratch that [`linear`] needs.
 struct LinearScratch<'s> {
+    /// Optional parallelism for large products.
+    join: Option<&'s dyn Join>,
     /// int8 copy of a matrix input.
     xq: &'s mut [i8],
     /// Its per-block scales.
@@ -219,10 +280,21 @@ struct LinearScratch<'s> {
 /// int8 copy of `x` (symmetric, one scale per 32-element block) and integer
 /// dot products; f16 rows are widened to f32 one at a time.
 fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut LinearScratch) {
-    let LinearScratch { xq, xs, wrow, outliers } = s;
+    let LinearScratch {
+        join,
+        xq,
+        xs,
+        wrow,
+        outliers,
+    } = s;
+    let join = *join;
     let (xq, xs, wrow, outliers) = (&mut **xq, &mut **xs, &mut **wrow, &mut **outliers);
+    let cols = x.len();
+    let bias_from = |r0: usize| bias.map(|b| b.get(r0..).unwrap_or(&[]));
     match w {
-        Weight::F32(w) => kernels::matvec(out, w, x, bias),
+        Weight::F32(w) => split_rows(join, out, &|o, r0| {
+            kernels::matvec(o, w.get(r0 * cols..).unwrap_or(&[]), x, bias_from(r0))
+        }),
         Weight::F16(w) => {
             let cols = x.len();
             let width = cols.min(wrow.len());
@@ -236,15 +308,37 @@ fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut L
                 *o = kernels::dot(row, x) + bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0);
             }
         }
-        Weight::I8 { q, scales, per_block } => {
+        Weight::I8 {
+            q,
+            scales,
+            per_block,
+        } => {
             let n = x.len().min(xq.len()).min(wrow.len()).min(outliers.len());
             let nb = n.div_ceil(quant::BLOCK).min(xs.len());
             // Outlier channels (LLM.int8()) stay out of the int8 copy and are
             // added exactly, in f32, with their dequantized weights.
-            let k = quant::prepare_activations(&x[..n], OUTLIER, &mut wrow[..n], &mut xq[..n], &mut xs[..nb], outliers);
-            let act = quant::Activations { q: &xq[..n], scales: &xs[..nb], outliers: &outliers[..k], values: &x[..n] };
-            let ws = if per_block { quant::WeightScales::Block(scales) } else { quant::WeightScales::Row(scales) };
-            quant::gemv_i8_blocked(out, q, ws, &act, bias);
+            let k = quant::prepare_activations(
+                &x[..n],
+                OUTLIER,
+                &mut wrow[..n],
+                &mut xq[..n],
+                &mut xs[..nb],
+                outliers,
+            );
+            let act = quant::Activations {
+                q: &xq[..n],
+                scales: &xs[..nb],
+                outliers: &outliers[..k],
+                values: &x[..n],
+            };
+            split_rows(join, out, &|o, r0| {
+                let ws = if per_block {
+                    quant::WeightScales::Block(scales.get(r0 * nb..).unwrap_or(&[]))
+                } else {
+                    quant::WeightScales::Row(scales.get(r0..).unwrap_or(&[]))
+                };
+                quant::gemv_i8_blocked(o, q.get(r0 * n..).unwrap_or(&[]), ws, &act, bias_from(r0));
+            });
         }
     }
 }
@@ -260,13 +354,21 @@ fn embedding_row(x: &mut [f32], w: Weight, i: usize) {
                 *o = h.to_f32();
             }
         }
-        Weight::I8 { q, scales, per_block: false } => {
+        Weight::I8 {
+            q,
+            scales,
+            per_block: false,
+        } => {
             let s = scales.get(i).copied().unwrap_or(0.0);
             for (o, &v) in x.iter_mut().zip(q.get(span).unwrap_or(&[])) {
                 *o = v as f32 * s;
             }
         }
-        Weight::I8 { q, scales, per_block: true } => {
+        Weight::I8 {
+            q,
+            scales,
+            per_block: true,
+        } => {
             let nb = d.div_ceil(quant::BLOCK);
             let row_scales = scales.get(i * nb..(i + 1) * nb).unwrap_or(&[]);
             let blocks = q.get(span).unwrap_or(&[]).chunks(quant::BLOCK);
@@ -286,7 +388,15 @@ fn add(x: &mut [f32], y: &[f32]) {
 }
 
 /// Key and value of one row into the cache rows `k`/`v`.
-fn project_kv(cfg: &Config, lw: &Layer, s: &mut Scratch, x: &[f32], k: &mut [f32], v: &mut [f32], pos: usize) {
+fn project_kv(
+    cfg: &Config,
+    lw: &Layer,
+    s: &mut Scratch,
+    x: &[f32],
+    k: &mut [f32],
+    v: &mut [f32],
+    pos: usize,
+) {
     s.t.copy_from_slice(x);
     if cfg.pre_norm {
         norm(cfg, s.t, lw.attn_norm);
@@ -302,7 +412,16 @@ fn project_kv(cfg: &Config, lw: &Layer, s: &mut Scratch, x: &[f32], k: &mut [f32
 /// The rest of one block for one row: attention over `n_keys` cached rows,
 /// projection, residual, norms and feed-forward, updating `x` in place.
 #[allow(clippy::too_many_arguments)]
-fn block_row(cfg: &Config, lw: &Layer, s: &mut Scratch, x: &mut [f32], kc: &[f32], vc: &[f32], pos: usize, n_keys: usize) {
+fn block_row(
+    cfg: &Config,
+    lw: &Layer,
+    s: &mut Scratch,
+    x: &mut [f32],
+    kc: &[f32],
+    vc: &[f32],
+    pos: usize,
+    n_keys: usize,
+) {
     s.t.copy_from_slice(x);
     if cfg.pre_norm {
         norm(cfg, s.t, lw.attn_norm);
@@ -315,8 +434,22 @@ fn block_row(cfg: &Config, lw: &Layer, s: &mut Scratch, x: &mut [f32], kc: &[f32
     let hd = cfg.head_dim as usize;
     let group = (cfg.n_heads / cfg.n_kv_heads) as usize;
     let scale = 1.0 / libm::sqrtf(hd as f32);
-    for (h, (out, q)) in s.att.chunks_exact_mut(hd).zip(s.q.chunks_exact(hd)).enumerate() {
-        kernels::attend_head(out, q, kc, vc, n_keys, cfg.kv_dim(), (h / group) * hd, scale);
+    for (h, (out, q)) in s
+        .att
+        .chunks_exact_mut(hd)
+        .zip(s.q.chunks_exact(hd))
+        .enumerate()
+    {
+        kernels::attend_head(
+            out,
+            q,
+            kc,
+            vc,
+            n_keys,
+            cfg.kv_dim(),
+            (h / group) * hd,
+            scale,
+        );
     }
     linear(s.o, lw.wo, s.att, lw.bo, &mut s.lin);
     add(x, s.o);
@@ -384,12 +517,18 @@ impl<'m, 'a> Session<'m, 'a> {
         let pad = arena.as_ptr().align_offset(16).min(got);
         let needed = total.saturating_add(pad);
         if got < needed {
-            return Err(Error::ArenaTooSmall { needed: needed as u64, got: got as u64 });
+            return Err(Error::ArenaTooSmall {
+                needed: needed as u64,
+                got: got as u64,
+            });
         }
         let bytes = &mut arena[pad..pad + total];
         bytes.fill(0);
-        let floats: &'a mut [f32] = bytemuck::try_cast_slice_mut(bytes)
-            .map_err(|_| Error::ArenaTooSmall { needed: needed as u64, got: got as u64 })?;
+        let floats: &'a mut [f32] =
+            bytemuck::try_cast_slice_mut(bytes).map_err(|_| Error::ArenaTooSmall {
+                needed: needed as u64,
+                got: got as u64,
+            })?;
         let mut rest = floats;
         let s = plan.sizes;
         let d = cfg.d_model as usize;
@@ -406,13 +545,24 @@ impl<'m, 'a> Session<'m, 'a> {
             f1: take(&mut rest, s[F1], cfg.d_ff as usize),
             f2: take(&mut rest, s[F2], cfg.d_ff as usize),
             rope: take(&mut rest, s[ROPE], cfg.head_dim as usize),
-            lin: LinearScratch { xq: &mut [], xs: &mut [], wrow: &mut [], outliers: &mut [] },
+            lin: LinearScratch {
+                join: None,
+                xq: &mut [],
+                xs: &mut [],
+                wrow: &mut [],
+                outliers: &mut [],
+            },
         };
-        let out_len = if cfg.arch == Architecture::Decoder { cfg.vocab_size as usize } else { d };
+        let out_len = if cfg.arch == Architecture::Decoder {
+            cfg.vocab_size as usize
+        } else {
+            d
+        };
         let out = take(&mut rest, s[OUT], out_len);
         let xq_floats = take(&mut rest, s[XQ], s[XQ]);
         let scratch = Scratch {
             lin: LinearScratch {
+                join: None,
                 xq: bytemuck::cast_slice_mut(xq_floats),
                 wrow: take(&mut rest, s[WROW], s[WROW]),
                 xs: take(&mut rest, s[XS], s[XS]),
@@ -420,7 +570,23 @@ impl<'m, 'a> Session<'m, 'a> {
             },
             ..scratch
         };
-        Ok(Session { model, cfg, run, h, kc, vc, scratch, out, pos: 0 })
+        Ok(Session {
+            model,
+            cfg,
+            run,
+            h,
+            kc,
+            vc,
+            scratch,
+            out,
+            pos: 0,
+        })
+    }
+
+    /// Lets large matrix–vector products run in two halves through `join`
+    /// (threads on a host). Results are bit-identical with and without.
+    pub fn set_join(&mut self, join: &'a dyn Join) {
+        self.scratch.lin.join = Some(join);
     }
 
     /// The model's config.
@@ -442,16 +608,29 @@ impl<'m, 'a> Session<'m, 'a> {
         if self.cfg.arch == want {
             Ok(())
         } else {
-            Err(Error::WrongArchitecture { expected: want as u32, got: self.cfg.arch as u32 })
+            Err(Error::WrongArchitecture {
+                expected: want as u32,
+                got: self.cfg.arch as u32,
+            })
         }
     }
 
     /// Writes token embedding (+ absolute position, + token type) of `id` into `x`.
-    fn embed_row(&self, lookup: &mut Lookup<'_, 'm>, x: &mut [f32], id: u32, pos: usize, ty: u32) -> Result<()> {
+    fn embed_row(
+        &self,
+        lookup: &mut Lookup<'_, 'm>,
+        x: &mut [f32],
+        id: u32,
+        pos: usize,
+        ty: u32,
+    ) -> Result<()> {
         let cfg = &self.cfg;
         let d = cfg.d_model as usize;
         if id >= cfg.vocab_size {
-            return Err(Error::TokenOutOfRange { id, vocab: cfg.vocab_size });
+            return Err(Error::TokenOutOfRange {
+                id,
+                vocab: cfg.vocab_size,
+            });
         }
         let row = |t: &'m [f32], i: usize| t.get(i * d..(i + 1) * d).unwrap_or(&[]);
         embedding_row(x, lookup.matrix(NameBuf::global("tok_emb"))?, id as usize);
@@ -468,9 +647,15 @@ impl<'m, 'a> Session<'m, 'a> {
         }
         if cfg.n_token_types > 0 {
             if ty >= cfg.n_token_types {
-                return Err(Error::TokenOutOfRange { id: ty, vocab: cfg.n_token_types });
+                return Err(Error::TokenOutOfRange {
+                    id: ty,
+                    vocab: cfg.n_token_types,
+                });
             }
-            add(x, row(lookup.get(NameBuf::global("type_emb"))?, ty as usize));
+            add(
+                x,
+                row(lookup.get(NameBuf::global("type_emb"))?, ty as usize),
+            );
         }
         if cfg.embedding_norm {
             let ln = cfg.norm == NormKind::LayerNorm;
@@ -490,11 +675,17 @@ impl<'m, 'a> Session<'m, 'a> {
             return Err(Error::EmptyInput);
         }
         if n > self.run.max_seq as usize {
-            return Err(Error::SequenceTooLong { max: self.run.max_seq, got: n.min(u32::MAX as usize) as u32 });
+            return Err(Error::SequenceTooLong {
+                max: self.run.max_seq,
+                got: n.min(u32::MAX as usize) as u32,
+            });
         }
         if let Some(t) = types {
             if t.len() != n {
-                return Err(Error::SequenceTooLong { max: n as u32, got: t.len().min(u32::MAX as usize) as u32 });
+                return Err(Error::SequenceTooLong {
+                    max: n as u32,
+                    got: t.len().min(u32::MAX as usize) as u32,
+                });
             }
         }
         let cfg = self.cfg;
@@ -513,8 +704,19 @@ impl<'m, 'a> Session<'m, 'a> {
         for l in 0..cfg.n_layers {
             let lw = lookup.layer(&cfg, l)?;
             for r in 0..n {
-                let (k, v) = (&mut self.kc[r * kv..(r + 1) * kv], &mut self.vc[r * kv..(r + 1) * kv]);
-                project_kv(&cfg, &lw, &mut self.scratch, &self.h[r * d..(r + 1) * d], k, v, r);
+                let (k, v) = (
+                    &mut self.kc[r * kv..(r + 1) * kv],
+                    &mut self.vc[r * kv..(r + 1) * kv],
+                );
+                project_kv(
+                    &cfg,
+                    &lw,
+                    &mut self.scratch,
+                    &self.h[r * d..(r + 1) * d],
+                    k,
+                    v,
+                    r,
+                );
             }
             for r in 0..n {
                 let n_keys = if cfg.causal { r + 1 } else { n };
@@ -524,7 +726,10 @@ impl<'m, 'a> Session<'m, 'a> {
         }
         if cfg.pre_norm {
             let w = lookup.get(NameBuf::global("out_norm.w"))?;
-            let b = lookup.opt(NameBuf::global("out_norm.b"), cfg.norm == NormKind::LayerNorm)?;
+            let b = lookup.opt(
+                NameBuf::global("out_norm.b"),
+                cfg.norm == NormKind::LayerNorm,
+            )?;
             for x in self.h[..n * d].chunks_exact_mut(d) {
                 norm(&cfg, x, (w, b));
             }
@@ -561,7 +766,10 @@ impl<'m, 'a> Session<'m, 'a> {
         self.check_arch(Architecture::Decoder)?;
         let pos = self.pos;
         if pos >= self.run.max_seq as usize {
-            return Err(Error::SequenceTooLong { max: self.run.max_seq, got: self.run.max_seq.saturating_add(1) });
+            return Err(Error::SequenceTooLong {
+                max: self.run.max_seq,
+                got: self.run.max_seq.saturating_add(1),
+            });
         }
         let cfg = self.cfg;
         let d = cfg.d_model as usize;
@@ -577,16 +785,35 @@ impl<'m, 'a> Session<'m, 'a> {
             let lw = lookup.layer(&cfg, l as u32)?;
             let kc = &mut self.kc[l * layer_stride..(l + 1) * layer_stride];
             let vc = &mut self.vc[l * layer_stride..(l + 1) * layer_stride];
-            let (k, v) = (&mut kc[pos * kv..(pos + 1) * kv], &mut vc[pos * kv..(pos + 1) * kv]);
+            let (k, v) = (
+                &mut kc[pos * kv..(pos + 1) * kv],
+                &mut vc[pos * kv..(pos + 1) * kv],
+            );
             project_kv(&cfg, &lw, &mut self.scratch, &self.h[..d], k, v, pos);
-            block_row(&cfg, &lw, &mut self.scratch, &mut self.h[..d], kc, vc, pos, pos + 1);
+            block_row(
+                &cfg,
+                &lw,
+                &mut self.scratch,
+                &mut self.h[..d],
+                kc,
+                vc,
+                pos,
+                pos + 1,
+            );
         }
         if cfg.pre_norm {
             let w = lookup.get(NameBuf::global("out_norm.w"))?;
-            let b = lookup.opt(NameBuf::global("out_norm.b"), cfg.norm == NormKind::LayerNorm)?;
+            let b = lookup.opt(
+                NameBuf::global("out_norm.b"),
+                cfg.norm == NormKind::LayerNorm,
+            )?;
             norm(&cfg, &mut self.h[..d], (w, b));
         }
-        let head = if cfg.tied_embeddings { "tok_emb" } else { "lm_head" };
+        let head = if cfg.tied_embeddings {
+            "tok_emb"
+        } else {
+            "lm_head"
+        };
         let w = lookup.matrix(NameBuf::global(head))?;
         linear(self.out, w, &self.h[..d], None, &mut self.scratch.lin);
         self.pos = pos + 1;
@@ -601,7 +828,10 @@ impl<'m, 'a> Session<'m, 'a> {
         }
         let end = self.pos.saturating_add(ids.len());
         if end > self.run.max_seq as usize {
-            return Err(Error::SequenceTooLong { max: self.run.max_seq, got: end.min(u32::MAX as usize) as u32 });
+            return Err(Error::SequenceTooLong {
+                max: self.run.max_seq,
+                got: end.min(u32::MAX as usize) as u32,
+            });
         }
         for &id in ids {
             self.decode_step(id)?;

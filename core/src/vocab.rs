@@ -92,7 +92,9 @@ impl<'a> Vocab<'a> {
 
     /// Parses and validates a vocabulary section against the model's vocabulary size.
     pub fn parse(bytes: &'a [u8], vocab_size: u32) -> Result<Self> {
-        let bad = |offset: usize| Error::BadVocab { offset: offset.min(u32::MAX as usize) as u32 };
+        let bad = |offset: usize| Error::BadVocab {
+            offset: offset.min(u32::MAX as usize) as u32,
+        };
         let word = |i: usize| read_u32(bytes, 4 * i).ok_or(bad(4 * i));
         let kind = match word(0)? {
             0 => TokenizerKind::None,
@@ -142,7 +144,11 @@ impl<'a> Vocab<'a> {
         let kinds = take(kinds_len)?;
         let merges = take(merges_len)?;
         let template = take(template_len)?;
-        let blob_start = VOCAB_HEADER_LEN + if n > 0 { offsets_len } else { 0 } + kinds_len + merges_len + template_len;
+        let blob_start = VOCAB_HEADER_LEN
+            + if n > 0 { offsets_len } else { 0 }
+            + kinds_len
+            + merges_len
+            + template_len;
         let blob = bytes.get(blob_start..).ok_or(bad(blob_start))?;
         if core::str::from_utf8(template).is_err() {
             return Err(bad(blob_start - template_len));

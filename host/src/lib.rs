@@ -6,6 +6,7 @@
 pub mod fetch;
 pub mod gguf;
 pub mod import;
+pub mod parallel;
 pub mod quantize;
 pub mod tokenizer;
 pub mod writer;

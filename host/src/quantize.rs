@@ -64,7 +64,8 @@ pub fn is_quantizable(name: &str) -> bool {
     }
     match name.split_once('.') {
         Some((layer, suffix)) => {
-            layer.starts_with('L') && matches!(suffix, "wq" | "wk" | "wv" | "wo" | "w1" | "w2" | "w3")
+            layer.starts_with('L')
+                && matches!(suffix, "wq" | "wk" | "wv" | "wo" | "w1" | "w2" | "w3")
         }
         None => false,
     }
@@ -81,7 +82,12 @@ pub fn vocab_data(m: &Model) -> Option<VocabData> {
         flags: v.flags,
         pre_tokenizer: v.pre_tokenizer,
         tokens: (0..v.len())
-            .map(|i| (v.token(i).unwrap_or_default().to_vec(), v.token_kind(i).unwrap_or(0)))
+            .map(|i| {
+                (
+                    v.token(i).unwrap_or_default().to_vec(),
+                    v.token_kind(i).unwrap_or(0),
+                )
+            })
             .collect(),
         merges: (0..v.merge_count()).filter_map(|r| v.merge(r)).collect(),
         unk_id: v.unk_id,
@@ -105,14 +111,22 @@ pub fn quantize_blocks_i8(w: &[f32], cols: usize) -> (Vec<i8>, Vec<f32>) {
     let nb = cols.div_ceil(mote_core::quant::BLOCK);
     let mut q = vec![0i8; w.len()];
     let mut scales = vec![0f32; w.len() / cols.max(1) * nb];
-    for ((row, qr), sr) in w.chunks_exact(cols).zip(q.chunks_exact_mut(cols)).zip(scales.chunks_exact_mut(nb)) {
+    for ((row, qr), sr) in w
+        .chunks_exact(cols)
+        .zip(q.chunks_exact_mut(cols))
+        .zip(scales.chunks_exact_mut(nb))
+    {
         mote_core::quant::quantize_blocks(row, qr, sr);
     }
     (q, scales)
 }
 
 /// Quantizes every quantizable f32 matrix of `m` to `target`.
-pub fn quantize(m: &Model, target: Target, mut progress: impl FnMut(usize, usize)) -> Result<(ModelBuilder, Vec<TensorReport>)> {
+pub fn quantize(
+    m: &Model,
+    target: Target,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<(ModelBuilder, Vec<TensorReport>)> {
     let mut b = ModelBuilder::new(*m.config());
     if let Some(v) = vocab_data(m) {
         b.set_vocab(v);
@@ -121,14 +135,23 @@ pub fn quantize(m: &Model, target: Target, mut progress: impl FnMut(usize, usize
     let n = m.tensor_count() as usize;
     for i in 0..n {
         progress(i, n);
-        let t = m.tensor_at(i as u32).ok_or_else(|| anyhow::anyhow!("tensor {i} unreadable"))?;
+        let t = m
+            .tensor_at(i as u32)
+            .ok_or_else(|| anyhow::anyhow!("tensor {i} unreadable"))?;
         let name = t.name.as_str().to_string();
         let dims = &t.dims[..t.rank as usize];
         let w = match m.weight(&t) {
             Ok(Weight::F32(w)) if is_quantizable(&name) && dims.len() == 2 => w,
             _ => {
                 if name.ends_with(".s") || !is_quantizable(&name) || t.dtype != Dtype::F32 {
-                    b.add_raw(&name, t.dtype, dims, m.tensor_bytes(&t).map_err(|e| anyhow::anyhow!("{e}"))?.to_vec())?;
+                    b.add_raw(
+                        &name,
+                        t.dtype,
+                        dims,
+                        m.tensor_bytes(&t)
+                            .map_err(|e| anyhow::anyhow!("{e}"))?
+                            .to_vec(),
+                    )?;
                     continue;
                 }
                 bail!("tensor {name} has an unexpected layout");
@@ -153,7 +176,12 @@ pub fn quantize(m: &Model, target: Target, mut progress: impl FnMut(usize, usize
                     .flat_map(|(r, row)| {
                         let scales = &scales;
                         row.iter().enumerate().map(move |(c, &v)| {
-                            v as f32 * if per_row { scales[r] } else { scales[r * nb + c / block] }
+                            v as f32
+                                * if per_row {
+                                    scales[r]
+                                } else {
+                                    scales[r * nb + c / block]
+                                }
                         })
                     })
                     .collect();

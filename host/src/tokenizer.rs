@@ -15,7 +15,9 @@ pub struct Tokenizer {
 }
 
 fn token_text(v: &Vocab, id: u32) -> Result<String> {
-    let t = v.token(id).with_context(|| format!("vocabulary has no token {id}"))?;
+    let t = v
+        .token(id)
+        .with_context(|| format!("vocabulary has no token {id}"))?;
     String::from_utf8(t.to_vec()).with_context(|| format!("token {id} is not UTF-8"))
 }
 
@@ -31,13 +33,19 @@ impl Tokenizer {
         for id in 0..vocab.len() {
             let t = token_text(vocab, id)?;
             if vocab.token_kind(id) == Some(kind::SPECIAL) {
-                added.push(json!({"id": id, "content": t, "single_word": false, "lstrip": false,
-                    "rstrip": false, "normalized": false, "special": true}));
+                added.push(
+                    json!({"id": id, "content": t, "single_word": false, "lstrip": false,
+                    "rstrip": false, "normalized": false, "special": true}),
+                );
             }
             map.insert(t.clone(), json!(id));
             texts.push(t);
         }
-        let name = |id: u32| (id != NO_TOKEN).then(|| texts.get(id as usize).cloned()).flatten();
+        let name = |id: u32| {
+            (id != NO_TOKEN)
+                .then(|| texts.get(id as usize).cloned())
+                .flatten()
+        };
         let (bos, eos) = (name(config.bos), name(config.eos));
         let spec = match vocab.kind {
             TokenizerKind::WordPiece => {
@@ -81,19 +89,32 @@ impl Tokenizer {
             }
             TokenizerKind::None => unreachable!("checked above"),
         };
-        let inner: tokenizers::Tokenizer = spec.to_string().parse().map_err(|e| anyhow!("building tokenizer: {e}"))?;
-        Ok(Tokenizer { inner, template: vocab.chat_template().to_string(), bos, eos })
+        let inner: tokenizers::Tokenizer = spec
+            .to_string()
+            .parse()
+            .map_err(|e| anyhow!("building tokenizer: {e}"))?;
+        Ok(Tokenizer {
+            inner,
+            template: vocab.chat_template().to_string(),
+            bos,
+            eos,
+        })
     }
 
     /// Token ids of `text`, with the model's special tokens around it where it has them (BERT's `[CLS] … [SEP]`).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, true).map_err(|e| anyhow!("tokenizing: {e}"))?;
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| anyhow!("tokenizing: {e}"))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of `ids`, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, true).map_err(|e| anyhow!("decoding: {e}"))
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| anyhow!("decoding: {e}"))
     }
 
     /// True when the model carries a chat template.
@@ -108,13 +129,16 @@ impl Tokenizer {
             return Ok(user.to_string());
         }
         let mut env = minijinja::Environment::new();
-        env.add_template("chat", &self.template).context("the model's chat template does not parse")?;
+        env.add_template("chat", &self.template)
+            .context("the model's chat template does not parse")?;
         let ctx = minijinja::context! {
             messages => vec![minijinja::context! { role => "user", content => user }],
             add_generation_prompt => true,
             bos_token => self.bos.clone().unwrap_or_default(),
             eos_token => self.eos.clone().unwrap_or_default(),
         };
-        env.get_template("chat")?.render(ctx).context("rendering the chat template")
+        env.get_template("chat")?
+            .render(ctx)
+            .context("rendering the chat template")
     }
 }

@@ -3,8 +3,11 @@
 
 use anyhow::{bail, Context, Result};
 use mote_core::config::Config;
-use mote_core::format::{Dtype, SectionKind, ALIGN, CRC32, FORMAT_VERSION, HEADER_LEN, MAGIC, SECTION_ENTRY_LEN, TENSOR_ENTRY_LEN};
-use mote_core::vocab::{TokenizerKind, PreTokenizer, VOCAB_HEADER_LEN};
+use mote_core::format::{
+    Dtype, SectionKind, ALIGN, CRC32, FORMAT_VERSION, HEADER_LEN, MAGIC, SECTION_ENTRY_LEN,
+    TENSOR_ENTRY_LEN,
+};
+use mote_core::vocab::{PreTokenizer, TokenizerKind, VOCAB_HEADER_LEN};
 use mote_core::TensorName;
 use std::path::Path;
 
@@ -91,7 +94,11 @@ fn align_up(v: usize, a: usize) -> usize {
 impl ModelBuilder {
     /// A builder for a model with this config.
     pub fn new(config: Config) -> Self {
-        ModelBuilder { config, tensors: Vec::new(), vocab: None }
+        ModelBuilder {
+            config,
+            tensors: Vec::new(),
+            vocab: None,
+        }
     }
 
     /// The config.
@@ -103,7 +110,10 @@ impl ModelBuilder {
     pub fn add_f32(&mut self, name: &str, dims: &[u32], data: &[f32]) -> Result<()> {
         let elems: u64 = dims.iter().map(|&d| d as u64).product();
         if elems != data.len() as u64 {
-            bail!("tensor {name}: shape {dims:?} needs {elems} values, got {}", data.len());
+            bail!(
+                "tensor {name}: shape {dims:?} needs {elems} values, got {}",
+                data.len()
+            );
         }
         self.add_raw(name, Dtype::F32, dims, bytemuck::cast_slice(data).to_vec())
     }
@@ -119,7 +129,12 @@ impl ModelBuilder {
         if self.tensors.iter().any(|t| t.name == name) {
             bail!("tensor {name} added twice");
         }
-        self.tensors.push(TensorEntry { name: name.to_string(), dtype, dims: dims.to_vec(), data });
+        self.tensors.push(TensorEntry {
+            name: name.to_string(),
+            dtype,
+            dims: dims.to_vec(),
+            data,
+        });
         Ok(())
     }
 
@@ -130,7 +145,12 @@ impl ModelBuilder {
 
     /// The file image.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let config: Vec<u8> = self.config.to_words().iter().flat_map(|w| w.to_le_bytes()).collect();
+        let config: Vec<u8> = self
+            .config
+            .to_words()
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
         let vocab = self.vocab.as_ref().map(VocabData::to_bytes);
         let n_sections = if vocab.is_some() { 4 } else { 3 };
         let table_end = HEADER_LEN + SECTION_ENTRY_LEN * n_sections;
@@ -190,8 +210,9 @@ impl ModelBuilder {
     /// Writes the file atomically: a temporary file beside `path`, then a rename.
     pub fn write(&self, path: &Path) -> Result<u64> {
         let file = ModelFile::from_vec(self.to_bytes());
-        mote_core::Model::from_bytes(file.bytes())
-            .map_err(|e| anyhow::anyhow!("the writer produced a model its own reader rejects: {e}"))?;
+        mote_core::Model::from_bytes(file.bytes()).map_err(|e| {
+            anyhow::anyhow!("the writer produced a model its own reader rejects: {e}")
+        })?;
         write_atomic(path, file.bytes())?;
         Ok(file.bytes().len() as u64)
     }
@@ -214,9 +235,16 @@ pub fn seal(out: &mut [u8]) {
 /// Writes `bytes` to `path` through a temporary file and a rename, so a
 /// failure never leaves a half-written file at `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().context("output path has no file name")?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -235,7 +263,10 @@ impl ModelFile {
     pub fn from_vec(bytes: Vec<u8>) -> Self {
         let mut buf = vec![0u128; bytes.len().div_ceil(16)];
         bytemuck::cast_slice_mut::<u128, u8>(&mut buf)[..bytes.len()].copy_from_slice(&bytes);
-        ModelFile { buf, len: bytes.len() }
+        ModelFile {
+            buf,
+            len: bytes.len(),
+        }
     }
 
     /// Reads a model file.

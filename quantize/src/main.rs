@@ -10,7 +10,11 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "mote", version, about = "Quantize, inspect and run transformer models for microcontrollers")]
+#[command(
+    name = "mote",
+    version,
+    about = "Quantize, inspect and run transformer models for microcontrollers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,6 +108,10 @@ enum Command {
         /// Seed for sampling.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Threads for the matrix products (default: all cores); the output
+        /// is bit-identical for any count.
+        #[arg(long)]
+        threads: Option<usize>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -142,7 +150,8 @@ fn main() {
     let cli = Cli::parse();
     // MOTE_BACKEND=scalar|sse4.1|avx2|neon pins the integer kernels (for parity checks).
     if let Ok(name) = std::env::var("MOTE_BACKEND") {
-        let ok = mote_core::quant::Backend::from_name(&name).is_some_and(|b| mote_core::quant::force(Some(b)));
+        let ok = mote_core::quant::Backend::from_name(&name)
+            .is_some_and(|b| mote_core::quant::force(Some(b)));
         if !ok {
             eprintln!("error: MOTE_BACKEND={name:?} is not a backend this machine runs");
             std::process::exit(1);
@@ -166,36 +175,73 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import { checkpoint, output } => {
             let b = mote_host::import::import(&checkpoint)?;
             let n = b.write(&output)?;
-            println!("wrote {} ({} bytes, {} parameters)", output.display(), n, b.config().parameter_count());
+            println!(
+                "wrote {} ({} bytes, {} parameters)",
+                output.display(),
+                n,
+                b.config().parameter_count()
+            );
         }
-        Command::Quantize { input, output, dtype, json } => {
+        Command::Quantize {
+            input,
+            output,
+            dtype,
+            json,
+        } => {
             let target: mote_host::quantize::Target = dtype.parse()?;
-            let is_mote = input.is_file() && std::fs::read(&input).map(|b| b.starts_with(b"MOTE")).unwrap_or(false);
+            let is_mote = input.is_file()
+                && std::fs::read(&input)
+                    .map(|b| b.starts_with(b"MOTE"))
+                    .unwrap_or(false);
             let file = if is_mote {
                 load(&input)?
             } else {
                 ModelFile::from_vec(mote_host::import::import(&input)?.to_bytes())
             };
             let m = model(&file, &input)?;
-            let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(m.tensor_count() as u64) };
+            let bar = if json {
+                indicatif::ProgressBar::hidden()
+            } else {
+                indicatif::ProgressBar::new(m.tensor_count() as u64)
+            };
             bar.set_style(
-                indicatif::ProgressStyle::with_template("quantizing {bar:40} {pos}/{len} tensors {elapsed}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template(
+                    "quantizing {bar:40} {pos}/{len} tensors {elapsed}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let (b, report) = mote_host::quantize::quantize(&m, target, |i, _| bar.set_position(i as u64))?;
+            let (b, report) =
+                mote_host::quantize::quantize(&m, target, |i, _| bar.set_position(i as u64))?;
             bar.finish_and_clear();
             let bytes = b.write(&output)?;
             if json {
-                println!("{}", serde_json::json!({"output": output, "bytes": bytes, "tensors": mote_host::quantize::report_json(&report)}));
+                println!(
+                    "{}",
+                    serde_json::json!({"output": output, "bytes": bytes, "tensors": mote_host::quantize::report_json(&report)})
+                );
             } else {
-                println!("{:<24} {:>5} {:>12} {:>12} {:>12}", "tensor", "dtype", "rel error", "max |err|", "bytes");
+                println!(
+                    "{:<24} {:>5} {:>12} {:>12} {:>12}",
+                    "tensor", "dtype", "rel error", "max |err|", "bytes"
+                );
                 for t in &report {
-                    println!("{:<24} {:>5} {:>12.3e} {:>12.3e} {:>12}", t.name, t.dtype, t.rel_error, t.max_abs_error, t.bytes_after);
+                    println!(
+                        "{:<24} {:>5} {:>12.3e} {:>12.3e} {:>12}",
+                        t.name, t.dtype, t.rel_error, t.max_abs_error, t.bytes_after
+                    );
                 }
-                println!("wrote {} ({bytes} bytes, was {})", output.display(), m.file_len());
+                println!(
+                    "wrote {} ({bytes} bytes, was {})",
+                    output.display(),
+                    m.file_len()
+                );
             }
         }
-        Command::Inspect { model: path, seq, json } => {
+        Command::Inspect {
+            model: path,
+            seq,
+            json,
+        } => {
             let file = load(&path)?;
             let m = model(&file, &path)?;
             let c = *m.config();
@@ -221,24 +267,58 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                println!("{}: {} bytes, {} {} ({} parameters)", path.display(), m.file_len(), arch_name(c.arch), format!("{:?}", c.positions).to_lowercase(), c.parameter_count());
+                println!(
+                    "{}: {} bytes, {} {} ({} parameters)",
+                    path.display(),
+                    m.file_len(),
+                    arch_name(c.arch),
+                    format!("{:?}", c.positions).to_lowercase(),
+                    c.parameter_count()
+                );
                 println!("  d_model {} · layers {} · heads {}/{} (q/kv) × {} · d_ff {} · vocab {} · max_seq {}", c.d_model, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.d_ff, c.vocab_size, c.max_seq);
-                println!("  norm {:?} ({}) · activation {:?} · tied embeddings {}", c.norm, if c.pre_norm { "pre" } else { "post" }, c.activation, c.tied_embeddings);
-                println!("  tokenizer {:?}: {} tokens, {} merges, chat template {}", v.kind, v.len(), v.merge_count(), !v.chat_template().is_empty());
+                println!(
+                    "  norm {:?} ({}) · activation {:?} · tied embeddings {}",
+                    c.norm,
+                    if c.pre_norm { "pre" } else { "post" },
+                    c.activation,
+                    c.tied_embeddings
+                );
+                println!(
+                    "  tokenizer {:?}: {} tokens, {} merges, chat template {}",
+                    v.kind,
+                    v.len(),
+                    v.merge_count(),
+                    !v.chat_template().is_empty()
+                );
                 println!("  arena for seq {seq}: {arena} bytes");
                 println!("  {} tensors:", m.tensor_count());
                 for i in 0..m.tensor_count() {
                     if let Some(t) = m.tensor_at(i) {
-                        println!("    {:<24} {:>4} {:?} {} bytes", t.name.as_str(), t.dtype.name(), &t.dims[..t.rank as usize], t.byte_len);
+                        println!(
+                            "    {:<24} {:>4} {:?} {} bytes",
+                            t.name.as_str(),
+                            t.dtype.name(),
+                            &t.dims[..t.rank as usize],
+                            t.byte_len
+                        );
                     }
                 }
             }
         }
-        Command::Embed { model: path, text, ids, json } => {
+        Command::Embed {
+            model: path,
+            text,
+            ids,
+            json,
+        } => {
             let file = load(&path)?;
             let m = model(&file, &path)?;
             if m.config().arch != Architecture::Encoder {
-                bail!("{}: embed needs an encoder model, this one is a {}", path.display(), arch_name(m.config().arch));
+                bail!(
+                    "{}: embed needs an encoder model, this one is a {}",
+                    path.display(),
+                    arch_name(m.config().arch)
+                );
             }
             let ids = match (text, ids) {
                 (Some(t), _) => {
@@ -255,9 +335,14 @@ fn run(cli: Cli) -> Result<()> {
             }
             let max = m.config().max_seq;
             if ids.len() > max as usize {
-                bail!("{} tokens exceed the model's maximum sequence of {max}", ids.len());
+                bail!(
+                    "{} tokens exceed the model's maximum sequence of {max}",
+                    ids.len()
+                );
             }
-            let run = RunConfig { max_seq: ids.len() as u32 };
+            let run = RunConfig {
+                max_seq: ids.len() as u32,
+            };
             let mut arena = arena_for(&m, &run)?;
             let mut s = Session::new(&m, &mut arena, run).map_err(core_err)?;
             let e = s.embed(&ids).map_err(core_err)?;
@@ -268,13 +353,19 @@ fn run(cli: Cli) -> Result<()> {
                 println!("embedding ({} dims): {:?}", e.len(), e);
             }
         }
-        Command::Run { model: path, ids, bits } => {
+        Command::Run {
+            model: path,
+            ids,
+            bits,
+        } => {
             let file = load(&path)?;
             let m = model(&file, &path)?;
             if ids.is_empty() || ids.len() > m.config().max_seq as usize {
                 bail!("give 1..={} token ids", m.config().max_seq);
             }
-            let run = RunConfig { max_seq: ids.len() as u32 };
+            let run = RunConfig {
+                max_seq: ids.len() as u32,
+            };
             let mut arena = arena_for(&m, &run)?;
             let mut s = Session::new(&m, &mut arena, run).map_err(core_err)?;
             let (label, values) = match m.config().arch {
@@ -282,26 +373,49 @@ fn run(cli: Cli) -> Result<()> {
                 Architecture::Decoder => ("logits", s.prefill(&ids).map_err(core_err)?),
             };
             if bits {
-                let hex: Vec<String> = values.iter().map(|v| format!("{:08x}", v.to_bits())).collect();
+                let hex: Vec<String> = values
+                    .iter()
+                    .map(|v| format!("{:08x}", v.to_bits()))
+                    .collect();
                 println!("{label}: {}", hex.join(" "));
             } else {
                 println!("{}", json!({ label: values }));
             }
         }
-        Command::Generate { model: path, prompt, ids, max_tokens, greedy: _, temperature, seed, json } => {
+        Command::Generate {
+            model: path,
+            prompt,
+            ids,
+            max_tokens,
+            greedy: _,
+            temperature,
+            seed,
+            threads,
+            json,
+        } => {
             let file = load(&path)?;
             let m = model(&file, &path)?;
             let c = *m.config();
             if c.arch != Architecture::Decoder {
-                bail!("{}: generate needs a decoder model, this one is an {}", path.display(), arch_name(c.arch));
+                bail!(
+                    "{}: generate needs a decoder model, this one is an {}",
+                    path.display(),
+                    arch_name(c.arch)
+                );
             }
-            let tok = if m.vocab().is_empty() { None } else { Some(Tokenizer::from_model(m.vocab(), &c)?) };
+            let tok = if m.vocab().is_empty() {
+                None
+            } else {
+                Some(Tokenizer::from_model(m.vocab(), &c)?)
+            };
             let prompt_ids = match (prompt, ids) {
                 (Some(p), _) => {
                     if p.trim().is_empty() {
                         bail!("--prompt is empty");
                     }
-                    let t = tok.as_ref().context("this model has no vocabulary: use --ids")?;
+                    let t = tok
+                        .as_ref()
+                        .context("this model has no vocabulary: use --ids")?;
                     t.encode(&t.apply_chat_template(&p)?)?
                 }
                 (None, Some(ids)) => ids,
@@ -314,9 +428,17 @@ fn run(cli: Cli) -> Result<()> {
             if total > c.max_seq as u64 {
                 bail!("prompt ({} tokens) + --max-tokens {max_tokens} exceed the model's maximum sequence of {}", prompt_ids.len(), c.max_seq);
             }
-            let run = RunConfig { max_seq: total.max(1) as u32 };
+            let run = RunConfig {
+                max_seq: total.max(1) as u32,
+            };
             let mut arena = arena_for(&m, &run)?;
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let join = mote_host::parallel::RayonJoin::new(threads)?;
             let mut s = Session::new(&m, &mut arena, run).map_err(core_err)?;
+            if threads > 1 {
+                s.set_join(&join);
+            }
             let mut rng = seed ^ 0x9e37_79b9_7f4a_7c15;
             let mut out = Vec::new();
             let mut logits = s.prefill(&prompt_ids).map_err(core_err)?;

@@ -7,20 +7,38 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn mote(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mote")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_mote"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn fails_with(args: &[&str], needle: &str) {
     let (ok, _, err) = mote(args);
     assert!(!ok, "mote {args:?} succeeded");
-    assert_eq!(err.trim_end().lines().count(), 1, "mote {args:?}: not one line: {err}");
-    assert!(err.contains(needle), "mote {args:?}: {err:?} does not mention {needle:?}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "mote {args:?}: not one line: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "mote {args:?}: {err:?} does not mention {needle:?}"
+    );
 }
 
 fn tiny(kind: &str) -> PathBuf {
     let p = work_dir().join(format!("cli-{kind}-{}.mote", std::process::id()));
-    let cfg = if kind == "dec" { tiny_decoder_config() } else { tiny_encoder_config() };
+    let cfg = if kind == "dec" {
+        tiny_decoder_config()
+    } else {
+        tiny_encoder_config()
+    };
     random_model(cfg, 4).write(&p).unwrap();
     p
 }
@@ -37,9 +55,18 @@ fn bad_inputs_get_one_line_errors() {
     fails_with(&["embed", enc_s, "--text", "  "], "empty");
     fails_with(&["embed", enc_s, "--text", "hello"], "no vocabulary");
     fails_with(&["embed", enc_s, "--ids", "1,99"], "token id 99");
-    fails_with(&["embed", enc_s, "--ids", &vec!["1"; 17].join(",")], "exceed the model's maximum sequence of 16");
-    fails_with(&["generate", dec_s, "--ids", "1,2", "--max-tokens", "40"], "exceed the model's maximum sequence of 32");
-    fails_with(&["import", "/nonexistent/ckpt", "-o", "/tmp/never.mote"], "does not exist");
+    fails_with(
+        &["embed", enc_s, "--ids", &vec!["1"; 17].join(",")],
+        "exceed the model's maximum sequence of 16",
+    );
+    fails_with(
+        &["generate", dec_s, "--ids", "1,2", "--max-tokens", "40"],
+        "exceed the model's maximum sequence of 32",
+    );
+    fails_with(
+        &["import", "/nonexistent/ckpt", "-o", "/tmp/never.mote"],
+        "does not exist",
+    );
 
     // A corrupt model: one flipped payload byte.
     let mut bytes = std::fs::read(&enc).unwrap();
@@ -56,10 +83,22 @@ fn bad_inputs_get_one_line_errors() {
     let ckpt = work_dir().join(format!("cli-ckpt-{}", std::process::id()));
     std::fs::create_dir_all(&ckpt).unwrap();
     std::fs::write(ckpt.join("config.json"), "{not json").unwrap();
-    fails_with(&["import", ckpt.to_str().unwrap(), "-o", out.to_str().unwrap()], "config.json");
+    fails_with(
+        &[
+            "import",
+            ckpt.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        "config.json",
+    );
     assert!(!out.exists());
     let leftovers = std::fs::read_dir(work_dir()).unwrap().filter(|e| {
-        e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".cli-never")
+        e.as_ref()
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".cli-never")
     });
     assert_eq!(leftovers.count(), 0);
 }
@@ -73,6 +112,12 @@ fn good_inputs_work() {
     assert_eq!(v["architecture"], "encoder");
     let file = mote_host::ModelFile::read(&enc).unwrap();
     let m = mote_core::Model::from_bytes(file.bytes()).unwrap();
-    assert_eq!(v["arena"]["bytes"], m.arena_bytes(&mote_core::RunConfig { max_seq: 8 }).unwrap());
-    assert_eq!(v["tensors"].as_array().unwrap().len() as u32, m.tensor_count());
+    assert_eq!(
+        v["arena"]["bytes"],
+        m.arena_bytes(&mote_core::RunConfig { max_seq: 8 }).unwrap()
+    );
+    assert_eq!(
+        v["tensors"].as_array().unwrap().len() as u32,
+        m.tensor_count()
+    );
 }

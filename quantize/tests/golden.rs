@@ -18,17 +18,32 @@ use serde_json::Value;
 use std::process::Command;
 
 fn mote(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_mote")).args(args).output().unwrap();
-    assert!(out.status.success(), "mote {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_mote"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mote {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn u32s(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn join(ids: &[u32]) -> String {
@@ -59,7 +74,10 @@ fn minilm_embeddings_match_candle() {
         assert_eq!(u32s(&by_text["ids"]), ids, "tokenization of {text:?}");
         assert_eq!(by_text["embedding"], by_ids["embedding"]);
     }
-    eprintln!("MiniLM: worst cosine vs candle over {} sentences: {worst:.9}", cases.len());
+    eprintln!(
+        "MiniLM: worst cosine vs candle over {} sentences: {worst:.9}",
+        cases.len()
+    );
 }
 
 /// SmolLM2 greedy generation equals the numpy f32 reference's first 24 ids on
@@ -72,7 +90,16 @@ fn smollm2_generation_matches_numpy_reference() {
     let mut long = 0;
     for c in g["cases"].as_array().unwrap() {
         let want = u32s(&c["ids"]);
-        let out = mote(&["generate", model, "--ids", &join(&u32s(&c["prompt_ids"])), "--max-tokens", "24", "--greedy", "--json"]);
+        let out = mote(&[
+            "generate",
+            model,
+            "--ids",
+            &join(&u32s(&c["prompt_ids"])),
+            "--max-tokens",
+            "24",
+            "--greedy",
+            "--json",
+        ]);
         let got = u32s(&out["ids"]);
         // The CLI stops at end-of-sequence; the reference ran on past it.
         assert_eq!(got[..], want[..got.len()], "prompt {:?}", c["prompt"]);
@@ -81,7 +108,15 @@ fn smollm2_generation_matches_numpy_reference() {
         }
     }
     assert!(long >= 3, "only {long} prompts ran 24 tokens");
-    let out = mote(&["generate", model, "--prompt", "What is the capital of France?", "--max-tokens", "24", "--json"]);
+    let out = mote(&[
+        "generate",
+        model,
+        "--prompt",
+        "What is the capital of France?",
+        "--max-tokens",
+        "24",
+        "--json",
+    ]);
     assert_eq!(out["text"], "The capital of France is Paris.");
 }
 
@@ -97,7 +132,9 @@ fn smollm2_logits_match_numpy_reference() {
     for c in g["cases"].as_array().unwrap() {
         let prompt = u32s(&c["prompt_ids"]);
         let ids = u32s(&c["ids"]);
-        let run = RunConfig { max_seq: (prompt.len() + ids.len()) as u32 };
+        let run = RunConfig {
+            max_seq: (prompt.len() + ids.len()) as u32,
+        };
         let mut arena = vec![0u8; m.arena_bytes(&run).unwrap() + 15];
         let mut s = Session::new(&m, &mut arena, run).unwrap();
         let mut logits = s.prefill(&prompt).unwrap().to_vec();
@@ -107,7 +144,12 @@ fn smollm2_logits_match_numpy_reference() {
                 let want = pair[1].as_f64().unwrap() as f32;
                 let diff = (logits[id] - want).abs();
                 worst = worst.max(diff);
-                assert!(diff <= 5e-4, "{:?} step {step} id {id}: {} vs {want}", c["prompt"], logits[id]);
+                assert!(
+                    diff <= 5e-4,
+                    "{:?} step {step} id {id}: {} vs {want}",
+                    c["prompt"],
+                    logits[id]
+                );
             }
             assert_eq!(mote_core::kernels::argmax(&logits) as u32, ids[step]);
             logits = s.decode_step(ids[step]).unwrap().to_vec();

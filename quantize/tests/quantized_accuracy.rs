@@ -31,7 +31,10 @@ fn reference() -> &'static Reference {
     R.get_or_init(|| {
         let file = ModelFile::read(&smollm2()).unwrap();
         let m = Model::from_bytes(file.bytes()).unwrap();
-        let ids = Tokenizer::from_model(m.vocab(), m.config()).unwrap().encode(TEXT).unwrap();
+        let ids = Tokenizer::from_model(m.vocab(), m.config())
+            .unwrap()
+            .encode(TEXT)
+            .unwrap();
         assert!(ids.len() >= 500, "only {} tokens", ids.len());
         let top1 = teacher_forced_top1(&m, &ids);
         Reference { file, ids, top1 }
@@ -39,17 +42,24 @@ fn reference() -> &'static Reference {
 }
 
 fn teacher_forced_top1(m: &Model, ids: &[u32]) -> Vec<u32> {
-    let run = RunConfig { max_seq: ids.len() as u32 };
+    let run = RunConfig {
+        max_seq: ids.len() as u32,
+    };
     let mut arena = vec![0u8; m.arena_bytes(&run).unwrap() + 15];
     let mut s = Session::new(m, &mut arena, run).unwrap();
-    ids.iter().map(|&id| argmax(s.decode_step(id).unwrap()) as u32).collect()
+    ids.iter()
+        .map(|&id| argmax(s.decode_step(id).unwrap()) as u32)
+        .collect()
 }
 
 fn agreement(target: Target) -> (f64, ModelFile) {
     let r = reference();
     let f32_model = Model::from_bytes(r.file.bytes()).unwrap();
     let (b, report) = quantize(&f32_model, target, |_, _| {}).unwrap();
-    assert!(report.iter().all(|t| t.rel_error < 0.02), "a tensor lost more than 2%");
+    assert!(
+        report.iter().all(|t| t.rel_error < 0.02),
+        "a tensor lost more than 2%"
+    );
     let q = ModelFile::from_vec(b.to_bytes());
     let m = Model::from_bytes(q.bytes()).unwrap();
     let top1 = teacher_forced_top1(&m, &r.ids);
@@ -60,14 +70,24 @@ fn agreement(target: Target) -> (f64, ModelFile) {
 #[test]
 fn smollm2_int8_agrees_with_f32_and_answers_paris() {
     let (agree, q) = agreement(Target::Int8);
-    eprintln!("SmolLM2 int8: top-1 agreement with f32 {:.2}% over {} tokens", 100.0 * agree, reference().ids.len());
+    eprintln!(
+        "SmolLM2 int8: top-1 agreement with f32 {:.2}% over {} tokens",
+        100.0 * agree,
+        reference().ids.len()
+    );
     assert!(agree >= 0.95, "int8 top-1 agreement {agree}");
     let path = work_dir().join(format!("smollm2-int8-{}.mote", std::process::id()));
     mote_host::writer::write_atomic(&path, q.bytes()).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mote"))
         .arg("generate")
         .arg(&path)
-        .args(["--prompt", "What is the capital of France?", "--max-tokens", "16", "--json"])
+        .args([
+            "--prompt",
+            "What is the capital of France?",
+            "--max-tokens",
+            "16",
+            "--json",
+        ])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -78,14 +98,23 @@ fn smollm2_int8_agrees_with_f32_and_answers_paris() {
 #[test]
 fn smollm2_f16_agrees_with_f32() {
     let (agree, _) = agreement(Target::F16);
-    eprintln!("SmolLM2 f16: top-1 agreement with f32 {:.2}%", 100.0 * agree);
+    eprintln!(
+        "SmolLM2 f16: top-1 agreement with f32 {:.2}%",
+        100.0 * agree
+    );
     assert!(agree >= 0.99, "f16 top-1 agreement {agree}");
 }
 
 fn embed(m: &Model, ids: &[u32]) -> Vec<f32> {
-    let run = RunConfig { max_seq: ids.len() as u32 };
+    let run = RunConfig {
+        max_seq: ids.len() as u32,
+    };
     let mut arena = vec![0u8; m.arena_bytes(&run).unwrap() + 15];
-    Session::new(m, &mut arena, run).unwrap().embed(ids).unwrap().to_vec()
+    Session::new(m, &mut arena, run)
+        .unwrap()
+        .embed(ids)
+        .unwrap()
+        .to_vec()
 }
 
 /// Golden `minilm_peer_int8.json`: made by `tools/golden_minilm_peer.py`,
@@ -102,9 +131,19 @@ fn minilm_int8_is_closer_to_f32_than_the_peer_int8() {
     assert!(cases.len() >= 50);
     let (mut ours, mut peer) = (Vec::new(), Vec::new());
     for c in cases {
-        let ids: Vec<u32> = c["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let ids: Vec<u32> = c["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         let reference = embed(&m32, &ids);
-        let peer_e: Vec<f32> = c["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let peer_e: Vec<f32> = c["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         ours.push(cosine(&embed(&m8, &ids), &reference));
         peer.push(cosine(&peer_e, &reference));
     }
@@ -116,5 +155,8 @@ fn minilm_int8_is_closer_to_f32_than_the_peer_int8() {
     );
     assert!(mean(&ours) >= 0.99 && min(&ours) >= 0.98);
     // The peer quantizes weights only (f32 arithmetic); we quantize activations too.
-    assert!(mean(&ours) >= mean(&peer), "the peer's int8 is closer to f32");
+    assert!(
+        mean(&ours) >= mean(&peer),
+        "the peer's int8 is closer to f32"
+    );
 }

