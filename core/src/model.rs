@@ -322,9 +322,7 @@ impl<'a> Model<'a> {
             got: tensors.len() as u64,
         })?;
         let table = tensors.get(8..).unwrap_or(&[]);
-        let table_len = (count as u64)
-            .checked_mul(TENSOR_ENTRY_LEN as u64)
-            .unwrap_or(u64::MAX);
+        let table_len = (count as u64).saturating_mul(TENSOR_ENTRY_LEN as u64);
         if table.len() as u64 != table_len || read_u32(tensors, 4) != Some(0) {
             return Err(Error::Truncated {
                 needed: table_len.saturating_add(8),

@@ -149,54 +149,6 @@ pub fn gemv_i8_with(backend: Backend, out: &mut [i32], w: &[i8], x: &[i8]) -> Op
     Some(())
 }
 
-/// `out[r] = (Σ_c q[r, c]·x[c]) · scales[r] · x_scale (+ bias[r])`: an int8
-/// matrix with per-row scales times an int8 vector with one scale. The
-/// integer sums are exact on every backend and the float epilogue is the same
-/// code, so every backend gives the same bits.
-pub fn gemv_i8_scaled_with(
-    backend: Backend,
-    out: &mut [f32],
-    q: &[i8],
-    scales: &[f32],
-    x: &[i8],
-    x_scale: f32,
-    bias: Option<&[f32]>,
-) -> Option<()> {
-    if !backend.available() {
-        return None;
-    }
-    let cols = x.len();
-    let epilogue = |r: usize, acc: i32| {
-        let s = scales.get(r).copied().unwrap_or(0.0) * x_scale;
-        acc as f32 * s + bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0)
-    };
-    if cols == 0 {
-        out.iter_mut()
-            .enumerate()
-            .for_each(|(r, o)| *o = epilogue(r, 0));
-        return Some(());
-    }
-    let rows = out.iter_mut().zip(q.chunks_exact(cols)).enumerate();
-    match backend {
-        Backend::Scalar => rows.for_each(|(r, (o, w))| *o = epilogue(r, dot_i8_scalar(w, x))),
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `available()` confirmed AVX2 on this CPU.
-        Backend::Avx2 => {
-            rows.for_each(|(r, (o, w))| *o = epilogue(r, unsafe { x86::dot_i8_avx2(w, x) }))
-        }
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `available()` confirmed SSE4.1 on this CPU.
-        Backend::Sse41 => {
-            rows.for_each(|(r, (o, w))| *o = epilogue(r, unsafe { x86::dot_i8_sse41(w, x) }))
-        }
-        #[cfg(target_arch = "aarch64")]
-        Backend::Neon => rows.for_each(|(r, (o, w))| *o = epilogue(r, arm::dot_i8_neon(w, x))),
-        #[allow(unreachable_patterns)]
-        _ => return None,
-    }
-    Some(())
-}
-
 /// Elements per activation block: each block of an int8 activation vector
 /// has its own scale, so one outlier channel only coarsens its own block.
 pub const BLOCK: usize = 32;
@@ -435,18 +387,6 @@ pub fn gemv_i8_blocked(
     bias: Option<&[f32]>,
 ) {
     let _ = gemv_i8_blocked_with(Backend::best(), out, q, scales, act, bias);
-}
-
-/// [`gemv_i8_scaled_with`] on the best backend.
-pub fn gemv_i8_scaled(
-    out: &mut [f32],
-    q: &[i8],
-    scales: &[f32],
-    x: &[i8],
-    x_scale: f32,
-    bias: Option<&[f32]>,
-) {
-    let _ = gemv_i8_scaled_with(Backend::best(), out, q, scales, x, x_scale, bias);
 }
 
 /// [`gemv_i8_with`] on the best backend.
@@ -707,6 +647,7 @@ mod x86 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -171,7 +171,6 @@ pub fn import_bert_dir(dir: &Path) -> Result<ModelBuilder> {
             put(&format!("L{l}.{ours}"), &format!("{p}{theirs}"))?;
         }
     }
-    drop(put);
     if let Some(v) = vocab {
         b.set_vocab(v);
     }
@@ -375,7 +374,6 @@ pub fn import_gguf(g: &Gguf) -> Result<ModelBuilder> {
     if !config.tied_embeddings {
         put("lm_head", "output.weight")?;
     }
-    drop(put);
     b.set_vocab(gguf_vocab(g, tokens)?);
     Ok(b)
 }
