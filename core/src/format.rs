@@ -67,6 +67,9 @@ pub enum Dtype {
     I8 = 2,
     /// Signed 32-bit integer.
     I32 = 3,
+    /// Signed 4-bit integer in `[-8, 7]`, two per byte (low nibble first),
+    /// each row (innermost dimension) padded to a whole byte.
+    I4 = 4,
 }
 
 impl Dtype {
@@ -77,17 +80,30 @@ impl Dtype {
             1 => Some(Self::F16),
             2 => Some(Self::I8),
             3 => Some(Self::I32),
+            4 => Some(Self::I4),
             _ => None,
         }
     }
 
-    /// Bytes per element.
+    /// Bytes per element (int4: 1, as two share a byte; see [`Dtype::byte_len`]).
     pub fn size(self) -> u64 {
         match self {
             Self::F32 | Self::I32 => 4,
             Self::F16 => 2,
-            Self::I8 => 1,
+            Self::I8 | Self::I4 => 1,
         }
+    }
+
+    /// Bytes a tensor of these dimensions takes (`None` on overflow).
+    pub fn byte_len(self, dims: &[u32]) -> Option<u64> {
+        let (&last, outer) = dims.split_last()?;
+        let per_row = match self {
+            Self::I4 => (last as u64).div_ceil(2),
+            _ => (last as u64).checked_mul(self.size())?,
+        };
+        outer
+            .iter()
+            .try_fold(per_row, |acc, &d| acc.checked_mul(d as u64))
     }
 
     /// Lower-case name (`f32`, `f16`, `i8`, `i32`).
@@ -97,6 +113,7 @@ impl Dtype {
             Self::F16 => "f16",
             Self::I8 => "i8",
             Self::I32 => "i32",
+            Self::I4 => "i4",
         }
     }
 }
@@ -302,9 +319,8 @@ pub fn parse_tensor_entry(entry: &[u8], index: u32, payload: (u64, u64)) -> Resu
     };
     // Each dim is at most 2^20, so four of them overflow u64 only if we multiply
     // blindly: use checked arithmetic anyway.
-    let expected = dims[..rank as usize]
-        .iter()
-        .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d as u64))
+    let expected = dtype
+        .byte_len(&dims[..rank as usize])
         .ok_or(Error::BadTensorShape { tensor: name })?;
     if expected != byte_len {
         return Err(Error::TensorSizeMismatch {

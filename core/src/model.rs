@@ -20,6 +20,7 @@ pub struct Model<'a> {
     payload_len: u64,
     has_i8: bool,
     has_f16: bool,
+    has_i4: bool,
 }
 
 /// A weight matrix as stored, read in place.
@@ -38,6 +39,15 @@ pub enum Weight<'a> {
         scales: &'a [f32],
         /// True for one scale per 32-column block, false for one per row.
         per_block: bool,
+    },
+    /// int4, symmetric, one scale per row and 32-column block: `w[r, c] ≈
+    /// nibble(r, c) · scales[r, c / 32]`; each row is `ceil(cols / 2)` bytes,
+    /// low nibble first.
+    I4 {
+        /// The packed nibbles.
+        q: &'a [u8],
+        /// The scales, `[rows, ceil(cols / 32)]`.
+        scales: &'a [f32],
     },
 }
 
@@ -338,6 +348,7 @@ impl<'a> Model<'a> {
             payload_len: payload_range.1 - payload_range.0,
             has_i8: false,
             has_f16: false,
+            has_i4: false,
         };
         for i in 0..count {
             let entry = model.entry(i);
@@ -348,16 +359,18 @@ impl<'a> Model<'a> {
                 }
             }
             let name = format::entry_name(entry);
-            let (shape, dtype_ok) = match role(&config, name)
-                .ok_or(Error::UnknownTensor { tensor: info.name })?
-            {
-                Role::Plain(s) => (s, info.dtype == Dtype::F32),
-                Role::Scale(row, block) => (
-                    if info.dims == block { block } else { row },
-                    info.dtype == Dtype::F32,
-                ),
-                Role::Matrix(s) => (s, matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::I8)),
-            };
+            let (shape, dtype_ok) =
+                match role(&config, name).ok_or(Error::UnknownTensor { tensor: info.name })? {
+                    Role::Plain(s) => (s, info.dtype == Dtype::F32),
+                    Role::Scale(row, block) => (
+                        if info.dims == block { block } else { row },
+                        info.dtype == Dtype::F32,
+                    ),
+                    Role::Matrix(s) => (
+                        s,
+                        matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::I8 | Dtype::I4),
+                    ),
+                };
             if shape != info.dims {
                 return Err(Error::ShapeMismatch {
                     tensor: info.name,
@@ -372,17 +385,28 @@ impl<'a> Model<'a> {
                 });
             }
         }
-        // Scales belong to i8 matrices, and i8 matrices have scales.
+        // Scales belong to i8/i4 matrices, and those have scales (i4: per block).
         for i in 0..count {
             let Some(info) = model.tensor_at(i) else {
                 continue;
             };
             let name = format::entry_name(model.entry(i));
             if let Some(base) = name.strip_suffix(b".s") {
-                if model.find(base, 0).map(|(_, t)| t.dtype) != Some(Dtype::I8) {
-                    return Err(Error::UnknownTensor { tensor: info.name });
+                match model.find(base, 0).map(|(_, t)| t) {
+                    Some(t) if t.dtype == Dtype::I8 => {}
+                    Some(t) if t.dtype == Dtype::I4 => {
+                        if info.rank != 2 {
+                            let nb = t.dims[1].div_ceil(crate::quant::BLOCK as u32);
+                            return Err(Error::ShapeMismatch {
+                                tensor: info.name,
+                                expected: [t.dims[0], nb, 0, 0],
+                                got: info.dims,
+                            });
+                        }
+                    }
+                    _ => return Err(Error::UnknownTensor { tensor: info.name }),
                 }
-            } else if info.dtype == Dtype::I8 {
+            } else if matches!(info.dtype, Dtype::I8 | Dtype::I4) {
                 let mut scale = NameBuf::global("");
                 scale.push(name);
                 scale.push(b".s");
@@ -430,15 +454,18 @@ impl<'a> Model<'a> {
         };
         let mut has_i8 = false;
         let mut has_f16 = false;
+        let mut has_i4 = false;
         for i in 0..count {
             let dtype = model.tensor_at(i).map(|t| t.dtype);
-            has_i8 |= dtype == Some(Dtype::I8);
+            has_i8 |= matches!(dtype, Some(Dtype::I8 | Dtype::I4));
+            has_i4 |= dtype == Some(Dtype::I4);
             has_f16 |= dtype == Some(Dtype::F16);
         }
         Ok(Model {
             vocab,
             has_i8,
             has_f16,
+            has_i4,
             ..model
         })
     }
@@ -556,6 +583,19 @@ impl<'a> Model<'a> {
                     per_block: s.rank == 2,
                 })
             }
+            Dtype::I4 => {
+                let q = self.tensor_bytes(t)?;
+                let mut name = NameBuf::global(t.name.as_str());
+                name.push(b".s");
+                let missing = Error::MissingTensor {
+                    tensor: TensorName::new(name.as_bytes()),
+                };
+                let (_, s) = self.find(name.as_bytes(), 0).ok_or(missing)?;
+                Ok(Weight::I4 {
+                    q,
+                    scales: self.tensor_f32(&s)?,
+                })
+            }
             Dtype::I32 => Err(Error::UnsupportedDtype {
                 tensor: t.name,
                 code: t.dtype as u8,
@@ -563,9 +603,14 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// True when some weight is int8.
+    /// True when some weight is int8 or int4 (activations are then quantized).
     pub fn has_i8(&self) -> bool {
         self.has_i8
+    }
+
+    /// True when some weight is int4.
+    pub fn has_i4(&self) -> bool {
+        self.has_i4
     }
 
     /// True when some weight is f16.

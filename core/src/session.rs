@@ -25,7 +25,7 @@ pub struct RunConfig {
 /// Sizes (in `f32` elements, each a multiple of 4) of the arena's buffers.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Plan {
-    sizes: [usize; 15],
+    sizes: [usize; 16],
 }
 
 const H: usize = 0;
@@ -43,6 +43,7 @@ const XQ: usize = 11;
 const WROW: usize = 12;
 const XS: usize = 13;
 const OUTL: usize = 14;
+const UNPACK: usize = 15;
 
 impl Plan {
     pub(crate) fn total_bytes(&self) -> usize {
@@ -77,7 +78,7 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
     let gated = cfg.activation == Activation::SwiGlu;
     // Widest input of any matrix: int8 activations and f16 row conversion need that much.
     let widest = d.max(q).max(ff);
-    let raw: [Option<u64>; 15] = [
+    let raw: [Option<u64>; 16] = [
         rows.checked_mul(d),
         cache_layers
             .checked_mul(seq)
@@ -113,8 +114,14 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
             0
         }),
         Some(if model.has_i8() { widest } else { 0 }),
+        // Bytes for two unpacked rows, counted in f32 slots.
+        Some(if model.has_i4() {
+            (2 * widest).div_ceil(4)
+        } else {
+            0
+        }),
     ];
-    let mut sizes = [0usize; 15];
+    let mut sizes = [0usize; 16];
     let mut total: u64 = 0;
     for (s, r) in sizes.iter_mut().zip(raw) {
         let floats = r
@@ -251,14 +258,32 @@ pub trait Join: Sync {
 const SPLIT_ROWS: usize = 64;
 
 /// Computes `out` with `f(chunk, first_row)`, in two halves through `join` when given.
-fn split_rows(join: Option<&dyn Join>, out: &mut [f32], f: &(dyn Fn(&mut [f32], usize) + Sync)) {
+/// `f` also gets a private half of `scratch` (for unpacking int4 rows).
+fn split_rows(
+    join: Option<&dyn Join>,
+    out: &mut [f32],
+    scratch: &mut [i8],
+    f: &(dyn Fn(&mut [f32], usize, &mut [i8]) + Sync),
+) {
     match join {
         Some(j) if out.len() >= SPLIT_ROWS => {
             let mid = out.len() / 2;
             let (lo, hi) = out.split_at_mut(mid);
-            j.join(&mut || f(lo, 0), &mut || f(hi, mid));
+            let half = scratch.len() / 2;
+            let (s_lo, s_hi) = scratch.split_at_mut(half);
+            j.join(&mut || f(lo, 0, s_lo), &mut || f(hi, mid, s_hi));
         }
-        _ => f(out, 0),
+        _ => f(out, 0, scratch),
+    }
+}
+
+/// Unpacks a row of int4 nibbles (low first) into `out` (`out.len()` values).
+fn unpack_i4(packed: &[u8], out: &mut [i8]) {
+    for (pair, &b) in out.chunks_mut(2).zip(packed) {
+        pair[0] = ((b << 4) as i8) >> 4;
+        if let Some(hi) = pair.get_mut(1) {
+            *hi = (b as i8) >> 4;
+        }
     }
 }
 
@@ -274,6 +299,8 @@ struct LinearScratch<'s> {
     wrow: &'s mut [f32],
     /// Outlier channels of an int8 input.
     outliers: &'s mut [u32],
+    /// Two rows' worth of unpacked int4 weights (one per thread half).
+    unpack: &'s mut [i8],
 }
 
 /// `out = W x (+ bias)` for any stored weight type. int8 weights take an
@@ -286,13 +313,15 @@ fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut L
         xs,
         wrow,
         outliers,
+        unpack,
     } = s;
     let join = *join;
     let (xq, xs, wrow, outliers) = (&mut **xq, &mut **xs, &mut **wrow, &mut **outliers);
+    let unpack = &mut **unpack;
     let cols = x.len();
     let bias_from = |r0: usize| bias.map(|b| b.get(r0..).unwrap_or(&[]));
     match w {
-        Weight::F32(w) => split_rows(join, out, &|o, r0| {
+        Weight::F32(w) => split_rows(join, out, unpack, &|o, r0, _| {
             kernels::matvec(o, w.get(r0 * cols..).unwrap_or(&[]), x, bias_from(r0))
         }),
         Weight::F16(w) => {
@@ -331,13 +360,43 @@ fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut L
                 outliers: &outliers[..k],
                 values: &x[..n],
             };
-            split_rows(join, out, &|o, r0| {
+            split_rows(join, out, unpack, &|o, r0, _| {
                 let ws = if per_block {
                     quant::WeightScales::Block(scales.get(r0 * nb..).unwrap_or(&[]))
                 } else {
                     quant::WeightScales::Row(scales.get(r0..).unwrap_or(&[]))
                 };
                 quant::gemv_i8_blocked(o, q.get(r0 * n..).unwrap_or(&[]), ws, &act, bias_from(r0));
+            });
+        }
+        Weight::I4 { q, scales } => {
+            let n = x.len().min(xq.len()).min(wrow.len()).min(outliers.len());
+            let nb = n.div_ceil(quant::BLOCK).min(xs.len());
+            let k = quant::prepare_activations(
+                &x[..n],
+                OUTLIER,
+                &mut wrow[..n],
+                &mut xq[..n],
+                &mut xs[..nb],
+                outliers,
+            );
+            let act = quant::Activations {
+                q: &xq[..n],
+                scales: &xs[..nb],
+                outliers: &outliers[..k],
+                values: &x[..n],
+            };
+            let packed = n.div_ceil(2);
+            split_rows(join, out, unpack, &|o, r0, buf| {
+                let Some(row) = buf.get_mut(..n) else { return };
+                for (i, o) in o.iter_mut().enumerate() {
+                    let r = r0 + i;
+                    unpack_i4(q.get(r * packed..(r + 1) * packed).unwrap_or(&[]), row);
+                    let ws =
+                        quant::WeightScales::Block(scales.get(r * nb..(r + 1) * nb).unwrap_or(&[]));
+                    let b = bias.and_then(|b| b.get(r..r + 1));
+                    quant::gemv_i8_blocked(core::slice::from_mut(o), row, ws, &act, b);
+                }
             });
         }
     }
@@ -348,7 +407,26 @@ fn embedding_row(x: &mut [f32], w: Weight, i: usize) {
     let d = x.len();
     let span = i * d..(i + 1) * d;
     match w {
-        Weight::F32(t) => x.copy_from_slice(t.get(span).unwrap_or(&[])),
+        Weight::F32(t) => {
+            for (o, v) in x.iter_mut().zip(t.get(span).unwrap_or(&[])) {
+                *o = *v;
+            }
+        }
+        Weight::I4 { q, scales } => {
+            let nb = d.div_ceil(quant::BLOCK);
+            let packed = d.div_ceil(2);
+            let row = q.get(i * packed..(i + 1) * packed).unwrap_or(&[]);
+            let row_scales = scales.get(i * nb..(i + 1) * nb).unwrap_or(&[]);
+            for (c, o) in x.iter_mut().enumerate() {
+                let b = row.get(c / 2).copied().unwrap_or(0);
+                let v = if c % 2 == 0 {
+                    ((b << 4) as i8) >> 4
+                } else {
+                    (b as i8) >> 4
+                };
+                *o = v as f32 * row_scales.get(c / quant::BLOCK).copied().unwrap_or(0.0);
+            }
+        }
         Weight::F16(t) => {
             for (o, h) in x.iter_mut().zip(t.get(span).unwrap_or(&[])) {
                 *o = h.to_f32();
@@ -551,6 +629,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 xs: &mut [],
                 wrow: &mut [],
                 outliers: &mut [],
+                unpack: &mut [],
             },
         };
         let out_len = if cfg.arch == Architecture::Decoder {
@@ -567,6 +646,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 wrow: take(&mut rest, s[WROW], s[WROW]),
                 xs: take(&mut rest, s[XS], s[XS]),
                 outliers: bytemuck::cast_slice_mut(take(&mut rest, s[OUTL], s[OUTL])),
+                unpack: bytemuck::cast_slice_mut(take(&mut rest, s[UNPACK], s[UNPACK])),
             },
             ..scratch
         };

@@ -24,6 +24,9 @@ pub enum Target {
     /// int8 weights, one f32 scale per row (what an integer-only
     /// requantization needs).
     Int8Row,
+    /// int4 weights in `[-8, 7]`, one f32 scale per row and 32-column block
+    /// (weight-only: activations are int8 at run time, as for int8).
+    Int4,
 }
 
 impl std::str::FromStr for Target {
@@ -33,8 +36,8 @@ impl std::str::FromStr for Target {
             "f16" => Ok(Target::F16),
             "int8" | "i8" => Ok(Target::Int8),
             "int8-row" => Ok(Target::Int8Row),
-            "int4" => bail!("--dtype int4 is not implemented yet (int8 and f16 are)"),
-            other => bail!("unknown --dtype {other:?} (int8, int8-row, f16)"),
+            "int4" | "i4" => Ok(Target::Int4),
+            other => bail!("unknown --dtype {other:?} (int8, int8-row, int4, f16)"),
         }
     }
 }
@@ -121,6 +124,62 @@ pub fn quantize_blocks_i8(w: &[f32], cols: usize) -> (Vec<i8>, Vec<f32>) {
     (q, scales)
 }
 
+/// int4 in `[-8, 7]` with one scale per row and 32-column block (chosen for least squared error):
+/// returns (packed rows of `ceil(cols / 2)` bytes, low nibble first; the
+/// dequantized values; scales as `[rows, ceil(cols / 32)]`).
+pub fn quantize_blocks_i4(w: &[f32], cols: usize) -> (Vec<u8>, Vec<f32>, Vec<f32>) {
+    let block = mote_core::quant::BLOCK;
+    let nb = cols.div_ceil(block);
+    let packed = cols.div_ceil(2);
+    let rows = w.len() / cols.max(1);
+    let mut q = vec![0u8; rows * packed];
+    let mut deq = vec![0f32; w.len()];
+    let mut scales = vec![0f32; rows * nb];
+    for r in 0..rows {
+        let row = &w[r * cols..(r + 1) * cols];
+        for (b, chunk) in row.chunks(block).enumerate() {
+            let max = chunk.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            // With 16 levels the rounding grid matters: take the scale, among
+            // max/7 · α for α in 0.70..=1.00, with the least squared error
+            // over the block (levels -8..=7).
+            let sse = |s: f32| -> f32 {
+                chunk
+                    .iter()
+                    .map(|&v| (v - (v / s).round().clamp(-8.0, 7.0) * s).powi(2))
+                    .sum()
+            };
+            let s = if max > 0.0 && max.is_finite() {
+                (0..=30)
+                    .map(|k| max / 7.0 * (0.70 + 0.01 * k as f32))
+                    .map(|s| (sse(s), s))
+                    .fold((f32::INFINITY, max / 7.0), |best, c| {
+                        if c.0 < best.0 {
+                            c
+                        } else {
+                            best
+                        }
+                    })
+                    .1
+            } else {
+                1.0
+            };
+            scales[r * nb + b] = s;
+            for (k, &v) in chunk.iter().enumerate() {
+                let c = b * block + k;
+                let n = (v / s).round().clamp(-8.0, 7.0) as i8;
+                deq[r * cols + c] = n as f32 * s;
+                let byte = &mut q[r * packed + c / 2];
+                *byte |= if c % 2 == 0 {
+                    (n as u8) & 0x0f
+                } else {
+                    (n as u8) << 4
+                };
+            }
+        }
+    }
+    (q, deq, scales)
+}
+
 /// Quantizes every quantizable f32 matrix of `m` to `target`.
 pub fn quantize(
     m: &Model,
@@ -188,6 +247,13 @@ pub fn quantize(
                 b.add_raw(&name, Dtype::I8, dims, bytemuck::cast_slice(&q).to_vec())?;
                 b.add_f32(&format!("{name}.s"), &sdims, &scales)?;
                 (deq, q.len() as u64 + 4 * scales.len() as u64, "i8")
+            }
+            Target::Int4 => {
+                let (q, deq, scales) = quantize_blocks_i4(w, cols);
+                b.add_raw(&name, Dtype::I4, dims, q.clone())?;
+                let nb = cols.div_ceil(mote_core::quant::BLOCK) as u32;
+                b.add_f32(&format!("{name}.s"), &[dims[0], nb], &scales)?;
+                (deq, q.len() as u64 + 4 * scales.len() as u64, "i4")
             }
             Target::F16 => {
                 let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();

@@ -4,6 +4,7 @@
 //! | model | path | budget |
 //! |---|---|---|
 //! | SmolLM2-135M | int8 weights and activations (per 32-block scales, |x| > 6 outliers in f32) | top-1 agreement with f32 ≥ 95% under teacher forcing, France → Paris |
+//! | SmolLM2-135M | int4 weights (per 32-block scales), int8 activations | top-1 agreement ≥ 60% (issue budget 85%: not met yet) |
 //! | SmolLM2-135M | f16 weights | top-1 agreement ≥ 99% |
 //! | MiniLM-L6 | int8 | mean cosine to f32 ≥ 0.99, min ≥ 0.98, and at least as close as the peer int8 ONNX |
 #![allow(clippy::unwrap_used)]
@@ -56,9 +57,11 @@ fn agreement(target: Target) -> (f64, ModelFile) {
     let r = reference();
     let f32_model = Model::from_bytes(r.file.bytes()).unwrap();
     let (b, report) = quantize(&f32_model, target, |_, _| {}).unwrap();
+    // Relative weight error per tensor: int8 ~1%, int4 ~10% (16 levels).
+    let budget = if target == Target::Int4 { 0.2 } else { 0.02 };
     assert!(
-        report.iter().all(|t| t.rel_error < 0.02),
-        "a tensor lost more than 2%"
+        report.iter().all(|t| t.rel_error < budget),
+        "a tensor lost more than {budget}"
     );
     let q = ModelFile::from_vec(b.to_bytes());
     let m = Model::from_bytes(q.bytes()).unwrap();
@@ -93,6 +96,21 @@ fn smollm2_int8_agrees_with_f32_and_answers_paris() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["text"], "The capital of France is Paris.");
     let _ = std::fs::remove_file(&path);
+}
+
+/// NOT YET AT THE ISSUE'S BUDGET (85%): measured 63.3%. SmolLM2 ships as
+/// Q4_1 (asymmetric 4-bit blocks with a minimum); requantizing that grid to
+/// symmetric int4 loses much of it. Asymmetric int4 blocks (scale + minimum,
+/// which hold a Q4_1 source exactly) are the next step. Until then this
+/// guards the current level against regressions.
+#[test]
+fn smollm2_int4_agrees_with_f32() {
+    let (agree, _) = agreement(Target::Int4);
+    eprintln!(
+        "SmolLM2 int4: top-1 agreement with f32 {:.2}%",
+        100.0 * agree
+    );
+    assert!(agree >= 0.60, "int4 top-1 agreement {agree}");
 }
 
 #[test]

@@ -46,7 +46,7 @@ fn int8_models_are_bit_identical_on_every_backend() {
     for (cfg, seed) in configs {
         let f = random_model_file(cfg, seed);
         let m = Model::from_bytes(f.bytes()).unwrap();
-        for t in [Target::Int8, Target::Int8Row] {
+        for t in [Target::Int8, Target::Int8Row, Target::Int4] {
             models.push(ModelFile::from_vec(
                 quantize(&m, t, |_, _| {}).unwrap().0.to_bytes(),
             ));

@@ -417,8 +417,7 @@ fn build_with(change: impl Fn(&str, &[u32]) -> Option<(String, Dtype, Vec<u32>)>
         if n2.is_empty() {
             continue;
         }
-        let elems: u32 = d2.iter().product();
-        b.add_raw(&n2, dt, &d2, vec![0u8; (elems as u64 * dt.size()) as usize])
+        b.add_raw(&n2, dt, &d2, vec![0u8; dt.byte_len(&d2).unwrap() as usize])
             .unwrap();
     }
     b.to_bytes()
@@ -510,6 +509,29 @@ fn architecture_errors() {
             tensor: name("L0.wq.s"),
             expected: [16, 0, 0, 0],
             got: [15, 0, 0, 0]
+        })
+    );
+    // int4 matrices take per-block scales only, `[rows, ceil(cols / 32)]`.
+    let r = load(&build_with(|n, d| match n {
+        "L0.wq" => Some((n.into(), Dtype::I4, d.to_vec())),
+        "L0.bq" => Some(("L0.wq.s".into(), Dtype::F32, vec![16])),
+        _ => None,
+    }));
+    assert_eq!(
+        r,
+        Err(Error::ShapeMismatch {
+            tensor: name("L0.wq.s"),
+            expected: [16, 1, 0, 0],
+            got: [16, 0, 0, 0]
+        })
+    );
+    let r = load(&build_with(|n, d| {
+        (n == "L0.wq").then(|| (n.into(), Dtype::I4, d.to_vec()))
+    }));
+    assert_eq!(
+        r,
+        Err(Error::MissingTensor {
+            tensor: name("L0.wq.s")
         })
     );
     // Scales for a matrix that is not i8 are not used by anything.

@@ -17,7 +17,7 @@ set -euo pipefail
 LCP_VERSION=0.3.36
 LCP_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 # Upstream commit per the sdist's CHANGELOG.md ("update llama.cpp to ggml-org/llama.cpp@...").
-# The sdist has no .git, so llama-bench reports build_commit "unknown".
+# The sdist also ships the submodule's .git, so llama-bench reports build_commit 0c1e570.
 
 MOTE_CACHE_DIR="${MOTE_CACHE:-$HOME/.cache/mote}"
 CACHE="$MOTE_CACHE_DIR/llamacpp"
@@ -124,6 +124,7 @@ for q in $QUANTS; do
 done
 
 # ---------------------------------------------------------------- 4. bench
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo unknown)
 RAW="$CACHE/raw"
 mkdir -p "$RAW"
 rawfiles=()
@@ -138,9 +139,9 @@ for q in $QUANTS; do
     done
 done
 
-python3 - "$OUT" "$UPSTREAM_COMMIT" "$LCP_VERSION" "${rawfiles[@]}" <<'PY'
-import json, sys
-out, upstream, lcp_version, pairs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+python3 - "$OUT" "$UPSTREAM_COMMIT" "$LCP_VERSION" "$LOAD_BEFORE" "${rawfiles[@]}" <<'PY'
+import json, os, statistics, sys
+out, upstream, lcp_version, load_before, pairs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 rows = []
 for p in pairs:
     quant, path = p.split("=", 1)
@@ -153,6 +154,8 @@ for p in pairs:
             "tg_tokens_per_s": round(r["avg_ts"], 2),
             "stddev": round(r["stddev_ts"], 2),
             "n_gen": r["n_gen"],
+            "median": round(statistics.median(r["samples_ts"]), 2) if r.get("samples_ts") else None,
+            "samples_ts": [round(x, 2) for x in r.get("samples_ts", [])],
             "reps": len(r.get("samples_ts", [])),
             "model_type": r.get("model_type"),
             "model_size_bytes": r.get("model_size"),
@@ -162,15 +165,25 @@ for p in pairs:
             "build_number": r.get("build_number"),
             "upstream_commit": upstream,
             "llama_cpp_python_sdist": lcp_version,
+            "loadavg_before": load_before,
         })
 with open(out, "w") as fh:
     json.dump(rows, fh, indent=1)
     fh.write("\n")
-print(f"{'model':<8} {'threads':>7}  decode tokens/s (mean ± sd)")
+print(f"{'model':<8} {'threads':>7}  decode tokens/s (mean ± sd)   median")
 for r in rows:
-    print(f"{r['quant']:<8} {r['threads']:>7}  {r['tg_tokens_per_s']:8.2f} ± {r['stddev']:.2f}")
+    print(f"{r['quant']:<8} {r['threads']:>7}  {r['tg_tokens_per_s']:8.2f} ± {r['stddev']:<6.2f}       {r['median']:8.2f}")
 if rows:
     print(f"# llama.cpp build_commit={rows[0]['build_commit']} upstream={upstream} "
           f"(llama-cpp-python {lcp_version}); cpu={rows[0]['cpu_info']}")
+ncpu = os.cpu_count() or 1
+try:
+    load_after = os.getloadavg()[0]
+except OSError:
+    load_after = None
+print(f"# loadavg before={load_before} after={load_after:.2f} on {ncpu} CPUs" if load_after is not None else f"# loadavg before={load_before}")
+if load_after is not None and load_after > 0.5 * ncpu:
+    print("# WARNING: machine was busy; multi-thread decode in llama.cpp collapses when a core is "
+          "taken by another process (spin barriers). Re-run on an idle machine for a fair number.")
 print(f"# wrote {out}")
 PY

@@ -307,7 +307,7 @@ fn firmware_parity() -> Result<()> {
                 "7",
             ])
             .arg(&model))?;
-        for dtype in ["int8", "int8-row"] {
+        for dtype in ["int8", "int8-row", "int4"] {
             let q = dir.join(format!("tiny-{kind}-{dtype}.mote"));
             run(Command::new(&mote)
                 .arg("quantize")
