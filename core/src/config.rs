@@ -243,6 +243,16 @@ impl Config {
                 value: w[23],
             });
         }
+        // Head widths must stay within a dimension's bound (this also keeps
+        // every u32 product the reader forms from overflowing).
+        for (field, heads) in [("n_heads", cfg.n_heads), ("n_kv_heads", cfg.n_kv_heads)] {
+            if heads.checked_mul(cfg.head_dim).is_none_or(|w| w > MAX_DIM) {
+                return Err(Error::BadConfig {
+                    field,
+                    value: heads,
+                });
+            }
+        }
         if cfg.n_heads % cfg.n_kv_heads != 0 {
             return Err(Error::BadConfig {
                 field: "n_kv_heads",

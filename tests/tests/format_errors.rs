@@ -288,6 +288,14 @@ fn config_errors() {
             value: 1
         })
     );
+    // Heads × head width beyond 2^20 (would overflow 32-bit arithmetic).
+    assert_eq!(
+        cfg(5, 1 << 20),
+        Err(Error::BadConfig {
+            field: "n_heads",
+            value: 4
+        })
+    );
     // A decoder must be causal.
     assert_eq!(
         cfg(0, 1),
