@@ -121,3 +121,21 @@ fn good_inputs_work() {
         m.tensor_count()
     );
 }
+
+#[test]
+fn unknown_or_unavailable_backend_is_refused() {
+    let enc = tiny("enc3");
+    let missing = if cfg!(target_arch = "aarch64") { "avx2" } else { "neon" };
+    for name in [missing, "warp-drive"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mote"))
+            .env("MOTE_BACKEND", name)
+            .arg("inspect")
+            .arg(&enc)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("is not a backend this machine runs"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1);
+    }
+}
