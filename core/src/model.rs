@@ -570,29 +570,17 @@ impl<'a> Model<'a> {
                 .map(Weight::F16)
                 .map_err(|_| misaligned),
             Dtype::I8 => {
-                let q: &[i8] = bytemuck::cast_slice(self.tensor_bytes(t)?);
-                let mut name = NameBuf::global(t.name.as_str());
-                name.push(b".s");
-                let missing = Error::MissingTensor {
-                    tensor: TensorName::new(name.as_bytes()),
-                };
-                let (_, s) = self.find(name.as_bytes(), 0).ok_or(missing)?;
+                let s = self.scales_of(t)?;
                 Ok(Weight::I8 {
-                    q,
+                    q: bytemuck::cast_slice(self.tensor_bytes(t)?),
                     scales: self.tensor_f32(&s)?,
                     per_block: s.rank == 2,
                 })
             }
             Dtype::I4 => {
-                let q = self.tensor_bytes(t)?;
-                let mut name = NameBuf::global(t.name.as_str());
-                name.push(b".s");
-                let missing = Error::MissingTensor {
-                    tensor: TensorName::new(name.as_bytes()),
-                };
-                let (_, s) = self.find(name.as_bytes(), 0).ok_or(missing)?;
+                let s = self.scales_of(t)?;
                 Ok(Weight::I4 {
-                    q,
+                    q: self.tensor_bytes(t)?,
                     scales: self.tensor_f32(&s)?,
                 })
             }
@@ -601,6 +589,16 @@ impl<'a> Model<'a> {
                 code: t.dtype as u8,
             }),
         }
+    }
+
+    /// The `<name>.s` scales tensor of a quantized matrix.
+    fn scales_of(&self, t: &TensorInfo) -> Result<TensorInfo> {
+        let mut name = NameBuf::global(t.name.as_str());
+        name.push(b".s");
+        let missing = Error::MissingTensor {
+            tensor: TensorName::new(name.as_bytes()),
+        };
+        self.find(name.as_bytes(), 0).map(|(_, s)| s).ok_or(missing)
     }
 
     /// True when some weight is int8 or int4 (activations are then quantized).

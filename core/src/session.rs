@@ -277,6 +277,34 @@ fn split_rows(
     }
 }
 
+/// The int8 form of a matrix input: per-block int8 values and scales, with
+/// outlier channels (LLM.int8()) kept out and added exactly, in f32, with
+/// their dequantized weights by the kernel.
+fn int8_input<'x>(
+    x: &'x [f32],
+    xq: &'x mut [i8],
+    xs: &'x mut [f32],
+    inliers: &mut [f32],
+    outliers: &'x mut [u32],
+) -> quant::Activations<'x> {
+    let n = x.len().min(xq.len()).min(inliers.len()).min(outliers.len());
+    let nb = n.div_ceil(quant::BLOCK).min(xs.len());
+    let k = quant::prepare_activations(
+        &x[..n],
+        OUTLIER,
+        &mut inliers[..n],
+        &mut xq[..n],
+        &mut xs[..nb],
+        outliers,
+    );
+    quant::Activations {
+        q: &xq[..n],
+        scales: &xs[..nb],
+        outliers: &outliers[..k],
+        values: &x[..n],
+    }
+}
+
 /// Unpacks a row of int4 nibbles (low first) into `out` (`out.len()` values).
 fn unpack_i4(packed: &[u8], out: &mut [i8]) {
     for (pair, &b) in out.chunks_mut(2).zip(packed) {
@@ -342,24 +370,8 @@ fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut L
             scales,
             per_block,
         } => {
-            let n = x.len().min(xq.len()).min(wrow.len()).min(outliers.len());
-            let nb = n.div_ceil(quant::BLOCK).min(xs.len());
-            // Outlier channels (LLM.int8()) stay out of the int8 copy and are
-            // added exactly, in f32, with their dequantized weights.
-            let k = quant::prepare_activations(
-                &x[..n],
-                OUTLIER,
-                &mut wrow[..n],
-                &mut xq[..n],
-                &mut xs[..nb],
-                outliers,
-            );
-            let act = quant::Activations {
-                q: &xq[..n],
-                scales: &xs[..nb],
-                outliers: &outliers[..k],
-                values: &x[..n],
-            };
+            let act = int8_input(x, xq, xs, wrow, outliers);
+            let (n, nb) = (act.q.len(), act.scales.len());
             split_rows(join, out, unpack, &|o, r0, _| {
                 let ws = if per_block {
                     quant::WeightScales::Block(scales.get(r0 * nb..).unwrap_or(&[]))
@@ -370,22 +382,8 @@ fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut L
             });
         }
         Weight::I4 { q, scales } => {
-            let n = x.len().min(xq.len()).min(wrow.len()).min(outliers.len());
-            let nb = n.div_ceil(quant::BLOCK).min(xs.len());
-            let k = quant::prepare_activations(
-                &x[..n],
-                OUTLIER,
-                &mut wrow[..n],
-                &mut xq[..n],
-                &mut xs[..nb],
-                outliers,
-            );
-            let act = quant::Activations {
-                q: &xq[..n],
-                scales: &xs[..nb],
-                outliers: &outliers[..k],
-                values: &x[..n],
-            };
+            let act = int8_input(x, xq, xs, wrow, outliers);
+            let (n, nb) = (act.q.len(), act.scales.len());
             let packed = n.div_ceil(2);
             split_rows(join, out, unpack, &|o, r0, buf| {
                 let Some(row) = buf.get_mut(..n) else { return };

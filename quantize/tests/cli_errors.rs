@@ -125,7 +125,11 @@ fn good_inputs_work() {
 #[test]
 fn unknown_or_unavailable_backend_is_refused() {
     let enc = tiny("enc3");
-    let missing = if cfg!(target_arch = "aarch64") { "avx2" } else { "neon" };
+    let missing = if cfg!(target_arch = "aarch64") {
+        "avx2"
+    } else {
+        "neon"
+    };
     for name in [missing, "warp-drive"] {
         let out = Command::new(env!("CARGO_BIN_EXE_mote"))
             .env("MOTE_BACKEND", name)
