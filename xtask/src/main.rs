@@ -261,14 +261,19 @@ fn firmware_cargo() -> Command {
     c
 }
 
+/// `mote-core` alone, as a device gets it (no `std` feature). Built through
+/// its own manifest: inside the firmware workspace the edge binary's `std`
+/// feature would be unified into it.
 fn firmware_build() -> Result<()> {
     run(firmware_cargo().args([
         "build",
         "--release",
-        "-p",
-        "mote-core",
+        "--manifest-path",
+        "../core/Cargo.toml",
         "--target",
         "thumbv7em-none-eabihf",
+        "--target-dir",
+        "target/core-only",
     ]))
 }
 
