@@ -40,14 +40,17 @@ pub enum Weight<'a> {
         /// True for one scale per 32-column block, false for one per row.
         per_block: bool,
     },
-    /// int4, symmetric, one scale per row and 32-column block: `w[r, c] ≈
-    /// nibble(r, c) · scales[r, c / 32]`; each row is `ceil(cols / 2)` bytes,
-    /// low nibble first.
+    /// int4, one scale (and optionally one offset) per row and 32-column
+    /// block: `w[r, c] ≈ nibble(r, c) · scales[r, c / 32] (+ offsets[r, c / 32])`
+    /// with signed nibbles in `[-8, 7]`; each row is `ceil(cols / 2)` bytes,
+    /// low nibble first. With offsets the grid is asymmetric (as GGUF's Q4_1).
     I4 {
         /// The packed nibbles.
         q: &'a [u8],
         /// The scales, `[rows, ceil(cols / 32)]`.
         scales: &'a [f32],
+        /// The offsets (`<name>.m`), `[rows, ceil(cols / 32)]`, if any.
+        offsets: Option<&'a [f32]>,
     },
 }
 
@@ -146,23 +149,31 @@ enum Role {
     Matrix([u32; 4]),
     /// `<matrix>.s`: the f32 scales of an i8 matrix: one per row `[rows]`, or
     /// one per row and 32-column block `[rows, ceil(cols / 32)]`.
+    /// `<matrix>.m` (offsets of an asymmetric i4 matrix) is always per block.
     Scale([u32; 4], [u32; 4]),
 }
 
 fn role(cfg: &Config, name: &[u8]) -> Option<Role> {
+    // The per-row and per-block shapes of a matrix's scales.
+    let scale_shapes = |base: &[u8]| match expected_shape(cfg, base)? {
+        (shape, true) => Some((
+            [shape[0], 0, 0, 0],
+            [
+                shape[0],
+                shape[1].div_ceil(crate::quant::BLOCK as u32),
+                0,
+                0,
+            ],
+        )),
+        _ => None,
+    };
+    if let Some(base) = name.strip_suffix(b".m") {
+        let (_, block) = scale_shapes(base)?;
+        return Some(Role::Scale(block, block));
+    }
     if let Some(base) = name.strip_suffix(b".s") {
-        return match expected_shape(cfg, base)? {
-            (shape, true) => Some(Role::Scale(
-                [shape[0], 0, 0, 0],
-                [
-                    shape[0],
-                    shape[1].div_ceil(crate::quant::BLOCK as u32),
-                    0,
-                    0,
-                ],
-            )),
-            _ => None,
-        };
+        let (row, block) = scale_shapes(base)?;
+        return Some(Role::Scale(row, block));
     }
     expected_shape(cfg, name).map(|(shape, m)| {
         if m {
@@ -391,7 +402,13 @@ impl<'a> Model<'a> {
                 continue;
             };
             let name = format::entry_name(model.entry(i));
-            if let Some(base) = name.strip_suffix(b".s") {
+            if let Some(base) = name.strip_suffix(b".m") {
+                // Offsets belong to i4 matrices only (their shape is checked above).
+                match model.find(base, 0).map(|(_, t)| t) {
+                    Some(t) if t.dtype == Dtype::I4 => {}
+                    _ => return Err(Error::UnknownTensor { tensor: info.name }),
+                }
+            } else if let Some(base) = name.strip_suffix(b".s") {
                 match model.find(base, 0).map(|(_, t)| t) {
                     Some(t) if t.dtype == Dtype::I8 => {}
                     Some(t) if t.dtype == Dtype::I4 => {
@@ -579,9 +596,14 @@ impl<'a> Model<'a> {
             }
             Dtype::I4 => {
                 let s = self.scales_of(t)?;
+                let offsets = match self.companion(t, b".m") {
+                    Some(m) => Some(self.tensor_f32(&m)?),
+                    None => None,
+                };
                 Ok(Weight::I4 {
                     q: self.tensor_bytes(t)?,
                     scales: self.tensor_f32(&s)?,
+                    offsets,
                 })
             }
             Dtype::I32 => Err(Error::UnsupportedDtype {
@@ -598,7 +620,17 @@ impl<'a> Model<'a> {
         let missing = Error::MissingTensor {
             tensor: TensorName::new(name.as_bytes()),
         };
-        self.find(name.as_bytes(), 0).map(|(_, s)| s).ok_or(missing)
+        self.companion(t, b".s").ok_or(missing)
+    }
+
+    /// The tensor named `<t's name><suffix>`, if present.
+    fn companion(&self, t: &TensorInfo, suffix: &[u8]) -> Option<TensorInfo> {
+        let mut name = NameBuf::global(t.name.as_str());
+        name.push(suffix);
+        if name.len != t.name.as_str().len() + suffix.len() {
+            return None; // too long to name a tensor
+        }
+        self.find(name.as_bytes(), 0).map(|(_, s)| s)
     }
 
     /// True when some weight is int8 or int4 (activations are then quantized).

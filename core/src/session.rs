@@ -381,9 +381,17 @@ fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut L
                 quant::gemv_i8_blocked(o, q.get(r0 * n..).unwrap_or(&[]), ws, &act, bias_from(r0));
             });
         }
-        Weight::I4 { q, scales } => {
+        Weight::I4 { q, scales, offsets } => {
             let act = int8_input(x, xq, xs, wrow, outliers);
             let (n, nb) = (act.q.len(), act.scales.len());
+            // Offsets multiply each block's exact f32 sum of `x` (the inlier
+            // copy in `wrow` is no longer needed, so the sums go there).
+            let width = nb.min(wrow.len());
+            let sums = &mut wrow[..width];
+            for (s, xb) in sums.iter_mut().zip(x.chunks(quant::BLOCK)) {
+                *s = xb.iter().fold(0.0, |a, v| a + v);
+            }
+            let sums = &*sums;
             let packed = n.div_ceil(2);
             split_rows(join, out, unpack, &|o, r0, buf| {
                 let Some(row) = buf.get_mut(..n) else { return };
@@ -394,6 +402,10 @@ fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut L
                         quant::WeightScales::Block(scales.get(r * nb..(r + 1) * nb).unwrap_or(&[]));
                     let b = bias.and_then(|b| b.get(r..r + 1));
                     quant::gemv_i8_blocked(core::slice::from_mut(o), row, ws, &act, b);
+                    if let Some(m) = offsets {
+                        let m = m.get(r * nb..(r + 1) * nb).unwrap_or(&[]);
+                        *o += m.iter().zip(sums).fold(0.0, |a, (m, s)| a + m * s);
+                    }
                 }
             });
         }
@@ -410,11 +422,12 @@ fn embedding_row(x: &mut [f32], w: Weight, i: usize) {
                 *o = *v;
             }
         }
-        Weight::I4 { q, scales } => {
+        Weight::I4 { q, scales, offsets } => {
             let nb = d.div_ceil(quant::BLOCK);
             let packed = d.div_ceil(2);
             let row = q.get(i * packed..(i + 1) * packed).unwrap_or(&[]);
             let row_scales = scales.get(i * nb..(i + 1) * nb).unwrap_or(&[]);
+            let row_offsets = offsets.map(|m| m.get(i * nb..(i + 1) * nb).unwrap_or(&[]));
             for (c, o) in x.iter_mut().enumerate() {
                 let b = row.get(c / 2).copied().unwrap_or(0);
                 let v = if c % 2 == 0 {
@@ -422,7 +435,9 @@ fn embedding_row(x: &mut [f32], w: Weight, i: usize) {
                 } else {
                     (b as i8) >> 4
                 };
-                *o = v as f32 * row_scales.get(c / quant::BLOCK).copied().unwrap_or(0.0);
+                let b = c / quant::BLOCK;
+                let m = row_offsets.map_or(0.0, |m| m.get(b).copied().unwrap_or(0.0));
+                *o = v as f32 * row_scales.get(b).copied().unwrap_or(0.0) + m;
             }
         }
         Weight::F16(t) => {

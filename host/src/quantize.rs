@@ -24,9 +24,12 @@ pub enum Target {
     /// int8 weights, one f32 scale per row (what an integer-only
     /// requantization needs).
     Int8Row,
-    /// int4 weights in `[-8, 7]`, one f32 scale per row and 32-column block
-    /// (weight-only: activations are int8 at run time, as for int8).
+    /// int4 weights in `[-8, 7]`, one f32 scale and one f32 offset per row
+    /// and 32-column block (asymmetric, as GGUF's Q4_1; weight-only:
+    /// activations are int8 at run time, as for int8).
     Int4,
+    /// int4 weights in `[-8, 7]`, one f32 scale per row and 32-column block, no offset.
+    Int4Sym,
 }
 
 impl std::str::FromStr for Target {
@@ -37,7 +40,8 @@ impl std::str::FromStr for Target {
             "int8" | "i8" => Ok(Target::Int8),
             "int8-row" => Ok(Target::Int8Row),
             "int4" | "i4" => Ok(Target::Int4),
-            other => bail!("unknown --dtype {other:?} (int8, int8-row, int4, f16)"),
+            "int4-sym" => Ok(Target::Int4Sym),
+            other => bail!("unknown --dtype {other:?} (int8, int8-row, int4, int4-sym, f16)"),
         }
     }
 }
@@ -124,10 +128,98 @@ pub fn quantize_blocks_i8(w: &[f32], cols: usize) -> (Vec<i8>, Vec<f32>) {
     (q, scales)
 }
 
-/// int4 in `[-8, 7]` with one scale per row and 32-column block (chosen for least squared error):
-/// returns (packed rows of `ceil(cols / 2)` bytes, low nibble first; the
-/// dequantized values; scales as `[rows, ceil(cols / 32)]`).
-pub fn quantize_blocks_i4(w: &[f32], cols: usize) -> (Vec<u8>, Vec<f32>, Vec<f32>) {
+/// An int4 matrix: packed rows of `ceil(cols / 2)` bytes (signed nibbles,
+/// low first), the dequantized values, scales and (asymmetric) offsets as
+/// `[rows, ceil(cols / 32)]`.
+pub struct Int4 {
+    /// Packed nibbles.
+    pub q: Vec<u8>,
+    /// `q · scale (+ offset)`, as `mote-core` computes it.
+    pub deq: Vec<f32>,
+    /// One scale per row and block.
+    pub scales: Vec<f32>,
+    /// One offset per row and block (asymmetric only).
+    pub offsets: Option<Vec<f32>>,
+}
+
+/// Symmetric block: the scale, among `max/7 · α` for α in 0.70..=1.00, with
+/// the least squared error over the block (levels -8..=7). Returns (scale, 0).
+fn fit_symmetric(v: &[f32]) -> (f32, f32) {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if !(max > 0.0 && max.is_finite()) {
+        return (1.0, 0.0);
+    }
+    let sse = |s: f32| -> f32 {
+        v.iter()
+            .map(|&x| (x - (x / s).round().clamp(-8.0, 7.0) * s).powi(2))
+            .sum()
+    };
+    let mut best = (f32::INFINITY, max / 7.0);
+    for k in 0..=30 {
+        let s = max / 7.0 * (0.70 + 0.01 * k as f32);
+        let e = sse(s);
+        if e < best.0 {
+            best = (e, s);
+        }
+    }
+    (best.1, 0.0)
+}
+
+/// Asymmetric block `x ≈ d·q + m`, q in `[-8, 7]`: start from min–max
+/// (`d = (max − min)/15`, which reproduces a Q4_1 grid exactly), then
+/// alternate rounding and a least-squares refit of `(d, m)`; keep the fit
+/// with the least squared error. Returns (d, m).
+fn fit_asymmetric(v: &[f32]) -> (f32, f32) {
+    let (lo, hi) = v
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
+            (l.min(x), h.max(x))
+        });
+    if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
+        return (0.0, if lo.is_finite() { lo } else { 0.0 });
+    }
+    let level = |x: f32, d: f32, m: f32| ((x - m) / d).round().clamp(-8.0, 7.0);
+    let sse = |d: f32, m: f32| -> f32 {
+        v.iter()
+            .map(|&x| (x - (level(x, d, m) * d + m)).powi(2))
+            .sum()
+    };
+    let d0 = (hi - lo) / 15.0;
+    let mut fit = (d0, lo + 8.0 * d0);
+    let mut best = (sse(fit.0, fit.1), fit);
+    for _ in 0..4 {
+        let (d, m) = fit;
+        // Least squares of x on q: d = cov(q, x) / var(q), m = mean(x) − d·mean(q).
+        let n = v.len() as f64;
+        let (mut sq, mut sqq, mut sx, mut sqx) = (0f64, 0f64, 0f64, 0f64);
+        for &x in v {
+            let q = level(x, d, m) as f64;
+            sq += q;
+            sqq += q * q;
+            sx += x as f64;
+            sqx += q * x as f64;
+        }
+        let var = n * sqq - sq * sq;
+        if var <= 0.0 {
+            break;
+        }
+        let d = ((n * sqx - sq * sx) / var) as f32;
+        let m = ((sx - d as f64 * sq) / n) as f32;
+        if !(d > 0.0 && d.is_finite() && m.is_finite()) {
+            break;
+        }
+        fit = (d, m);
+        let e = sse(d, m);
+        if e < best.0 {
+            best = (e, fit);
+        }
+    }
+    best.1
+}
+
+/// int4 with one scale (and, when `asymmetric`, one offset) per row and
+/// 32-column block, each block fitted for least squared error.
+pub fn quantize_blocks_i4(w: &[f32], cols: usize, asymmetric: bool) -> Int4 {
     let block = mote_core::quant::BLOCK;
     let nb = cols.div_ceil(block);
     let packed = cols.div_ceil(2);
@@ -135,39 +227,25 @@ pub fn quantize_blocks_i4(w: &[f32], cols: usize) -> (Vec<u8>, Vec<f32>, Vec<f32
     let mut q = vec![0u8; rows * packed];
     let mut deq = vec![0f32; w.len()];
     let mut scales = vec![0f32; rows * nb];
+    let mut offsets = vec![0f32; rows * nb];
     for r in 0..rows {
         let row = &w[r * cols..(r + 1) * cols];
         for (b, chunk) in row.chunks(block).enumerate() {
-            let max = chunk.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            // With 16 levels the rounding grid matters: take the scale, among
-            // max/7 · α for α in 0.70..=1.00, with the least squared error
-            // over the block (levels -8..=7).
-            let sse = |s: f32| -> f32 {
-                chunk
-                    .iter()
-                    .map(|&v| (v - (v / s).round().clamp(-8.0, 7.0) * s).powi(2))
-                    .sum()
-            };
-            let s = if max > 0.0 && max.is_finite() {
-                (0..=30)
-                    .map(|k| max / 7.0 * (0.70 + 0.01 * k as f32))
-                    .map(|s| (sse(s), s))
-                    .fold((f32::INFINITY, max / 7.0), |best, c| {
-                        if c.0 < best.0 {
-                            c
-                        } else {
-                            best
-                        }
-                    })
-                    .1
+            let (s, m) = if asymmetric {
+                fit_asymmetric(chunk)
             } else {
-                1.0
+                fit_symmetric(chunk)
             };
             scales[r * nb + b] = s;
+            offsets[r * nb + b] = m;
             for (k, &v) in chunk.iter().enumerate() {
                 let c = b * block + k;
-                let n = (v / s).round().clamp(-8.0, 7.0) as i8;
-                deq[r * cols + c] = n as f32 * s;
+                let n = if s > 0.0 {
+                    ((v - m) / s).round().clamp(-8.0, 7.0) as i8
+                } else {
+                    0
+                };
+                deq[r * cols + c] = n as f32 * s + m;
                 let byte = &mut q[r * packed + c / 2];
                 *byte |= if c % 2 == 0 {
                     (n as u8) & 0x0f
@@ -177,7 +255,12 @@ pub fn quantize_blocks_i4(w: &[f32], cols: usize) -> (Vec<u8>, Vec<f32>, Vec<f32
             }
         }
     }
-    (q, deq, scales)
+    Int4 {
+        q,
+        deq,
+        scales,
+        offsets: asymmetric.then_some(offsets),
+    }
 }
 
 /// Quantizes every quantizable f32 matrix of `m` to `target`.
@@ -202,7 +285,11 @@ pub fn quantize(
         let w = match m.weight(&t) {
             Ok(Weight::F32(w)) if is_quantizable(&name) && dims.len() == 2 => w,
             _ => {
-                if name.ends_with(".s") || !is_quantizable(&name) || t.dtype != Dtype::F32 {
+                if name.ends_with(".s")
+                    || name.ends_with(".m")
+                    || !is_quantizable(&name)
+                    || t.dtype != Dtype::F32
+                {
                     b.add_raw(
                         &name,
                         t.dtype,
@@ -217,6 +304,15 @@ pub fn quantize(
             }
         };
         let cols = dims[1] as usize;
+        // int4 files keep the token embedding and output matrix in int8, as
+        // llama.cpp's Q4 files do: every logit goes through them, and int4
+        // there costs ~10 points of top-1 agreement on SmolLM2.
+        let target = match target {
+            Target::Int4 | Target::Int4Sym if name == "tok_emb" || name == "lm_head" => {
+                Target::Int8
+            }
+            t => t,
+        };
         let (deq, bytes_after, dtype): (Vec<f32>, u64, &'static str) = match target {
             Target::Int8 | Target::Int8Row => {
                 let block = mote_core::quant::BLOCK;
@@ -248,12 +344,17 @@ pub fn quantize(
                 b.add_f32(&format!("{name}.s"), &sdims, &scales)?;
                 (deq, q.len() as u64 + 4 * scales.len() as u64, "i8")
             }
-            Target::Int4 => {
-                let (q, deq, scales) = quantize_blocks_i4(w, cols);
-                b.add_raw(&name, Dtype::I4, dims, q.clone())?;
+            Target::Int4 | Target::Int4Sym => {
+                let t = quantize_blocks_i4(w, cols, target == Target::Int4);
                 let nb = cols.div_ceil(mote_core::quant::BLOCK) as u32;
-                b.add_f32(&format!("{name}.s"), &[dims[0], nb], &scales)?;
-                (deq, q.len() as u64 + 4 * scales.len() as u64, "i4")
+                b.add_raw(&name, Dtype::I4, dims, t.q.clone())?;
+                b.add_f32(&format!("{name}.s"), &[dims[0], nb], &t.scales)?;
+                let mut bytes = t.q.len() as u64 + 4 * t.scales.len() as u64;
+                if let Some(m) = &t.offsets {
+                    b.add_f32(&format!("{name}.m"), &[dims[0], nb], m)?;
+                    bytes += 4 * m.len() as u64;
+                }
+                (t.deq, bytes, "i4")
             }
             Target::F16 => {
                 let h: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();

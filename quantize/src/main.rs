@@ -42,7 +42,7 @@ enum Command {
         /// Output .mote file.
         #[arg(short, long)]
         output: PathBuf,
-        /// Weight type: int8 or f16.
+        /// Weight type: int8 (per-block scales), int8-row, int4 (asymmetric blocks), int4-sym or f16.
         #[arg(long, default_value = "int8")]
         dtype: String,
         /// Print the per-tensor error report as JSON.

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use mote_core::quant::{force, Backend};
-use mote_core::{Architecture, Model, RunConfig, Session};
+use mote_core::{Architecture, Model, RunConfig, Session, Weight};
 use mote_host::quantize::{quantize, Target};
 use mote_host::ModelFile;
 use mote_tests::*;
@@ -46,10 +46,22 @@ fn int8_models_are_bit_identical_on_every_backend() {
     for (cfg, seed) in configs {
         let f = random_model_file(cfg, seed);
         let m = Model::from_bytes(f.bytes()).unwrap();
-        for t in [Target::Int8, Target::Int8Row, Target::Int4] {
-            models.push(ModelFile::from_vec(
-                quantize(&m, t, |_, _| {}).unwrap().0.to_bytes(),
-            ));
+        for t in [Target::Int8, Target::Int8Row, Target::Int4, Target::Int4Sym] {
+            let f = ModelFile::from_vec(quantize(&m, t, |_, _| {}).unwrap().0.to_bytes());
+            // Asymmetric int4 carries per-block offsets; symmetric does not.
+            let q = Model::from_bytes(f.bytes()).unwrap();
+            let wq = q.tensor("L0.wq").unwrap();
+            assert_eq!(
+                matches!(
+                    q.weight(&wq).unwrap(),
+                    Weight::I4 {
+                        offsets: Some(_),
+                        ..
+                    }
+                ),
+                t == Target::Int4
+            );
+            models.push(f);
         }
     }
     let real = ModelFile::read(&minilm()).unwrap();

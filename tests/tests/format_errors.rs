@@ -542,6 +542,34 @@ fn architecture_errors() {
             tensor: name("L0.wq.s")
         })
     );
+    // Offsets `<name>.m` belong to int4 matrices only, one per row and block.
+    let r = load(&build_with(|n, d| match n {
+        "L0.wq" => Some((n.into(), Dtype::I4, d.to_vec())),
+        "L0.bq" => Some(("L0.wq.s".into(), Dtype::F32, vec![16, 1])),
+        "L0.bk" => Some(("L0.wq.m".into(), Dtype::F32, vec![16])),
+        _ => None,
+    }));
+    assert_eq!(
+        r,
+        Err(Error::ShapeMismatch {
+            tensor: name("L0.wq.m"),
+            expected: [16, 1, 0, 0],
+            got: [16, 0, 0, 0]
+        })
+    );
+    let r = load(&build_with(|n, d| match n {
+        "L0.wq" => Some((n.into(), Dtype::I8, d.to_vec())),
+        "L0.bq" => Some(("L0.wq.s".into(), Dtype::F32, vec![16, 1])),
+        "L0.bk" => Some(("L0.wq.m".into(), Dtype::F32, vec![16, 1])),
+        _ => None,
+    }));
+    assert_eq!(
+        r,
+        Err(Error::UnknownTensor {
+            tensor: name("L0.wq.m")
+        })
+    );
+    // (Well-formed offsets load: `backends.rs` runs asymmetric int4 models.)
     // Scales for a matrix that is not i8 are not used by anything.
     let r = load(&build_with(|n, _| {
         (n == "L0.bq").then(|| ("L0.wq.s".into(), Dtype::F32, vec![16]))
