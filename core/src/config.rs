@@ -253,19 +253,19 @@ impl Config {
                 });
             }
         }
-        if cfg.n_heads % cfg.n_kv_heads != 0 {
+        if !cfg.n_heads.is_multiple_of(cfg.n_kv_heads) {
             return Err(Error::BadConfig {
                 field: "n_kv_heads",
                 value: cfg.n_kv_heads,
             });
         }
-        if cfg.positions == PositionKind::Rope && cfg.head_dim % 2 != 0 {
+        if cfg.positions == PositionKind::Rope && !cfg.head_dim.is_multiple_of(2) {
             return Err(Error::BadConfig {
                 field: "head_dim",
                 value: cfg.head_dim,
             });
         }
-        if cfg.positions == PositionKind::Sinusoidal && cfg.d_model % 2 != 0 {
+        if cfg.positions == PositionKind::Sinusoidal && !cfg.d_model.is_multiple_of(2) {
             return Err(Error::BadConfig {
                 field: "d_model",
                 value: cfg.d_model,

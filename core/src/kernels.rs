@@ -111,6 +111,7 @@ pub fn rope(x: &mut [f32], table: &[f32]) {
 /// so no score row is stored: `out = softmax(q·Kᵀ·scale) V` over `n` keys.
 /// `keys`/`values` hold rows of `stride` floats; this head reads
 /// `[offset, offset + q.len())` of each row.
+#[allow(clippy::too_many_arguments)]
 pub fn attend_head(
     out: &mut [f32],
     q: &[f32],

@@ -552,9 +552,46 @@ mod x86 {
         hsum_256(acc).wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
     }
 
-    /// Eight 32-element blocks at a time: exact i32 block sums gathered into
-    /// one vector (lane k = block k), widened to f32, multiplied by the block
-    /// scales and added lane-wise: exactly the scalar definition's lanes.
+    /// The exact i32 sum of one 32-element block, as eight i32 lanes.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, and `w`, `x` must be readable for 32 bytes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn block_sum(w: *const i8, x: *const i8) -> __m256i {
+        // SAFETY: the caller guarantees 32 readable bytes at each pointer.
+        let (vw, vx) = unsafe {
+            (
+                _mm256_loadu_si256(w as *const __m256i),
+                _mm256_loadu_si256(x as *const __m256i),
+            )
+        };
+        let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(vw, vw), _mm256_sign_epi8(vx, vw));
+        _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+    }
+
+    /// Lane k = the horizontal sum of `s[k]`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn transpose_sum(s: &[__m256i; 8]) -> __m256i {
+        let h01 = _mm256_hadd_epi32(s[0], s[1]);
+        let h23 = _mm256_hadd_epi32(s[2], s[3]);
+        let h45 = _mm256_hadd_epi32(s[4], s[5]);
+        let h67 = _mm256_hadd_epi32(s[6], s[7]);
+        let h0123 = _mm256_hadd_epi32(h01, h23);
+        let h4567 = _mm256_hadd_epi32(h45, h67);
+        let lo = _mm256_permute2x128_si256::<0x20>(h0123, h4567);
+        let hi = _mm256_permute2x128_si256::<0x31>(h0123, h4567);
+        _mm256_add_epi32(lo, hi)
+    }
+
+    /// One blocked row: eight 32-element blocks at a time, exact i32 block
+    /// sums gathered into one vector (lane k = block k), widened to f32,
+    /// multiplied by the block scales and added lane-wise: exactly the scalar
+    /// definition's lanes. Leftover whole blocks go through the same steps
+    /// with zero sums and zero scales in the unused lanes (adding +0.0 leaves
+    /// a lane's bits unchanged, as no lane is ever -0.0); a short last block
+    /// is the scalar definition's.
     ///
     /// # Safety
     /// The CPU must support AVX2.
@@ -566,57 +603,47 @@ mod x86 {
         ws: Option<&[f32]>,
     ) -> f32 {
         let n = w.len().min(x.len());
-        let mut groups = (n / (8 * super::BLOCK)).min(xs.len() / 8);
+        let mut whole = (n / super::BLOCK).min(xs.len());
         if let Some(ws) = ws {
-            groups = groups.min(ws.len() / 8);
+            whole = whole.min(ws.len());
         }
-        let ones = _mm256_set1_epi16(1);
         let mut p = _mm256_setzero_ps();
-        for g in 0..groups {
+        let mut b = 0;
+        while b < whole {
+            let k_max = (whole - b).min(8);
             let mut sums = [_mm256_setzero_si256(); 8];
-            for (k, sum) in sums.iter_mut().enumerate() {
-                let at = (g * 8 + k) * super::BLOCK;
-                // SAFETY: at + 32 <= groups·256 <= n <= len of both slices.
-                let (vw, vx) = unsafe {
-                    (
-                        _mm256_loadu_si256(w.as_ptr().add(at) as *const __m256i),
-                        _mm256_loadu_si256(x.as_ptr().add(at) as *const __m256i),
-                    )
-                };
-                let pairs =
-                    _mm256_maddubs_epi16(_mm256_sign_epi8(vw, vw), _mm256_sign_epi8(vx, vw));
-                *sum = _mm256_madd_epi16(pairs, ones);
+            for (k, sum) in sums.iter_mut().enumerate().take(k_max) {
+                let at = (b + k) * super::BLOCK;
+                // SAFETY: block b + k < whole, so at + 32 <= n <= len of both slices.
+                *sum = unsafe { block_sum(w.as_ptr().add(at), x.as_ptr().add(at)) };
             }
-            let h01 = _mm256_hadd_epi32(sums[0], sums[1]);
-            let h23 = _mm256_hadd_epi32(sums[2], sums[3]);
-            let h45 = _mm256_hadd_epi32(sums[4], sums[5]);
-            let h67 = _mm256_hadd_epi32(sums[6], sums[7]);
-            let h0123 = _mm256_hadd_epi32(h01, h23);
-            let h4567 = _mm256_hadd_epi32(h45, h67);
-            let lo = _mm256_permute2x128_si256::<0x20>(h0123, h4567);
-            let hi = _mm256_permute2x128_si256::<0x31>(h0123, h4567);
-            let d = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
-            // SAFETY: g·8 + 8 <= groups·8 <= xs.len() (and ws.len() when given).
-            let mut s = unsafe { _mm256_loadu_ps(xs.as_ptr().add(g * 8)) };
-            if let Some(ws) = ws {
-                // SAFETY: as above.
-                s = _mm256_mul_ps(s, unsafe { _mm256_loadu_ps(ws.as_ptr().add(g * 8)) });
-            }
+            let d = _mm256_cvtepi32_ps(transpose_sum(&sums));
+            let s = if k_max == 8 {
+                // SAFETY: b + 8 <= whole <= xs.len() (and ws.len() when given).
+                let xv = unsafe { _mm256_loadu_ps(xs.as_ptr().add(b)) };
+                match ws {
+                    // SAFETY: as above.
+                    Some(ws) => _mm256_mul_ps(xv, unsafe { _mm256_loadu_ps(ws.as_ptr().add(b)) }),
+                    None => xv,
+                }
+            } else {
+                let mut tail = [0.0f32; 8];
+                for (k, t) in tail.iter_mut().enumerate().take(k_max) {
+                    *t = super::block_scale(xs[b + k], ws, b + k);
+                }
+                // SAFETY: `tail` holds 8 f32.
+                unsafe { _mm256_loadu_ps(tail.as_ptr()) }
+            };
             p = _mm256_add_ps(p, _mm256_mul_ps(d, s));
+            b += k_max;
         }
         let mut lanes = [0.0f32; 8];
         // SAFETY: `lanes` holds 8 f32; storeu has no alignment need.
         unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), p) };
-        // Leftover whole blocks, one at a time, into the same lanes.
-        let mut b = groups * 8;
-        while (b + 1) * super::BLOCK <= n && b < xs.len() {
-            let span = b * super::BLOCK..(b + 1) * super::BLOCK;
-            // SAFETY: this function's caller guaranteed AVX2.
-            let d = unsafe { dot_i8_avx2(&w[span.clone()], &x[span]) };
-            lanes[b % 8] += d as f32 * super::block_scale(xs[b], ws, b);
-            b += 1;
+        if whole * super::BLOCK == n || whole == xs.len() {
+            return super::reduce8(lanes);
         }
-        super::blocked_row_scalar(w, x, xs, ws, b, lanes)
+        super::blocked_row_scalar(w, x, xs, ws, whole, lanes)
     }
 
     /// SSE4.1 int8 dot product (same scheme as AVX2, 16 lanes).

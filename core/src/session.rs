@@ -254,6 +254,9 @@ pub trait Join: Sync {
     fn join(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send));
 }
 
+/// Computes a run of output rows: `(out, first_row, scratch)`.
+type RowsFn<'f> = dyn Fn(&mut [f32], usize, &mut [i8]) + Sync + 'f;
+
 /// Rows below which a product is not split.
 const SPLIT_ROWS: usize = 64;
 
@@ -263,7 +266,7 @@ fn split_rows(
     join: Option<&dyn Join>,
     out: &mut [f32],
     scratch: &mut [i8],
-    f: &(dyn Fn(&mut [f32], usize, &mut [i8]) + Sync),
+    f: &RowsFn<'_>,
 ) {
     match join {
         Some(j) if out.len() >= SPLIT_ROWS => {

@@ -38,7 +38,7 @@ fn decode(c: &mut Criterion) {
     g.sample_size(10);
     // Forward passes per iteration: the prompt, then TOKENS - 1 decode steps.
     g.throughput(Throughput::Elements((PROMPT.len() + TOKENS - 1) as u64));
-    let join = mote_host::parallel::RayonJoin::new(2).unwrap();
+    let join = mote_host::parallel::SpinJoin::new().unwrap();
     for (name, file) in &files {
         let m = Model::from_bytes(file.bytes()).unwrap();
         let run = RunConfig {

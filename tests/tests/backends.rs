@@ -97,10 +97,18 @@ fn int8_models_are_bit_identical_on_every_backend() {
     );
 }
 
-/// Splitting products over two threads changes no bit (f32 and int8).
+/// Splitting products over two threads changes no bit (f32 and int8), with
+/// either host `Join`.
 #[test]
 fn threads_do_not_change_bits() {
-    let join = mote_host::parallel::RayonJoin::new(2).unwrap();
+    let spin = mote_host::parallel::SpinJoin::new().unwrap();
+    let rayon = mote_host::parallel::RayonJoin::new(2).unwrap();
+    for join in [&spin as &dyn mote_core::Join, &rayon] {
+        threads_do_not_change_bits_with(join);
+    }
+}
+
+fn threads_do_not_change_bits_with(join: &dyn mote_core::Join) {
     let mut cfg = small_config(tiny_decoder_config());
     cfg.d_ff = 320;
     let f = random_model_file(cfg, 21);
@@ -118,7 +126,7 @@ fn threads_do_not_change_bits() {
         let mut a2 = a1.clone();
         let mut one = Session::new(m, &mut a1, run).unwrap();
         let mut two = Session::new(m, &mut a2, run).unwrap();
-        two.set_join(&join);
+        two.set_join(join);
         for id in [5u32, 7, 9, 11, 2, 3] {
             let a: Vec<u32> = one
                 .decode_step(id)

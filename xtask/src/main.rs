@@ -209,19 +209,20 @@ fn parse_floats(json: &str, key: &str) -> Result<Vec<f32>> {
 
 fn test() -> Result<()> {
     setup()?;
-    let mut steps: Vec<(&str, Result<()>)> = Vec::new();
-    steps.push((
-        "workspace tests",
-        run(cargo().args(["test", "--workspace", "--no-fail-fast"])),
-    ));
-    steps.push((
-        "mote-core no_std build for thumbv7em-none-eabihf",
-        firmware_build(),
-    ));
-    steps.push((
-        "x86_64, aarch64 (qemu-aarch64) and Cortex-M4F (qemu mps2-an386) give the same bits",
-        firmware_parity(),
-    ));
+    let steps: Vec<(&str, Result<()>)> = vec![
+        (
+            "workspace tests",
+            run(cargo().args(["test", "--workspace", "--no-fail-fast"])),
+        ),
+        (
+            "mote-core no_std build for thumbv7em-none-eabihf",
+            firmware_build(),
+        ),
+        (
+            "x86_64, aarch64 (qemu-aarch64) and Cortex-M4F (qemu mps2-an386) give the same bits",
+            firmware_parity(),
+        ),
+    ];
     let failed: Vec<_> = steps.iter().filter(|(_, r)| r.is_err()).collect();
     for (name, r) in &steps {
         match r {
