@@ -264,7 +264,7 @@ impl Gguf {
         let (bytes, per) = block_layout(t.ggml_type)?;
         let n = t.elements();
         ensure!(
-            n % per as u64 == 0,
+            n.is_multiple_of(per as u64),
             "tensor {}: {n} elements is not a whole number of blocks",
             t.name
         );

@@ -69,7 +69,7 @@ pub fn import_bert_dir(dir: &Path) -> Result<ModelBuilder> {
     let d = json_u32(&cfg, "hidden_size")?;
     let heads = json_u32(&cfg, "num_attention_heads")?;
     ensure!(
-        heads > 0 && d % heads == 0,
+        heads > 0 && d.is_multiple_of(heads),
         "hidden_size {d} is not a multiple of num_attention_heads {heads}"
     );
     let vocab_size = json_u32(&cfg, "vocab_size")?;
@@ -288,7 +288,7 @@ pub fn import_gguf(g: &Gguf) -> Result<ModelBuilder> {
         .and_then(Value::as_u64)
         .unwrap_or(heads as u64) as u32;
     ensure!(
-        heads > 0 && d % heads == 0,
+        heads > 0 && d.is_multiple_of(heads),
         "embedding_length {d} not a multiple of head_count {heads}"
     );
     let head_dim = g

@@ -177,6 +177,7 @@ impl Drop for SpinJoin {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use mote_core::Join;

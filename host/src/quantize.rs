@@ -247,7 +247,7 @@ pub fn quantize_blocks_i4(w: &[f32], cols: usize, asymmetric: bool) -> Int4 {
                 };
                 deq[r * cols + c] = n as f32 * s + m;
                 let byte = &mut q[r * packed + c / 2];
-                *byte |= if c % 2 == 0 {
+                *byte |= if c.is_multiple_of(2) {
                     (n as u8) & 0x0f
                 } else {
                     (n as u8) << 4

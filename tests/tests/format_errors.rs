@@ -82,7 +82,7 @@ fn name(s: &str) -> mote_core::TensorName {
 #[test]
 fn valid_models_load() {
     load(&base()).unwrap();
-    load(&random_model_file(tiny_decoder_config(), 1).bytes().to_vec()).unwrap();
+    load(random_model_file(tiny_decoder_config(), 1).bytes()).unwrap();
 }
 
 #[test]
