@@ -76,7 +76,42 @@ pub fn gelu_tanh(x: f32) -> f32 {
 /// SiLU: `x * sigmoid(x)`.
 #[inline]
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + libm::expf(-x))
+    x / (1.0 + exp(-x))
+}
+
+/// `e^x` in f32 arithmetic only (no f64, no table, no branch the compiler
+/// cannot turn into a select), so it vectorizes on hosts and stays fast on
+/// an FPU that has no double precision (Cortex-M4F). `x = n·ln2 + r` with
+/// `n` rounded to nearest and `|r| ≤ ln2/2`, Cephes' degree-6 polynomial for
+/// `e^r`, then `2^n` built in the exponent bits. Within 2 ulp of the true
+/// value over the normal range; 0 below -87.33 (where `e^x` would be
+/// subnormal), `e^88.3` above 88.3, NaN for NaN.
+#[inline]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
+    // ln 2 split so that n·LN2_HI is exact for |n| < 2^9.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5·2^23 rounds to the nearest integer (ties to even).
+    const ROUND: f32 = 12_582_912.0;
+    let c = x.clamp(-87.33, 88.3);
+    let n = (c * LOG2E + ROUND) - ROUND;
+    let r = (c - n * LN2_HI) - n * LN2_LO;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let er = p * (r * r) + r + 1.0;
+    // n is in [-126, 127]: 2^n is a normal f32.
+    let two_n = f32::from_bits((((n as i32) + 127) as u32) << 23);
+    let y = er * two_n;
+    if x < -87.33 {
+        0.0
+    } else {
+        y
+    }
 }
 
 /// Fills `table` (length `head_dim`) with `cos, sin` pairs of RoPE angles
@@ -126,25 +161,49 @@ pub fn attend_head(
     out.fill(0.0);
     let mut max = f32::NEG_INFINITY;
     let mut denom = 0.0f32;
-    for j in 0..n {
-        let at = j * stride + offset;
-        let (Some(k), Some(v)) = (keys.get(at..at + hd), values.get(at..at + hd)) else {
-            break;
-        };
-        let s = dot(q, k) * scale;
-        if s > max {
-            let correction = libm::expf(max - s);
+    // Keys in chunks: one max update per chunk and a run of exps the
+    // compiler can vectorize.
+    const CHUNK: usize = 16;
+    let mut p = [0.0f32; CHUNK];
+    let mut j0 = 0;
+    while j0 < n {
+        let mut m = (n - j0).min(CHUNK);
+        let mut chunk_max = f32::NEG_INFINITY;
+        for (k, pk) in p.iter_mut().enumerate().take(m) {
+            let at = (j0 + k) * stride + offset;
+            let Some(key) = keys.get(at..at + hd) else {
+                m = k;
+                break;
+            };
+            *pk = dot(q, key) * scale;
+            chunk_max = chunk_max.max(*pk);
+        }
+        if chunk_max > max {
+            let correction = exp(max - chunk_max);
             denom *= correction;
             for o in out.iter_mut() {
                 *o *= correction;
             }
-            max = s;
+            max = chunk_max;
         }
-        let p = libm::expf(s - max);
-        denom += p;
-        for (o, vv) in out.iter_mut().zip(v) {
-            *o += p * vv;
+        for pk in p.iter_mut() {
+            *pk = exp(*pk - max);
         }
+        for (k, &pk) in p.iter().enumerate().take(m) {
+            let at = (j0 + k) * stride + offset;
+            let Some(v) = values.get(at..at + hd) else {
+                m = k;
+                break;
+            };
+            denom += pk;
+            for (o, vv) in out.iter_mut().zip(v) {
+                *o += pk * vv;
+            }
+        }
+        if m < CHUNK.min(n - j0) {
+            break;
+        }
+        j0 += m;
     }
     if denom > 0.0 {
         let inv = 1.0 / denom;
@@ -182,7 +241,7 @@ mod tests {
     #[test]
     fn online_softmax_matches_two_pass() {
         let hd = 4;
-        let n = 7;
+        let n = 41; // more than two chunks of keys
         let keys: Vec<f32> = (0..n * hd)
             .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3)
             .collect();
@@ -202,6 +261,24 @@ mod tests {
             let want: f32 = (0..n).map(|j| e[j] / z * values[j * hd + d]).sum();
             assert!((out[d] - want).abs() < 1e-5, "{d}: {} vs {want}", out[d]);
         }
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let mut worst = 0u32;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let want = (x as f64).exp() as f32;
+            let got = exp(x);
+            worst = worst.max(got.to_bits().abs_diff(want.to_bits()));
+            x += 0.001_3;
+        }
+        assert!(worst <= 2, "{worst} ulp");
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert!(exp(f32::NAN).is_nan());
+        assert!(exp(1000.0).is_finite());
     }
 
     #[test]

@@ -577,6 +577,12 @@ impl<'a> Model<'a> {
 
     /// A weight matrix (f32, f16, or i8 with its `.s` scales), read in place.
     pub fn weight(&self, t: &TensorInfo) -> Result<Weight<'a>> {
+        self.weight_near(t, 0)
+    }
+
+    /// [`Model::weight`], looking for the companion tensors from table
+    /// index `hint` on (writers put them right after their matrix).
+    pub(crate) fn weight_near(&self, t: &TensorInfo, hint: u32) -> Result<Weight<'a>> {
         let misaligned = Error::MisalignedTensor {
             tensor: t.name,
             offset: t.offset,
@@ -587,7 +593,7 @@ impl<'a> Model<'a> {
                 .map(Weight::F16)
                 .map_err(|_| misaligned),
             Dtype::I8 => {
-                let s = self.scales_of(t)?;
+                let s = self.scales_of(t, hint)?;
                 Ok(Weight::I8 {
                     q: bytemuck::cast_slice(self.tensor_bytes(t)?),
                     scales: self.tensor_f32(&s)?,
@@ -595,8 +601,8 @@ impl<'a> Model<'a> {
                 })
             }
             Dtype::I4 => {
-                let s = self.scales_of(t)?;
-                let offsets = match self.companion(t, b".m") {
+                let s = self.scales_of(t, hint)?;
+                let offsets = match self.companion(t, b".m", hint) {
                     Some(m) => Some(self.tensor_f32(&m)?),
                     None => None,
                 };
@@ -614,23 +620,23 @@ impl<'a> Model<'a> {
     }
 
     /// The `<name>.s` scales tensor of a quantized matrix.
-    fn scales_of(&self, t: &TensorInfo) -> Result<TensorInfo> {
+    fn scales_of(&self, t: &TensorInfo, hint: u32) -> Result<TensorInfo> {
         let mut name = NameBuf::global(t.name.as_str());
         name.push(b".s");
         let missing = Error::MissingTensor {
             tensor: TensorName::new(name.as_bytes()),
         };
-        self.companion(t, b".s").ok_or(missing)
+        self.companion(t, b".s", hint).ok_or(missing)
     }
 
     /// The tensor named `<t's name><suffix>`, if present.
-    fn companion(&self, t: &TensorInfo, suffix: &[u8]) -> Option<TensorInfo> {
+    fn companion(&self, t: &TensorInfo, suffix: &[u8], hint: u32) -> Option<TensorInfo> {
         let mut name = NameBuf::global(t.name.as_str());
         name.push(suffix);
         if name.len != t.name.as_str().len() + suffix.len() {
             return None; // too long to name a tensor
         }
-        self.find(name.as_bytes(), 0).map(|(_, s)| s)
+        self.find(name.as_bytes(), hint).map(|(_, s)| s)
     }
 
     /// True when some weight is int8 or int4 (activations are then quantized).

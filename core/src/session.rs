@@ -194,7 +194,7 @@ impl<'w> Lookup<'_, 'w> {
 
     fn matrix(&mut self, name: NameBuf) -> Result<Weight<'w>> {
         let info = self.info(name)?;
-        self.model.weight(&info)
+        self.model.weight_near(&info, self.hint)
     }
 
     fn opt(&mut self, name: NameBuf, present: bool) -> Result<Option<&'w [f32]>> {
