@@ -609,33 +609,49 @@ mod x86 {
         }
         let mut p = _mm256_setzero_ps();
         let mut b = 0;
-        while b < whole {
-            let k_max = (whole - b).min(8);
-            let mut sums = [_mm256_setzero_si256(); 8];
-            for (k, sum) in sums.iter_mut().enumerate().take(k_max) {
-                let at = (b + k) * super::BLOCK;
-                // SAFETY: block b + k < whole, so at + 32 <= n <= len of both slices.
-                *sum = unsafe { block_sum(w.as_ptr().add(at), x.as_ptr().add(at)) };
-            }
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        while b + 8 <= whole {
+            // SAFETY (all eight): blocks b..b + 8 are below `whole`, so each
+            // 32-byte read ends at or before n <= the length of both slices.
+            let sums = unsafe {
+                let at = b * super::BLOCK;
+                [
+                    block_sum(wp.add(at), xp.add(at)),
+                    block_sum(wp.add(at + 32), xp.add(at + 32)),
+                    block_sum(wp.add(at + 64), xp.add(at + 64)),
+                    block_sum(wp.add(at + 96), xp.add(at + 96)),
+                    block_sum(wp.add(at + 128), xp.add(at + 128)),
+                    block_sum(wp.add(at + 160), xp.add(at + 160)),
+                    block_sum(wp.add(at + 192), xp.add(at + 192)),
+                    block_sum(wp.add(at + 224), xp.add(at + 224)),
+                ]
+            };
             let d = _mm256_cvtepi32_ps(transpose_sum(&sums));
-            let s = if k_max == 8 {
-                // SAFETY: b + 8 <= whole <= xs.len() (and ws.len() when given).
-                let xv = unsafe { _mm256_loadu_ps(xs.as_ptr().add(b)) };
-                match ws {
-                    // SAFETY: as above.
-                    Some(ws) => _mm256_mul_ps(xv, unsafe { _mm256_loadu_ps(ws.as_ptr().add(b)) }),
-                    None => xv,
-                }
-            } else {
-                let mut tail = [0.0f32; 8];
-                for (k, t) in tail.iter_mut().enumerate().take(k_max) {
-                    *t = super::block_scale(xs[b + k], ws, b + k);
-                }
-                // SAFETY: `tail` holds 8 f32.
-                unsafe { _mm256_loadu_ps(tail.as_ptr()) }
+            // SAFETY: b + 8 <= whole <= xs.len() (and ws.len() when given).
+            let xv = unsafe { _mm256_loadu_ps(xs.as_ptr().add(b)) };
+            let s = match ws {
+                // SAFETY: as above.
+                Some(ws) => _mm256_mul_ps(xv, unsafe { _mm256_loadu_ps(ws.as_ptr().add(b)) }),
+                None => xv,
             };
             p = _mm256_add_ps(p, _mm256_mul_ps(d, s));
-            b += k_max;
+            b += 8;
+        }
+        if b < whole {
+            let k_max = whole - b;
+            let mut sums = [_mm256_setzero_si256(); 8];
+            let mut scales = [0.0f32; 8];
+            for k in 0..k_max {
+                let at = (b + k) * super::BLOCK;
+                // SAFETY: block b + k < whole, so at + 32 <= n <= len of both slices.
+                sums[k] = unsafe { block_sum(wp.add(at), xp.add(at)) };
+                scales[k] = super::block_scale(xs[b + k], ws, b + k);
+            }
+            let d = _mm256_cvtepi32_ps(transpose_sum(&sums));
+            // SAFETY: `scales` holds 8 f32.
+            let s = unsafe { _mm256_loadu_ps(scales.as_ptr()) };
+            p = _mm256_add_ps(p, _mm256_mul_ps(d, s));
+            b = whole;
         }
         let mut lanes = [0.0f32; 8];
         // SAFETY: `lanes` holds 8 f32; storeu has no alignment need.

@@ -7,8 +7,10 @@ use mote_core::quant::{self, Backend};
 use mote_tests::Rng;
 use std::hint::black_box;
 
-/// SmolLM2's FFN down projection shape and its LM head shape.
-const SHAPES: [(usize, usize); 2] = [(576, 1536), (4096, 576)];
+/// SmolLM2's FFN down projection and LM-head slice (both stream from L3 or
+/// memory), an L2-resident matrix (96 KiB) and an L1-resident one (16 KiB):
+/// the last two show the kernel's compute ceiling.
+const SHAPES: [(usize, usize); 4] = [(576, 1536), (4096, 576), (64, 1536), (16, 1024)];
 
 fn gemv(c: &mut Criterion) {
     let mut g = c.benchmark_group("gemv");
