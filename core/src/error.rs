@@ -231,6 +231,15 @@ pub enum Error {
         /// Architecture code of the model.
         got: u32,
     },
+    /// A flash model slot was never written (no slot magic): see [`crate::slot`].
+    EmptySlot,
+    /// A flash model slot's header is damaged.
+    SlotHeaderCrc {
+        /// CRC stored in the slot header.
+        stored: u32,
+        /// CRC computed over the header.
+        computed: u32,
+    },
 }
 
 impl fmt::Display for Error {
@@ -344,6 +353,11 @@ impl fmt::Display for Error {
                     "this call needs architecture {expected}, the model is architecture {got}"
                 )
             }
+            EmptySlot => write!(f, "model slot is empty (no slot magic)"),
+            SlotHeaderCrc { stored, computed } => write!(
+                f,
+                "model slot header CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ),
         }
     }
 }

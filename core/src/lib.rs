@@ -20,6 +20,7 @@ pub mod kernels;
 pub mod model;
 pub mod quant;
 pub mod session;
+pub mod slot;
 pub mod vocab;
 
 pub use config::{Activation, Architecture, Config, NormKind, Pooling, PositionKind};
