@@ -611,7 +611,7 @@ mod x86 {
         let mut b = 0;
         let (wp, xp) = (w.as_ptr(), x.as_ptr());
         while b + 8 <= whole {
-            // SAFETY (all eight): blocks b..b + 8 are below `whole`, so each
+            // SAFETY: blocks b..b + 8 are below `whole`, so each of the eight
             // 32-byte read ends at or before n <= the length of both slices.
             let sums = unsafe {
                 let at = b * super::BLOCK;
@@ -651,7 +651,6 @@ mod x86 {
             // SAFETY: `scales` holds 8 f32.
             let s = unsafe { _mm256_loadu_ps(scales.as_ptr()) };
             p = _mm256_add_ps(p, _mm256_mul_ps(d, s));
-            b = whole;
         }
         let mut lanes = [0.0f32; 8];
         // SAFETY: `lanes` holds 8 f32; storeu has no alignment need.

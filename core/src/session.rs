@@ -262,12 +262,7 @@ const SPLIT_ROWS: usize = 64;
 
 /// Computes `out` with `f(chunk, first_row)`, in two halves through `join` when given.
 /// `f` also gets a private half of `scratch` (for unpacking int4 rows).
-fn split_rows(
-    join: Option<&dyn Join>,
-    out: &mut [f32],
-    scratch: &mut [i8],
-    f: &RowsFn<'_>,
-) {
+fn split_rows(join: Option<&dyn Join>, out: &mut [f32], scratch: &mut [i8], f: &RowsFn<'_>) {
     match join {
         Some(j) if out.len() >= SPLIT_ROWS => {
             let mid = out.len() / 2;

@@ -232,3 +232,34 @@ pub fn small_config(mut cfg: Config) -> Config {
     cfg.vocab_size = 100;
     cfg
 }
+
+/// A keyword-spotting-sized encoder (~130k parameters): 3 layers of width 64
+/// over 49 frames (tokens stand in for audio frames until the front end lands).
+pub fn kws_config() -> Config {
+    let mut cfg = small_config(tiny_encoder_config());
+    cfg.n_layers = 3;
+    cfg.d_ff = 192;
+    cfg.vocab_size = 64;
+    cfg.max_seq = 49;
+    cfg
+}
+
+/// A text-classification encoder (~150k parameters): 2 layers of width 64
+/// and a 700-token vocabulary.
+pub fn textcls_config() -> Config {
+    let mut cfg = small_config(tiny_encoder_config());
+    cfg.d_ff = 256;
+    cfg.vocab_size = 700;
+    cfg.max_seq = 64;
+    cfg
+}
+
+/// A small decoder (~145k parameters): 3 layers of width 64, GQA, SwiGLU.
+pub fn decoder_100k_config() -> Config {
+    let mut cfg = small_config(tiny_decoder_config());
+    cfg.n_layers = 3;
+    cfg.d_ff = 160;
+    cfg.vocab_size = 256;
+    cfg.max_seq = 64;
+    cfg
+}

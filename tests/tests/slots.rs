@@ -43,14 +43,22 @@ fn the_newest_valid_slot_runs_and_a_bad_one_says_why() {
     bytemuck::cast_slice_mut::<u128, u8>(&mut bad)[at] ^= 0x10;
     let c = choose(bytes(&a), bytes(&bad));
     assert_eq!(c.chosen.map(|(s, _, _)| s), Some(SlotId::A));
-    assert!(matches!(c.b_error, Some(Error::PayloadCrc { .. })), "{:?}", c.b_error);
+    assert!(
+        matches!(c.b_error, Some(Error::PayloadCrc { .. })),
+        "{:?}",
+        c.b_error
+    );
 
     // A damaged slot header (here the sequence number).
     let mut bad = b.clone();
     bytemuck::cast_slice_mut::<u128, u8>(&mut bad)[5] ^= 1;
     let c = choose(bytes(&a), bytes(&bad));
     assert_eq!(c.chosen.map(|(s, _, _)| s), Some(SlotId::A));
-    assert!(matches!(c.b_error, Some(Error::SlotHeaderCrc { .. })), "{:?}", c.b_error);
+    assert!(
+        matches!(c.b_error, Some(Error::SlotHeaderCrc { .. })),
+        "{:?}",
+        c.b_error
+    );
 
     // A header that claims more bytes than the slot holds (a write cut short).
     let mut bad = b.clone();

@@ -8,6 +8,8 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod firmware;
+
 /// Debian packages for cross-building and running firmware (see shared TOOLCHAIN.md).
 const DEBIAN_PACKAGES: &[&str] = &[
     "rustc-web",
@@ -215,11 +217,7 @@ fn test() -> Result<()> {
             run(cargo().args(["test", "--workspace", "--no-fail-fast"])),
         ),
         (
-            "mote-core no_std build for thumbv7em-none-eabihf",
-            firmware_build(),
-        ),
-        (
-            "x86_64, aarch64 (qemu-aarch64) and Cortex-M4F (qemu mps2-an386) give the same bits",
+            "x86_64, aarch64 (qemu-aarch64) and Cortex-M4F/M7/M33/M55 (QEMU) give the same bits; A/B fallback",
             firmware_parity(),
         ),
     ];
@@ -262,30 +260,69 @@ fn firmware_cargo() -> Command {
     c
 }
 
-/// `mote-core` alone, as a device gets it (no `std` feature). Built through
-/// its own manifest: inside the firmware workspace the edge binary's `std`
-/// feature would be unified into it.
-fn firmware_build() -> Result<()> {
-    run(firmware_cargo().args([
-        "build",
-        "--release",
-        "--manifest-path",
-        "../core/Cargo.toml",
-        "--target",
-        "thumbv7em-none-eabihf",
-        "--target-dir",
-        "target/core-only",
-    ]))
-}
-
-/// Runs seeded tiny models — encoder and decoder, f32 and int8 — on the host
-/// (best backend and scalar), on a Cortex-M4F in QEMU and on aarch64 Linux
-/// under qemu-aarch64 (NEON and scalar), and requires the same bits everywhere.
-fn firmware_parity() -> Result<()> {
+/// Builds seeded models (tiny and small encoders and decoders, and three
+/// models of 100k+ parameters: a keyword-spotting-sized encoder, a
+/// text-classification encoder and a small decoder), f32 and quantized.
+fn parity_models(mote: &Path) -> Result<Vec<PathBuf>> {
     let dir = root().join("target/firmware-models");
     std::fs::create_dir_all(&dir)?;
+    let mut models = Vec::new();
+    for kind in [
+        "encoder",
+        "decoder",
+        "encoder-small",
+        "decoder-small",
+        "kws",
+        "textcls",
+        "decoder-100k",
+    ] {
+        let model = dir.join(format!("{kind}.mote"));
+        run(cargo()
+            .args([
+                "run",
+                "-q",
+                "-p",
+                "mote-tests",
+                "--example",
+                "tiny_model",
+                "--",
+            ])
+            .args([kind, "7"])
+            .arg(&model))?;
+        let big = kind == "kws" || kind == "textcls" || kind == "decoder-100k";
+        let dtypes: &[&str] = if big {
+            &["int8", "int4"]
+        } else {
+            &["int8", "int8-row", "int4"]
+        };
+        for dtype in dtypes {
+            let q = dir.join(format!("{kind}-{dtype}.mote"));
+            run(Command::new(mote)
+                .arg("quantize")
+                .arg(&model)
+                .arg("-o")
+                .arg(&q)
+                .args(["--dtype", dtype, "--json"])
+                .stdout(std::process::Stdio::null()))?;
+            models.push(q);
+        }
+        if !big {
+            models.push(model);
+        }
+    }
+    Ok(models)
+}
+
+/// Runs seeded models — f32 and quantized — on the host (best backend and
+/// scalar), on aarch64 Linux under qemu-aarch64 (NEON and scalar) and on
+/// every QEMU Cortex-M board (M4F, M7, M33, M55), each board built once and
+/// the models flashed into its slot region, and requires the same bits
+/// everywhere. Then the A/B check: a damaged newer model in slot B is
+/// reported and slot A runs.
+fn firmware_parity() -> Result<()> {
     let mote = mote_bin()?;
-    let ids = "1,2,3,4,5";
+    let ids_text = "1,2,3,4,5";
+    let ids = firmware::parse_ids(ids_text)?;
     let edge = root().join("firmware/target/aarch64-unknown-linux-gnu/release/mote-edge");
     run(firmware_cargo().args([
         "build",
@@ -297,100 +334,78 @@ fn firmware_parity() -> Result<()> {
         "aarch64-unknown-linux-gnu",
         "-Zbuild-std=std,panic_abort",
     ]))?;
-    let mut models = Vec::new();
-    for kind in ["encoder", "decoder", "encoder-small", "decoder-small"] {
-        let model = dir.join(format!("tiny-{kind}.mote"));
-        run(cargo()
-            .args([
-                "run",
-                "-q",
-                "-p",
-                "mote-tests",
-                "--example",
-                "tiny_model",
-                "--",
-                kind,
-                "7",
-            ])
-            .arg(&model))?;
-        for dtype in ["int8", "int8-row", "int4"] {
-            let q = dir.join(format!("tiny-{kind}-{dtype}.mote"));
-            run(Command::new(&mote)
-                .arg("quantize")
-                .arg(&model)
-                .arg("-o")
-                .arg(&q)
-                .args(["--dtype", dtype, "--json"])
-                .stdout(std::process::Stdio::null()))?;
-            models.push(q);
+    let models = parity_models(&mote)?;
+    let mut arena = 0;
+    for m in &models {
+        arena = arena.max(firmware::arena_for(&mote, m, ids.len())?);
+    }
+    let mut elfs = Vec::new();
+    for b in firmware::BOARDS.iter() {
+        let elf = firmware::build(b, arena)?;
+        if !b.qemu_machine.is_empty() {
+            elfs.push((b, elf));
         }
-        models.push(model);
     }
     let pick = |s: &str| {
         s.lines()
             .find(|l| l.starts_with("embedding:") || l.starts_with("logits:"))
             .map(str::to_string)
     };
+    let img_dir = root().join("target/firmware-images");
+    std::fs::create_dir_all(&img_dir)?;
+    let mut stacks = Vec::new();
     for model in &models {
         let name = model
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let host = output(
-            Command::new(&mote)
-                .arg("run")
-                .arg(model)
-                .args(["--ids", ids, "--bits"]),
-        )?;
-        let reference = pick(&host).context("host printed no output line")?;
-        let mut runs: Vec<(&str, String)> = Vec::new();
-        runs.push((
-            "host scalar",
-            output(
-                Command::new(&mote)
-                    .env("MOTE_BACKEND", "scalar")
-                    .arg("run")
-                    .arg(model)
-                    .args(["--ids", ids, "--bits"]),
-            )?,
-        ));
+        let host_run = |backend: Option<&str>| {
+            let mut c = Command::new(&mote);
+            if let Some(b) = backend {
+                c.env("MOTE_BACKEND", b);
+            }
+            output(c.arg("run").arg(model).args(["--ids", ids_text, "--bits"]))
+        };
+        let reference = pick(&host_run(None)?).context("host printed no output line")?;
+        let mut runs: Vec<(String, String)> =
+            vec![("host scalar".into(), host_run(Some("scalar"))?)];
         for backend in ["neon", "scalar"] {
             let mut c = Command::new("timeout");
             c.args(["120", "qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"])
                 .arg(&edge)
                 .arg(model)
-                .args([ids, backend]);
-            runs.push((
-                if backend == "neon" {
-                    "aarch64 NEON"
-                } else {
-                    "aarch64 scalar"
-                },
-                output(&mut c)?,
-            ));
+                .args([ids_text, backend]);
+            runs.push((format!("aarch64 {backend}"), output(&mut c)?));
         }
-        let mut c = Command::new("timeout");
-        c.arg("300").arg("/usr/bin/cargo");
-        let fw = firmware_cargo();
-        c.current_dir(root().join("firmware"));
-        for (k, v) in fw.get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
+        let bytes = std::fs::read(model)?;
+        let mut skipped = Vec::new();
+        for (b, elf) in &elfs {
+            let image = img_dir.join(format!("{}.img", b.name));
+            let img = match firmware::flash_image(
+                b,
+                Some(firmware::SlotContent {
+                    model: &bytes,
+                    seq: 1,
+                }),
+                None,
+                &ids,
+            ) {
+                Ok(img) => img,
+                Err(e) => {
+                    skipped.push(format!("{}: {e}", b.name));
+                    continue;
+                }
             };
+            std::fs::write(&image, img)?;
+            let (ok, text) = firmware::qemu(b, elf, &image)?;
+            if !ok {
+                bail!("{name} on {}: the firmware failed:\n{text}", b.name);
+            }
+            if let Some(s) = text.lines().find_map(|l| l.strip_prefix("stack: ")) {
+                stacks.push(format!("{name} on {}: stack {s}", b.name));
+            }
+            runs.push((b.name.to_string(), text));
         }
-        c.args([
-            "run",
-            "-q",
-            "--release",
-            "-p",
-            "mote-smoke",
-            "--target",
-            "thumbv7em-none-eabihf",
-        ])
-        .env("MOTE_MODEL", model)
-        .env("MOTE_IDS", ids);
-        runs.push(("Cortex-M4F", output(&mut c)?));
         for (target, out) in &runs {
             let line = pick(out).with_context(|| format!("{name} on {target}: no output line"))?;
             if line != reference {
@@ -398,7 +413,68 @@ fn firmware_parity() -> Result<()> {
             }
         }
         let floats = reference.split_whitespace().count() - 1;
-        eprintln!("{name}: {floats} output floats bit-identical on x86_64 (best, scalar), aarch64 (NEON, scalar) and Cortex-M4F");
+        let targets: Vec<&str> = runs.iter().map(|(t, _)| t.as_str()).collect();
+        eprintln!("{name}: {floats} output floats bit-identical on the host and {targets:?}");
+        for s in skipped {
+            eprintln!("  skipped {s}");
+        }
+    }
+    for s in &stacks {
+        eprintln!("{s}");
+    }
+    ab_fallback(&mote, &elfs, &ids)
+}
+
+/// Slot B holds a newer model with one flipped payload byte: the firmware
+/// must report the CRC error and run slot A's model (its output equals the
+/// host's for slot A). Also: both slots empty → a clear error, exit 1.
+fn ab_fallback(mote: &Path, elfs: &[(&firmware::Board, PathBuf)], ids: &[u32]) -> Result<()> {
+    let dir = root().join("target/firmware-models");
+    let (a_path, b_path) = (dir.join("encoder-int8.mote"), dir.join("decoder-int8.mote"));
+    let a = std::fs::read(&a_path)?;
+    let mut bad = std::fs::read(&b_path)?;
+    let at = bad.len() - 7;
+    bad[at] ^= 0x20;
+    let ids_text: Vec<String> = ids.iter().map(u32::to_string).collect();
+    let host = output(Command::new(mote).arg("run").arg(&a_path).args([
+        "--ids",
+        &ids_text.join(","),
+        "--bits",
+    ]))?;
+    let want = host
+        .lines()
+        .find(|l| l.starts_with("embedding:"))
+        .context("host printed no embedding")?;
+    let img_dir = root().join("target/firmware-images");
+    for (b, elf) in elfs {
+        let image = img_dir.join(format!("{}-ab.img", b.name));
+        let img = firmware::flash_image(
+            b,
+            Some(firmware::SlotContent { model: &a, seq: 1 }),
+            Some(firmware::SlotContent {
+                model: &bad,
+                seq: 2,
+            }),
+            ids,
+        )?;
+        std::fs::write(&image, img)?;
+        let (ok, text) = firmware::qemu(b, elf, &image)?;
+        let reported = text
+            .lines()
+            .any(|l| l.starts_with("slot B passed over: payload CRC"));
+        if !ok || !reported || !text.contains("slot: A seq 1") || !text.lines().any(|l| l == want) {
+            bail!(
+                "{}: a corrupt slot B did not fall back to slot A:\n{text}",
+                b.name
+            );
+        }
+        let empty = firmware::flash_image(b, None, None, ids)?;
+        std::fs::write(&image, empty)?;
+        let (ok, text) = firmware::qemu(b, elf, &image)?;
+        if ok || !text.contains("no valid model in slot A or B") {
+            bail!("{}: two empty slots were not reported:\n{text}", b.name);
+        }
+        eprintln!("{}: corrupt slot B reported (payload CRC), slot A ran with the host's bits; empty slots refused", b.name);
     }
     Ok(())
 }
@@ -410,9 +486,12 @@ fn main() -> Result<()> {
         Some("demo") => demo(),
         Some("test") => test(),
         Some("parity") => firmware_parity(),
+        Some("firmware") => firmware::main(&args[1..]),
         Some("bench") => run(cargo().args(["bench", "-p", "mote-tests"]).args(&args[1..])),
         _ => {
-            eprintln!("usage: cargo xtask <setup|demo|test|parity|bench [criterion filter]>");
+            eprintln!(
+                "usage: cargo xtask <setup|demo|test|parity|firmware …|bench [criterion filter]>"
+            );
             std::process::exit(2);
         }
     }

@@ -1,10 +1,17 @@
-//! Smoke test of `mote-core` on a Cortex-M4F (QEMU `mps2-an386`).
+//! The Mote device app for Cortex-M boards (QEMU `mps2-an386` M4F,
+//! `mps2-an500` M7, `mps2-an505` M33, `mps3-an547` M55; STM32F746 and
+//! nRF52840 memory maps build too).
 //!
-//! Runs the model baked in at build time (`MOTE_MODEL`) on the ids baked in
-//! (`MOTE_IDS`) and prints one line over semihosting: `embedding: ` (encoder)
-//! or `logits: ` (decoder, after `prefill`), then every `f32` as the 8 hex
-//! digits of its bits. Exits 0 on success, 1 on a `mote_core::Error`, 101 on
-//! a panic.
+//! The firmware holds no model: it opens the two flash model slots (A/B) at
+//! fixed addresses, runs the newest valid one (reporting why the other was
+//! passed over) on the token ids in the flash input area, and prints over
+//! semihosting:
+//! - `slot: A seq 3` (and `slot B passed over: <error>` when one is bad),
+//! - `embedding: ` (encoder) or `logits: ` (decoder, after `prefill`), then
+//!   every `f32` as the 8 hex digits of its bits,
+//! - `stack: N bytes` (high-water mark, by stack painting), `arena: N bytes`.
+//!
+//! Exit code: 0 ok, 1 on a `mote_core::Error` (printed), 101 on a panic.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -12,45 +19,143 @@
 use core::fmt::Write as _;
 
 use cortex_m_rt::entry;
-use mote_core::{Architecture, Model, RunConfig, Session};
+use mote_core::slot::{self, SlotId};
+use mote_core::{Architecture, RunConfig, Session};
 use semihosting::{eprintln, print, println, process};
 
-/// Forces 16-byte alignment of what it wraps (the model and the arena).
+/// Forces 16-byte alignment of what it wraps (the arena).
 #[repr(C, align(16))]
 pub struct Aligned<T: ?Sized>(pub T);
 
-/// Constants and the model bytes written by `build.rs`.
+/// Memory map and arena size written by `build.rs`.
 #[allow(dead_code)]
 mod generated {
-    use super::Aligned;
     include!(concat!(env!("OUT_DIR"), "/generated.rs"));
 }
-use generated::{ARENA_BYTES, IDS, MAX_SEQ, MODEL};
+use generated::{ARENA_BYTES, INPUT, INPUT_LEN, SLOT_A, SLOT_B, SLOT_LEN};
+
+/// Most token ids the input area holds.
+const MAX_IDS: usize = 256;
+
+/// A flash region the memory map reserves (slots, input).
+#[allow(unsafe_code)]
+fn flash(addr: usize, len: usize) -> &'static [u8] {
+    // SAFETY: `build.rs` places these regions inside the board's flash,
+    // outside the firmware's own sections (memory.x gives the linker only the
+    // code part); nothing writes flash while the firmware runs, and any byte
+    // value is a valid u8.
+    unsafe { core::slice::from_raw_parts(addr as *const u8, len) }
+}
 
 #[entry]
 fn main() -> ! {
+    stack::paint();
     // Taken exactly once; lives in .bss.
     let Some(arena) = cortex_m::singleton!(: Aligned<[u8; ARENA_BYTES]> = Aligned([0; ARENA_BYTES])) else {
         fail("arena already taken")
     };
-    match run(&MODEL.0, &mut arena.0) {
-        Ok(()) => process::exit(0),
+    let code = match run(&mut arena.0) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
-            process::exit(1)
+            1
         }
-    }
+    };
+    println!("stack: {} bytes", stack::high_water());
+    println!("arena: {ARENA_BYTES} bytes");
+    process::exit(code)
 }
 
-fn run(bytes: &'static [u8], arena: &mut [u8]) -> Result<(), mote_core::Error> {
-    let model = Model::from_bytes(bytes)?;
-    let mut session = Session::new(&model, arena, RunConfig { max_seq: MAX_SEQ })?;
+/// The token ids of the input area: magic `MIDS`, a u32 count, then the ids (u32 LE).
+fn input(ids: &mut [u32; MAX_IDS]) -> Result<&[u32], &'static str> {
+    let area = flash(INPUT, INPUT_LEN);
+    if area.get(..4) != Some(b"MIDS".as_slice()) {
+        return Err("no input: the input area has no MIDS magic");
+    }
+    let word = |i: usize| {
+        area.get(4 * i..4 * i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let n = word(1).unwrap_or(0) as usize;
+    if n > MAX_IDS || 4 * (2 + n) > area.len() {
+        return Err("input area: more ids than it can hold");
+    }
+    for (i, id) in ids.iter_mut().enumerate().take(n) {
+        *id = word(2 + i).unwrap_or(0);
+    }
+    Ok(&ids[..n])
+}
+
+fn run(arena: &mut [u8]) -> Result<(), mote_core::Error> {
+    let choice = slot::choose(flash(SLOT_A, SLOT_LEN), flash(SLOT_B, SLOT_LEN));
+    for (id, err) in [(SlotId::A, choice.a_error), (SlotId::B, choice.b_error)] {
+        if let Some(e) = err {
+            println!("slot {} passed over: {e}", id.name());
+        }
+    }
+    let Some((id, seq, model)) = choice.chosen else {
+        fail("no valid model in slot A or B")
+    };
+    println!("slot: {} seq {seq}", id.name());
+    let mut store = [0u32; MAX_IDS];
+    let ids = input(&mut store).unwrap_or_else(|m| fail(m));
+    let run = RunConfig { max_seq: ids.len().max(1) as u32 };
+    let mut session = Session::new(&model, arena, run)?;
     let (label, values) = match model.config().arch {
-        Architecture::Encoder => ("embedding:", session.embed(&IDS)?),
-        Architecture::Decoder => ("logits:", session.prefill(&IDS)?),
+        Architecture::Encoder => ("embedding:", session.embed(ids)?),
+        Architecture::Decoder => ("logits:", session.prefill(ids)?),
     };
     print_bits(label, values);
     Ok(())
+}
+
+/// Stack high-water mark: the free stack is filled with a pattern at start;
+/// the lowest word no longer holding it shows how deep the stack went.
+#[allow(unsafe_code)]
+mod stack {
+    const PATTERN: u32 = 0x5AFE_C0DE;
+    /// Bytes below the current stack pointer left alone while painting
+    /// (`paint`'s own frame).
+    const MARGIN: usize = 256;
+
+    extern "C" {
+        static _stack_start: u32;
+        static __sheap: u32;
+    }
+
+    fn bounds() -> (usize, usize) {
+        // Addresses of linker symbols (never read).
+        (
+            core::ptr::addr_of!(__sheap) as usize,
+            core::ptr::addr_of!(_stack_start) as usize,
+        )
+    }
+
+    /// Fills the unused stack (from the end of static data up to just below
+    /// the current stack pointer) with the pattern.
+    #[inline(never)]
+    pub fn paint() {
+        let (bottom, _) = bounds();
+        let sp = cortex_m::register::msp::read() as usize;
+        let mut p = bottom;
+        while p + 4 <= sp.saturating_sub(MARGIN) {
+            // SAFETY: [bottom, sp - MARGIN) is RAM between the end of .bss
+            // (`__sheap`; there is no heap) and the live stack: nothing uses it yet.
+            unsafe { core::ptr::write_volatile(p as *mut u32, PATTERN) };
+            p += 4;
+        }
+    }
+
+    /// Bytes of stack used since [`paint`].
+    pub fn high_water() -> usize {
+        let (bottom, top) = bounds();
+        let mut p = bottom;
+        // SAFETY: reads RAM in [bottom, top), the stack region.
+        while p + 4 <= top && unsafe { core::ptr::read_volatile(p as *const u32) } == PATTERN {
+            p += 4;
+        }
+        top - p
+    }
 }
 
 /// Prints `label` and the bits of each value as 8 hex digits, one line,

@@ -1,0 +1,232 @@
+//! `cargo xtask firmware …`: build the device app for a board, write the
+//! flash image (model slots A/B and the input area) and run it in QEMU.
+
+use crate::{firmware_cargo, output, root, run};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[allow(dead_code, missing_docs)]
+mod boards {
+    include!("../../firmware/boards.rs");
+}
+pub use boards::{layout, Board, BOARDS};
+
+/// The board called `name`.
+pub fn board(name: &str) -> Result<&'static Board> {
+    BOARDS.iter().find(|b| b.name == name).with_context(|| {
+        let names: Vec<&str> = BOARDS.iter().map(|b| b.name).collect();
+        format!("unknown board {name:?} (one of {names:?})")
+    })
+}
+
+/// Builds the app for `b` with an arena of `arena` bytes; returns the ELF.
+/// Boards with the same target and CPU share a target directory, so only
+/// the first one builds `core`.
+pub fn build(b: &Board, arena: usize) -> Result<PathBuf> {
+    let cpu = b.rustflags.rsplit('=').next().unwrap_or("cpu");
+    let dir = root().join(format!("firmware/target/{}-{cpu}", b.target));
+    run(firmware_cargo()
+        .args([
+            "build",
+            "-q",
+            "--release",
+            "-p",
+            "mote-smoke",
+            "--target",
+            b.target,
+        ])
+        .env("CARGO_TARGET_DIR", &dir)
+        .env("RUSTFLAGS", format!("-C link-arg=-Tlink.x {}", b.rustflags))
+        .env("MOTE_BOARD", b.name)
+        .env("MOTE_ARENA", arena.to_string())
+        .env_remove("MOTE_MODEL"))?;
+    // Boards sharing the directory overwrite each other's ELF: keep a copy per board.
+    let elf = root().join(format!("firmware/target/elf/{}.elf", b.name));
+    std::fs::create_dir_all(elf.parent().context("no parent")?)?;
+    std::fs::copy(dir.join(b.target).join("release/mote-smoke"), &elf)?;
+    Ok(elf)
+}
+
+/// What goes into a slot: model bytes and sequence number.
+pub struct SlotContent<'a> {
+    pub model: &'a [u8],
+    pub seq: u32,
+}
+
+/// The flash image from slot A to the end of flash: slot A, slot B, input.
+pub fn flash_image(
+    b: &Board,
+    a: Option<SlotContent>,
+    bslot: Option<SlotContent>,
+    ids: &[u32],
+) -> Result<Vec<u8>> {
+    let (slot_a, slot_b, slot_len, input) = layout(b);
+    let mut img = vec![0xffu8; (b.flash + b.flash_len - slot_a) as usize];
+    for (at, content, name) in [(slot_a, a, "A"), (slot_b, bslot, "B")] {
+        let Some(c) = content else { continue };
+        let need = mote_core::slot::SLOT_HEADER_LEN + c.model.len();
+        if need > slot_len as usize {
+            bail!(
+                "a model of {} bytes does not fit slot {name} of {} ({slot_len} bytes)",
+                c.model.len(),
+                b.name
+            );
+        }
+        let off = (at - slot_a) as usize;
+        img[off..off + mote_core::slot::SLOT_HEADER_LEN]
+            .copy_from_slice(&mote_core::slot::slot_header(c.seq, c.model.len() as u32));
+        img[off + mote_core::slot::SLOT_HEADER_LEN..off + need].copy_from_slice(c.model);
+    }
+    let max = (boards::INPUT_BYTES as usize - 8) / 4;
+    if ids.len() > max.min(256) {
+        bail!(
+            "{} token ids: the input area holds {}",
+            ids.len(),
+            max.min(256)
+        );
+    }
+    let off = (input - slot_a) as usize;
+    let mut words = vec![u32::from_le_bytes(*b"MIDS"), ids.len() as u32];
+    words.extend_from_slice(ids);
+    for (k, w) in words.iter().enumerate() {
+        img[off + 4 * k..off + 4 * k + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    Ok(img)
+}
+
+/// Runs `elf` on `b` in QEMU with `image` loaded at slot A's address;
+/// returns (exit success, stdout + stderr).
+pub fn qemu(b: &Board, elf: &Path, image: &Path) -> Result<(bool, String)> {
+    if b.qemu_machine.is_empty() {
+        bail!("{} is a real board: QEMU does not run it", b.name);
+    }
+    let (slot_a, ..) = layout(b);
+    let out = Command::new("timeout")
+        .args([
+            "300",
+            "qemu-system-arm",
+            "-machine",
+            b.qemu_machine,
+            "-cpu",
+            b.qemu_cpu,
+        ])
+        .args([
+            "-nographic",
+            "-monitor",
+            "none",
+            "-semihosting-config",
+            "enable=on,target=native",
+        ])
+        .arg("-kernel")
+        .arg(elf)
+        .arg("-device")
+        .arg(format!("loader,file={},addr={slot_a:#x}", image.display()))
+        .output()
+        .context("starting qemu-system-arm")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
+/// Token ids from a file or a literal: numbers separated by commas or whitespace.
+pub fn parse_ids(text: &str) -> Result<Vec<u32>> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().with_context(|| format!("bad token id {s:?}")))
+        .collect()
+}
+
+/// Arena bytes `model` needs for `seq` tokens (asks `mote inspect`).
+pub fn arena_for(mote: &Path, model: &Path, seq: usize) -> Result<usize> {
+    let out = output(Command::new(mote).arg("inspect").arg(model).args([
+        "--seq",
+        &seq.to_string(),
+        "--json",
+    ]))?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    v["arena"]["bytes"]
+        .as_u64()
+        .map(|b| b as usize)
+        .context("mote inspect printed no arena size")
+}
+
+/// `cargo xtask firmware <run|flash-image|build> …`.
+pub fn main(args: &[String]) -> Result<()> {
+    let flag = |name: &str| -> Option<&str> {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str)
+    };
+    let usage = "usage: cargo xtask firmware run --board B --model M.mote --input IDS_FILE\n\
+                 \x20      cargo xtask firmware flash-image --board B --slot-a M.mote [--slot-b M2.mote] --input IDS_FILE -o IMAGE\n\
+                 \x20      cargo xtask firmware build --board B --arena BYTES";
+    let b = board(flag("--board").unwrap_or("mps2-an386"))?;
+    let ids = || -> Result<Vec<u32>> {
+        let f = flag("--input").context("--input IDS_FILE is required")?;
+        let ids = parse_ids(&std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?)?;
+        if ids.is_empty() {
+            bail!("{f}: no token ids");
+        }
+        Ok(ids)
+    };
+    let read = |f: &str| std::fs::read(f).with_context(|| format!("reading {f}"));
+    match args.first().map(String::as_str) {
+        Some("build") => {
+            let arena = flag("--arena")
+                .context("--arena BYTES is required")?
+                .parse()?;
+            println!("{}", build(b, arena)?.display());
+            Ok(())
+        }
+        Some("flash-image") => {
+            let a = read(flag("--slot-a").context("--slot-a is required")?)?;
+            let bm = flag("--slot-b").map(read).transpose()?;
+            let img = flash_image(
+                b,
+                Some(SlotContent { model: &a, seq: 1 }),
+                bm.as_deref().map(|m| SlotContent { model: m, seq: 2 }),
+                &ids()?,
+            )?;
+            let out = flag("-o").context("-o IMAGE is required")?;
+            std::fs::write(out, img)?;
+            let (slot_a, ..) = layout(b);
+            println!(
+                "{out}: load at {slot_a:#x} (qemu: -device loader,file={out},addr={slot_a:#x})"
+            );
+            Ok(())
+        }
+        Some("run") => {
+            let model_path = flag("--model").context("--model is required")?;
+            let model = read(model_path)?;
+            let ids = ids()?;
+            let mote = crate::mote_bin()?;
+            let arena = arena_for(&mote, Path::new(model_path), ids.len())?;
+            let elf = build(b, arena)?;
+            let dir = root().join("target/firmware-run");
+            std::fs::create_dir_all(&dir)?;
+            let image = dir.join(format!("{}.img", b.name));
+            let img = flash_image(
+                b,
+                Some(SlotContent {
+                    model: &model,
+                    seq: 1,
+                }),
+                None,
+                &ids,
+            )?;
+            std::fs::write(&image, img)?;
+            let (ok, text) = qemu(b, &elf, &image)?;
+            print!("{text}");
+            if !ok {
+                bail!("the firmware failed on {}", b.name);
+            }
+            Ok(())
+        }
+        _ => bail!("{usage}"),
+    }
+}
