@@ -22,15 +22,18 @@ pub enum Backend {
     Avx2,
     /// aarch64 NEON (Advanced SIMD).
     Neon,
+    /// Arm DSP extension (`SXTB16`/`SMLAD`: Cortex-M4/M7/M33/M55), four rows at a time.
+    Dsp,
 }
 
 impl Backend {
     /// Every backend.
-    pub const ALL: [Backend; 4] = [
+    pub const ALL: [Backend; 5] = [
         Backend::Scalar,
         Backend::Sse41,
         Backend::Avx2,
         Backend::Neon,
+        Backend::Dsp,
     ];
 
     /// The backend's lower-case name.
@@ -40,6 +43,7 @@ impl Backend {
             Backend::Sse41 => "sse4.1",
             Backend::Avx2 => "avx2",
             Backend::Neon => "neon",
+            Backend::Dsp => "dsp",
         }
     }
 
@@ -62,6 +66,8 @@ impl Backend {
             Backend::Avx2 => cfg!(target_feature = "avx2"),
             #[cfg(target_arch = "aarch64")]
             Backend::Neon => cfg!(target_feature = "neon"),
+            #[cfg(target_arch = "arm")]
+            Backend::Dsp => cfg!(target_feature = "dsp"),
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -80,6 +86,8 @@ impl Backend {
         }
         if Backend::Neon.available() {
             Backend::Neon
+        } else if Backend::Dsp.available() {
+            Backend::Dsp
         } else if Backend::Avx2.available() {
             Backend::Avx2
         } else if Backend::Sse41.available() {
@@ -143,6 +151,8 @@ pub fn gemv_i8_with(backend: Backend, out: &mut [i32], w: &[i8], x: &[i8]) -> Op
         }
         #[cfg(target_arch = "aarch64")]
         Backend::Neon => rows.for_each(|(o, r)| *o = arm::dot_i8_neon(r, x)),
+        #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+        Backend::Dsp => rows.for_each(|(o, r)| *o = dsp::dot_i8(r, x)),
         #[allow(unreachable_patterns)]
         _ => return None,
     }
@@ -271,6 +281,85 @@ pub fn gemv_i8_blocked_with(
             }
             *o = finish(r, reduce8(p), w);
         }),
+        #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+        Backend::Dsp => {
+            let mut rows = out.iter_mut().zip(q.chunks_exact(cols)).enumerate();
+            // Two rows at a time share each activation word's unpacking.
+            let whole = (cols / BLOCK).min(x_scales.len());
+            loop {
+                let (Some((r, (o0, w0))), Some((_, (o1, w1)))) = (rows.next(), rows.next()) else {
+                    break;
+                };
+                let ws = [row_scales(r), row_scales(r + 1)];
+                let mut p = [[0.0f32; 8]; 2];
+                // Whole groups of eight blocks (lane j = block j of the
+                // group): integer sums first, then the float steps in a
+                // fixed-length loop over arrays.
+                let groups = whole / 8;
+                for g in 0..groups {
+                    let at = g * 8 * BLOCK;
+                    let (Some(g0), Some(g1), Some(gx), Some(xs8)) = (
+                        w0.get(at..at + 8 * BLOCK),
+                        w1.get(at..at + 8 * BLOCK),
+                        x.get(at..at + 8 * BLOCK),
+                        x_scales.get(g * 8..g * 8 + 8),
+                    ) else {
+                        break;
+                    };
+                    let mut d = [[0i32; 8]; 2];
+                    for j in 0..8 {
+                        let span = j * BLOCK..(j + 1) * BLOCK;
+                        [d[0][j], d[1][j]] =
+                            dsp::block2(&g0[span.clone()], &g1[span.clone()], &gx[span]);
+                    }
+                    for k in 0..2 {
+                        let mut sc = [0.0f32; 8];
+                        match ws[k] {
+                            Some(w) => {
+                                for j in 0..8 {
+                                    sc[j] = xs8[j] * w.get(g * 8 + j).copied().unwrap_or(0.0);
+                                }
+                            }
+                            None => sc.copy_from_slice(xs8),
+                        }
+                        for j in 0..8 {
+                            p[k][j] += d[k][j] as f32 * sc[j];
+                        }
+                    }
+                }
+                for b in groups * 8..whole {
+                    let span = b * BLOCK..(b + 1) * BLOCK;
+                    let d = dsp::block2(&w0[span.clone()], &w1[span.clone()], &x[span]);
+                    let xs = x_scales[b];
+                    p[0][b % 8] += d[0] as f32 * block_scale(xs, ws[0], b);
+                    p[1][b % 8] += d[1] as f32 * block_scale(xs, ws[1], b);
+                }
+                for (k, (o, w)) in [(o0, w0), (o1, w1)].into_iter().enumerate() {
+                    let acc = if whole * BLOCK == cols {
+                        reduce8(p[k])
+                    } else {
+                        blocked_row_scalar(w, x, x_scales, ws[k], whole, p[k])
+                    };
+                    *o = finish(r + k, acc, w);
+                }
+            }
+            // The row left over, if any.
+            let done = out.len() - out.len() % 2;
+            let rest = out[done..]
+                .iter_mut()
+                .zip(q.get(done * cols..).unwrap_or(&[]).chunks_exact(cols));
+            for (i, (o, w)) in rest.enumerate() {
+                let r = done + i;
+                let mut p = [0.0f32; 8];
+                let ws = row_scales(r);
+                for b in 0..whole {
+                    let span = b * BLOCK..(b + 1) * BLOCK;
+                    p[b % 8] += dsp::dot_i8(&w[span.clone()], &x[span]) as f32
+                        * block_scale(x_scales[b], ws, b);
+                }
+                *o = finish(r, blocked_row_scalar(w, x, x_scales, ws, whole, p), w);
+            }
+        }
         #[allow(unreachable_patterns)]
         _ => return None,
     }
@@ -470,6 +559,212 @@ pub fn quantize_multiplier(real: f64) -> (i32, i32) {
         return (0, 0);
     }
     (q as i32, shift.min(30))
+}
+
+/// Arm DSP-extension kernels: `SXTB16` unpacks bytes 0 and 2 (or, rotated
+/// by 8, bytes 1 and 3) of a word into two sign-extended halfwords, and
+/// `SMLAD` adds both halfword products to an accumulator: four int8 MACs in
+/// four instructions, with the activation word unpacked once for four rows.
+/// Every product and sum is exact (a 32-element block sums to at most
+/// 32·128·128 in magnitude), so the results are the scalar definition's.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+mod dsp {
+    use core::arch::asm;
+
+    #[inline(always)]
+    fn sxtb16(v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: a register-only instruction of the DSP extension, which
+        // this module is compiled for (`target_feature = "dsp"`).
+        unsafe {
+            asm!("sxtb16 {r}, {v}", r = lateout(reg) r, v = in(reg) v, options(pure, nomem, nostack, preserves_flags))
+        };
+        r
+    }
+
+    #[inline(always)]
+    fn sxtb16_ror8(v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: as in `sxtb16`.
+        unsafe {
+            asm!("sxtb16 {r}, {v}, ror #8", r = lateout(reg) r, v = in(reg) v, options(pure, nomem, nostack, preserves_flags))
+        };
+        r
+    }
+
+    #[inline(always)]
+    fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+        let r: i32;
+        // SAFETY: as in `sxtb16` (SMLAD sets only the sticky Q flag).
+        unsafe {
+            asm!("smlad {r}, {a}, {b}, {acc}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b, acc = in(reg) acc, options(pure, nomem, nostack))
+        };
+        r
+    }
+
+    #[inline(always)]
+    fn word(b: &[i8]) -> u32 {
+        u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])
+    }
+
+    /// Exact `Σ w0[i]·x[i]` and `Σ w1[i]·x[i]` over one 32-element block:
+    /// eight steps of (load an activation word, unpack it once, then per row
+    /// load a weight word, unpack and `SMLAD` twice), 13 instructions per
+    /// 8 MACs, written out so the compiler cannot re-roll or spill it.
+    #[inline(always)]
+    pub(super) fn block2(w0: &[i8], w1: &[i8], x: &[i8]) -> [i32; 2] {
+        let (Ok(w0), Ok(w1), Ok(x)) = (
+            <&[i8; 32]>::try_from(w0),
+            <&[i8; 32]>::try_from(w1),
+            <&[i8; 32]>::try_from(x),
+        ) else {
+            return [dot_i8(w0, x), dot_i8(w1, x)];
+        };
+        let (mut a0, mut a1) = (0i32, 0i32);
+        // Written out eight times, not `.rept`: the compiler sizes inline asm
+        // by its lines when it lays out branches.
+        // SAFETY: reads exactly 32 bytes from each of the three arrays
+        // (eight post-incremented word loads each; unaligned LDR is allowed
+        // on Armv7E-M/Armv8-M); the pointer registers are scratch (`inout`
+        // with results discarded); DSP instructions only, no flags read.
+        unsafe {
+            asm!(
+                "ldr {x}, [{px}], #4",
+                "sxtb16 {xe}, {x}",
+                "sxtb16 {xo}, {x}, ror #8",
+                "ldr {w}, [{p0}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a0}, {t}, {xo}, {a0}",
+                "ldr {w}, [{p1}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a1}, {t}, {xo}, {a1}",
+                "ldr {x}, [{px}], #4",
+                "sxtb16 {xe}, {x}",
+                "sxtb16 {xo}, {x}, ror #8",
+                "ldr {w}, [{p0}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a0}, {t}, {xo}, {a0}",
+                "ldr {w}, [{p1}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a1}, {t}, {xo}, {a1}",
+                "ldr {x}, [{px}], #4",
+                "sxtb16 {xe}, {x}",
+                "sxtb16 {xo}, {x}, ror #8",
+                "ldr {w}, [{p0}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a0}, {t}, {xo}, {a0}",
+                "ldr {w}, [{p1}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a1}, {t}, {xo}, {a1}",
+                "ldr {x}, [{px}], #4",
+                "sxtb16 {xe}, {x}",
+                "sxtb16 {xo}, {x}, ror #8",
+                "ldr {w}, [{p0}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a0}, {t}, {xo}, {a0}",
+                "ldr {w}, [{p1}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a1}, {t}, {xo}, {a1}",
+                "ldr {x}, [{px}], #4",
+                "sxtb16 {xe}, {x}",
+                "sxtb16 {xo}, {x}, ror #8",
+                "ldr {w}, [{p0}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a0}, {t}, {xo}, {a0}",
+                "ldr {w}, [{p1}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a1}, {t}, {xo}, {a1}",
+                "ldr {x}, [{px}], #4",
+                "sxtb16 {xe}, {x}",
+                "sxtb16 {xo}, {x}, ror #8",
+                "ldr {w}, [{p0}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a0}, {t}, {xo}, {a0}",
+                "ldr {w}, [{p1}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a1}, {t}, {xo}, {a1}",
+                "ldr {x}, [{px}], #4",
+                "sxtb16 {xe}, {x}",
+                "sxtb16 {xo}, {x}, ror #8",
+                "ldr {w}, [{p0}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a0}, {t}, {xo}, {a0}",
+                "ldr {w}, [{p1}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a1}, {t}, {xo}, {a1}",
+                "ldr {x}, [{px}], #4",
+                "sxtb16 {xe}, {x}",
+                "sxtb16 {xo}, {x}, ror #8",
+                "ldr {w}, [{p0}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a0}, {t}, {xo}, {a0}",
+                "ldr {w}, [{p1}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a1}, {t}, {xo}, {a1}",
+                px = inout(reg) x.as_ptr() => _,
+                p0 = inout(reg) w0.as_ptr() => _,
+                p1 = inout(reg) w1.as_ptr() => _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                x = out(reg) _,
+                xe = out(reg) _,
+                xo = out(reg) _,
+                w = out(reg) _,
+                t = out(reg) _,
+                options(pure, readonly, nostack),
+            );
+        }
+        [a0, a1]
+    }
+
+    /// Exact (wrapping, as the scalar definition) `Σ a[i]·b[i]`.
+    pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len().min(b.len());
+        let mut acc = 0i32;
+        let mut i = 0;
+        while i + 4 <= n {
+            let (av, bv) = (word(&a[i..]), word(&b[i..]));
+            acc = smlad(
+                sxtb16_ror8(av),
+                sxtb16_ror8(bv),
+                smlad(sxtb16(av), sxtb16(bv), acc),
+            );
+            i += 4;
+        }
+        acc.wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
+    }
 }
 
 #[cfg(target_arch = "aarch64")]

@@ -487,6 +487,23 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("parity") => firmware_parity(),
         Some("firmware") => firmware::main(&args[1..]),
+        Some("bench") if args.get(1).map(String::as_str) == Some("--firmware") => {
+            let mote = mote_bin()?;
+            let models = parity_models(&mote)?;
+            let pick: Vec<PathBuf> = ["kws-int8", "textcls-int8", "decoder-100k-int8"]
+                .iter()
+                .filter_map(|n| {
+                    models
+                        .iter()
+                        .find(|m| m.ends_with(format!("{n}.mote")))
+                        .cloned()
+                })
+                .collect();
+            let ids: Vec<u32> = (1..=8).collect();
+            let table = firmware::cost_table(&mote, &pick, &ids)?;
+            println!("{table}");
+            Ok(())
+        }
         Some("bench") => run(cargo().args(["bench", "-p", "mote-tests"]).args(&args[1..])),
         _ => {
             eprintln!(

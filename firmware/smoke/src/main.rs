@@ -47,9 +47,87 @@ fn flash(addr: usize, len: usize) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(addr as *const u8, len) }
 }
 
+/// Cost markers: `tools/qemu-icount` counts the instructions executed
+/// between entering a start marker and entering its end marker. Distinct
+/// bodies, so the linker cannot fold them into one function. `no_mangle`
+/// (which `unsafe_code` flags) only fixes their names: nothing else in the
+/// image defines these symbols.
+#[allow(unsafe_code)]
+mod markers {
+    /// Start of the inference region.
+    #[no_mangle]
+    #[inline(never)]
+    pub extern "C" fn mote_mark_start(x: u32) -> u32 {
+        core::hint::black_box(x).wrapping_add(1)
+    }
+    /// See [`mote_mark_start`].
+    #[no_mangle]
+    #[inline(never)]
+    pub extern "C" fn mote_mark_end(x: u32) -> u32 {
+        core::hint::black_box(x) ^ 0x5a5a
+    }
+    /// Around the int8 GEMV probe.
+    #[no_mangle]
+    #[inline(never)]
+    pub extern "C" fn mote_gemv_start(x: u32) -> u32 {
+        core::hint::black_box(x).wrapping_mul(3)
+    }
+    /// See [`mote_gemv_start`].
+    #[no_mangle]
+    #[inline(never)]
+    pub extern "C" fn mote_gemv_end(x: u32) -> u32 {
+        core::hint::black_box(x).rotate_left(7)
+    }
+}
+use markers::{mote_gemv_end, mote_gemv_start, mote_mark_end, mote_mark_start};
+
+/// The int8 GEMV probe: `GEMV_ROWS × GEMV_COLS` int8 weights (per-row
+/// scales) times an int8 vector, the kernel every int8 matrix goes through,
+/// run once between `mote_gemv_start` and `mote_gemv_end`.
+pub const GEMV_ROWS: usize = 64;
+/// Columns of the probe (eight 32-element blocks).
+pub const GEMV_COLS: usize = 256;
+
+struct Probe {
+    w: [i8; GEMV_ROWS * GEMV_COLS],
+    x: [i8; GEMV_COLS],
+    xf: [f32; GEMV_COLS],
+    xs: [f32; GEMV_COLS / mote_core::quant::BLOCK],
+    ws: [f32; GEMV_ROWS],
+    out: [f32; GEMV_ROWS],
+}
+
+fn gemv_probe() {
+    let Some(p) = cortex_m::singleton!(: Probe = Probe {
+        w: [0; GEMV_ROWS * GEMV_COLS],
+        x: [0; GEMV_COLS],
+        xf: [0.0; GEMV_COLS],
+        xs: [0.0; GEMV_COLS / mote_core::quant::BLOCK],
+        ws: [0.0; GEMV_ROWS],
+        out: [0.0; GEMV_ROWS],
+    }) else {
+        return;
+    };
+    let mut state = 0x1234_5678u32;
+    for v in p.w.iter_mut().chain(p.x.iter_mut()) {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        *v = ((state >> 24) as i8).max(-127);
+    }
+    p.xs.fill(0.01);
+    p.ws.fill(0.02);
+    let act = mote_core::quant::Activations { q: &p.x, scales: &p.xs, outliers: &[], values: &p.xf };
+    let m = mote_gemv_start(0);
+    mote_core::quant::gemv_i8_blocked(&mut p.out, &p.w, mote_core::quant::WeightScales::Row(&p.ws), &act, None);
+    let _ = mote_gemv_end(m);
+    println!("gemv probe: {}x{} int8, out[0] bits {:08x}", GEMV_ROWS, GEMV_COLS, p.out[0].to_bits());
+}
+
 #[entry]
 fn main() -> ! {
     stack::paint();
+    gemv_probe();
     // Taken exactly once; lives in .bss.
     let Some(arena) = cortex_m::singleton!(: Aligned<[u8; ARENA_BYTES]> = Aligned([0; ARENA_BYTES])) else {
         fail("arena already taken")
@@ -100,11 +178,13 @@ fn run(arena: &mut [u8]) -> Result<(), mote_core::Error> {
     let mut store = [0u32; MAX_IDS];
     let ids = input(&mut store).unwrap_or_else(|m| fail(m));
     let run = RunConfig { max_seq: ids.len().max(1) as u32 };
+    let mark = mote_mark_start(ids.len() as u32);
     let mut session = Session::new(&model, arena, run)?;
     let (label, values) = match model.config().arch {
         Architecture::Encoder => ("embedding:", session.embed(ids)?),
         Architecture::Decoder => ("logits:", session.prefill(ids)?),
     };
+    let _ = mote_mark_end(mark);
     print_bits(label, values);
     Ok(())
 }
