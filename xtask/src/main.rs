@@ -401,6 +401,9 @@ fn firmware_parity() -> Result<()> {
             if !ok {
                 bail!("{name} on {}: the firmware failed:\n{text}", b.name);
             }
+            if !text.lines().any(|l| l.starts_with("kernel check: ")) {
+                bail!("{name} on {}: no kernel check line:\n{text}", b.name);
+            }
             if let Some(s) = text.lines().find_map(|l| l.strip_prefix("stack: ")) {
                 stacks.push(format!("{name} on {}: stack {s}", b.name));
             }

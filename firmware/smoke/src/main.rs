@@ -93,7 +93,7 @@ struct Probe {
     x: [i8; GEMV_COLS],
     xf: [f32; GEMV_COLS],
     xs: [f32; GEMV_COLS / mote_core::quant::BLOCK],
-    ws: [f32; GEMV_ROWS],
+    ws: [f32; GEMV_ROWS * GEMV_COLS / mote_core::quant::BLOCK],
     out: [f32; GEMV_ROWS],
 }
 
@@ -103,7 +103,7 @@ fn gemv_probe() {
         x: [0; GEMV_COLS],
         xf: [0.0; GEMV_COLS],
         xs: [0.0; GEMV_COLS / mote_core::quant::BLOCK],
-        ws: [0.0; GEMV_ROWS],
+        ws: [0.0; GEMV_ROWS * GEMV_COLS / mote_core::quant::BLOCK],
         out: [0.0; GEMV_ROWS],
     }) else {
         return;
@@ -115,9 +115,39 @@ fn gemv_probe() {
         state ^= state << 5;
         *v = ((state >> 24) as i8).max(-127);
     }
-    p.xs.fill(0.01);
-    p.ws.fill(0.02);
+    for (i, v) in p.xs.iter_mut().enumerate() {
+        *v = 0.01 + 0.001 * i as f32;
+    }
+    for (i, v) in p.ws.iter_mut().enumerate() {
+        *v = 0.02 - 0.0001 * i as f32;
+    }
     let act = mote_core::quant::Activations { q: &p.x, scales: &p.xs, outliers: &[], values: &p.xf };
+    // Every backend this core runs must give the scalar definition's bits,
+    // on odd shapes (row and column tails) with per-row and per-block scales.
+    let mut checked = 0;
+    for (rows, cols) in [(1usize, 1usize), (3, 31), (5, 33), (7, 100), (2, 64), (9, 255), (4, 256)] {
+        let nb = cols.div_ceil(mote_core::quant::BLOCK);
+        let act = mote_core::quant::Activations { q: &p.x[..cols], scales: &p.xs[..nb], outliers: &[], values: &p.xf[..cols] };
+        for per_block in [false, true] {
+            let ws = if per_block {
+                mote_core::quant::WeightScales::Block(&p.ws[..rows * nb])
+            } else {
+                mote_core::quant::WeightScales::Row(&p.ws[..rows])
+            };
+            let w = &p.w[..rows * cols];
+            let mut want = [0.0f32; 16];
+            let _ = mote_core::quant::gemv_i8_blocked_with(mote_core::quant::Backend::Scalar, &mut want[..rows], w, ws, &act, None);
+            for b in mote_core::quant::Backend::ALL.into_iter().filter(|b| b.available()) {
+                let mut got = [0.0f32; 16];
+                let _ = mote_core::quant::gemv_i8_blocked_with(b, &mut got[..rows], w, ws, &act, None);
+                if got.map(f32::to_bits) != want.map(f32::to_bits) {
+                    fail("kernel check: a backend differs from the scalar definition");
+                }
+                checked += 1;
+            }
+        }
+    }
+    println!("kernel check: {checked} shape/backend pairs equal the scalar bits (best: {})", mote_core::quant::Backend::best().name());
     let m = mote_gemv_start(0);
     mote_core::quant::gemv_i8_blocked(&mut p.out, &p.w, mote_core::quant::WeightScales::Row(&p.ws), &act, None);
     let _ = mote_gemv_end(m);
