@@ -305,11 +305,16 @@ fn int8_input<'x>(
 
 /// Unpacks a row of int4 nibbles (low first) into `out` (`out.len()` values).
 fn unpack_i4(packed: &[u8], out: &mut [i8]) {
-    for (pair, &b) in out.chunks_mut(2).zip(packed) {
+    // Whole pairs in fixed-size steps (the compiler vectorizes this), then
+    // the odd last value.
+    let even = out.len() & !1;
+    let (pairs, last) = out.split_at_mut(even);
+    for (pair, &b) in pairs.chunks_exact_mut(2).zip(packed) {
         pair[0] = ((b << 4) as i8) >> 4;
-        if let Some(hi) = pair.get_mut(1) {
-            *hi = (b as i8) >> 4;
-        }
+        pair[1] = (b as i8) >> 4;
+    }
+    if let (Some(o), Some(&b)) = (last.first_mut(), packed.get(even / 2)) {
+        *o = ((b << 4) as i8) >> 4;
     }
 }
 
@@ -928,5 +933,20 @@ impl<'m, 'a> Session<'m, 'a> {
             self.decode_step(id)?;
         }
         Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unpack_i4_handles_every_length() {
+        let packed = [0x7fu8, 0x80, 0x1e, 0xf9];
+        let all = [-1i8, 7, 0, -8, -2, 1, -7, -1];
+        for n in 0..=8 {
+            let mut out = [99i8; 8];
+            super::unpack_i4(&packed, &mut out[..n]);
+            assert_eq!(out[..n], all[..n], "{n} values");
+            assert!(out[n..].iter().all(|&v| v == 99));
+        }
     }
 }

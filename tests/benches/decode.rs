@@ -1,4 +1,4 @@
-//! SmolLM2-135M decode speed: f32, f16 and int8 weights, one and two threads.
+//! SmolLM2-135M decode speed: f32, f16, int8 and int4 weights, one and two threads.
 //! Throughput is in elements = forward passes (one token each): criterion's elem/s = tokens/s.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -18,6 +18,15 @@ fn decode(c: &mut Criterion) {
             "int8",
             ModelFile::from_vec(
                 quantize(&f32_model, Target::Int8, |_, _| {})
+                    .unwrap()
+                    .0
+                    .to_bytes(),
+            ),
+        ),
+        (
+            "int4",
+            ModelFile::from_vec(
+                quantize(&f32_model, Target::Int4, |_, _| {})
                     .unwrap()
                     .0
                     .to_bytes(),
