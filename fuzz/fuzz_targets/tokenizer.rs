@@ -15,7 +15,9 @@ fn tokenizers() -> &'static [Tokenizer] {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/vocab");
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let Ok(bytes) = std::fs::read(entry.path()) else { continue };
+            let Ok(bytes) = std::fs::read(entry.path()) else {
+                continue;
+            };
             let mut store = vec![0u128; bytes.len().div_ceil(16)];
             let view: &mut [u8] = bytemuck::cast_slice_mut(&mut store);
             view[..bytes.len()].copy_from_slice(&bytes);

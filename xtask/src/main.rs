@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod firmware;
+mod fuzz;
 
 /// Debian packages for cross-building and running firmware (see shared TOOLCHAIN.md).
 const DEBIAN_PACKAGES: &[&str] = &[
@@ -219,6 +220,10 @@ fn test() -> Result<()> {
         (
             "x86_64, aarch64 (qemu-aarch64) and Cortex-M4F/M7/M33/M55 (QEMU) give the same bits; A/B fallback",
             firmware_parity(),
+        ),
+        (
+            "fuzz smoke: model reader + inference, SIMD kernels vs scalar (ASan), 20 s each",
+            fuzz::fuzz(&fuzz::CORE_TARGETS, 20),
         ),
     ];
     let failed: Vec<_> = steps.iter().filter(|(_, r)| r.is_err()).collect();
@@ -490,6 +495,7 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("parity") => firmware_parity(),
         Some("firmware") => firmware::main(&args[1..]),
+        Some("fuzz") => fuzz::main(&args[1..]),
         Some("bench") if args.get(1).map(String::as_str) == Some("--firmware") => {
             let mote = mote_bin()?;
             let models = parity_models(&mote)?;
@@ -510,7 +516,7 @@ fn main() -> Result<()> {
         Some("bench") => run(cargo().args(["bench", "-p", "mote-tests"]).args(&args[1..])),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|demo|test|parity|firmware …|bench [criterion filter]>"
+                "usage: cargo xtask <setup|demo|test|parity|firmware …|fuzz [--minutes N] [target…]|bench [--firmware | criterion filter]>"
             );
             std::process::exit(2);
         }

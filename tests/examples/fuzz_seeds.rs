@@ -1,0 +1,88 @@
+//! Writes the seed inputs for `cargo xtask fuzz` into `DIR`:
+//! `DIR/model/` seeded tiny models (f32, int8, int4; encoder and decoder),
+//! `DIR/vocab/` small models carrying the real vocabularies of MiniLM
+//! (WordPiece) and SmolLM2 (byte-level BPE) for the tokenizer target,
+//! `DIR/tokenizer/` held-out text, and `DIR/gguf/` the head of the real
+//! SmolLM2 GGUF (header, metadata and tensor table) plus a few cut points.
+//! Usage: `fuzz_seeds DIR [--core]` (`--core`: the model seeds only).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use mote_core::Model;
+use mote_host::quantize::{quantize, vocab_data, Target};
+use mote_host::ModelFile;
+use std::path::PathBuf;
+
+fn main() {
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .expect("usage: fuzz_seeds DIR [--core]"),
+    );
+    let core_only = std::env::args().nth(2).as_deref() == Some("--core");
+    for sub in ["model", "vocab", "tokenizer", "gguf"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    for (name, cfg) in [
+        ("encoder", mote_tests::tiny_encoder_config()),
+        ("decoder", mote_tests::tiny_decoder_config()),
+    ] {
+        let f = mote_tests::random_model_file(cfg, 5);
+        std::fs::write(dir.join(format!("model/{name}.mote")), f.bytes()).unwrap();
+        let m = Model::from_bytes(f.bytes()).unwrap();
+        for (t, tag) in [
+            (Target::Int8, "int8"),
+            (Target::Int8Row, "int8-row"),
+            (Target::Int4, "int4"),
+            (Target::F16, "f16"),
+        ] {
+            let q = quantize(&m, t, |_, _| {}).unwrap().0.to_bytes();
+            std::fs::write(dir.join(format!("model/{name}-{tag}.mote")), q).unwrap();
+        }
+    }
+    if core_only {
+        println!("{}", dir.display());
+        return;
+    }
+    // Real vocabularies on tiny models (the tokenizer target reads these).
+    for (name, path, base) in [
+        (
+            "minilm",
+            mote_tests::minilm(),
+            mote_tests::tiny_encoder_config(),
+        ),
+        (
+            "smollm2",
+            mote_tests::smollm2(),
+            mote_tests::tiny_decoder_config(),
+        ),
+    ] {
+        let f = ModelFile::read(&path).unwrap();
+        let m = Model::from_bytes(f.bytes()).unwrap();
+        let mut cfg = base;
+        cfg.vocab_size = m.config().vocab_size;
+        cfg.bos = m.config().bos;
+        cfg.eos = m.config().eos;
+        let mut b = mote_tests::random_model(cfg, 9);
+        b.set_vocab(vocab_data(&m).expect("the real model has a vocabulary"));
+        b.write(&dir.join(format!("vocab/{name}.mote"))).unwrap();
+    }
+    let text = include_str!("../golden/heldout_text.txt");
+    for (i, para) in text.split("\n\n").enumerate().take(8) {
+        std::fs::write(dir.join(format!("tokenizer/{i}.txt")), para).unwrap();
+    }
+    std::fs::write(
+        dir.join("tokenizer/special.txt"),
+        "<|im_start|>user\nHi [CLS] ## ü 日本 \u{0}\t</s>",
+    )
+    .unwrap();
+    let gguf = mote_host::fetch::ensure(&mote_host::fetch::SMOLLM2).unwrap();
+    let bytes = std::fs::read(&gguf).unwrap();
+    for cut in [64usize << 10, 16 << 10, 4 << 10, 512] {
+        std::fs::write(
+            dir.join(format!("gguf/head-{cut}.gguf")),
+            &bytes[..cut.min(bytes.len())],
+        )
+        .unwrap();
+    }
+    println!("{}", dir.display());
+}

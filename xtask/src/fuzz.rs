@@ -1,0 +1,118 @@
+//! `cargo xtask fuzz [--minutes N] [TARGET…]`: cargo-fuzz (nightly,
+//! AddressSanitizer) on the model reader + inference, the SIMD kernels, the
+//! GGUF importer and the tokenizers, seeded from real files.
+
+use crate::{cargo, root, run};
+use anyhow::{bail, Context, Result};
+use std::process::Command;
+
+/// Targets that need only `mote-core` (quick to build: the CI smoke runs these).
+pub const CORE_TARGETS: [&str; 2] = ["model", "kernels"];
+/// Targets that need `mote-host` (the `host` feature of the fuzz crate).
+pub const HOST_TARGETS: [&str; 2] = ["gguf", "tokenizer"];
+
+/// Installs cargo-fuzz from crates.io when it is missing.
+fn ensure_cargo_fuzz() -> Result<()> {
+    let ok = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        run(Command::new("cargo").args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--version",
+            "0.13.2",
+        ]))?;
+    }
+    Ok(())
+}
+
+/// Writes the seed corpora (`tests/examples/fuzz_seeds.rs`) unless present;
+/// the host targets' seeds need the real models (fetched and imported).
+fn seeds(host: bool) -> Result<()> {
+    let dir = root().join("fuzz/corpus");
+    let marker = if host {
+        "vocab/smollm2.mote"
+    } else {
+        "model/decoder-int4.mote"
+    };
+    if dir.join(marker).exists() {
+        return Ok(());
+    }
+    let mut c = cargo();
+    c.args([
+        "run",
+        "-q",
+        "--release",
+        "-p",
+        "mote-tests",
+        "--example",
+        "fuzz_seeds",
+        "--",
+    ])
+    .arg(&dir);
+    if !host {
+        c.arg("--core");
+    }
+    run(&mut c)
+}
+
+/// Runs each target for `seconds`; fails on any crash, leak, timeout or OOM
+/// (libFuzzer exits non-zero and leaves the input in `fuzz/artifacts/`).
+pub fn fuzz(targets: &[&str], seconds: u64) -> Result<()> {
+    ensure_cargo_fuzz()?;
+    seeds(targets.iter().any(|t| HOST_TARGETS.contains(t)))?;
+    for t in targets {
+        let host = HOST_TARGETS.contains(t);
+        if !host && !CORE_TARGETS.contains(t) {
+            bail!("unknown fuzz target {t:?} (model, kernels, gguf, tokenizer)");
+        }
+        let mut c = Command::new("cargo");
+        c.current_dir(root().join("fuzz"))
+            .args(["+nightly", "fuzz", "run", "-O"])
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO");
+        if host {
+            c.args(["--features", "host"]);
+        }
+        c.arg(t).args([
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-max_len=65536",
+            "-rss_limit_mb=4096",
+            "-timeout=10",
+            "-print_final_stats=1",
+        ]);
+        run(&mut c).with_context(|| {
+            format!("fuzz target {t} found a failure (see fuzz/artifacts/{t}/)")
+        })?;
+    }
+    Ok(())
+}
+
+/// `cargo xtask fuzz [--minutes N] [TARGET…]` (default: every target, 1 minute each).
+pub fn main(args: &[String]) -> Result<()> {
+    let mut minutes = 1.0f64;
+    let mut targets: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        if args[i] == "--minutes" {
+            minutes = args
+                .get(i + 1)
+                .context("--minutes needs a number")?
+                .parse()
+                .context("--minutes needs a number")?;
+            i += 2;
+        } else {
+            targets.push(&args[i]);
+            i += 1;
+        }
+    }
+    if targets.is_empty() {
+        targets = CORE_TARGETS.iter().chain(&HOST_TARGETS).copied().collect();
+    }
+    fuzz(&targets, (minutes * 60.0).round().max(1.0) as u64)
+}
