@@ -95,33 +95,40 @@ pub fn flash_image(
     Ok(img)
 }
 
-/// Runs `elf` on `b` in QEMU with `image` loaded at slot A's address;
-/// returns (exit success, stdout + stderr).
-pub fn qemu(b: &Board, elf: &Path, image: &Path) -> Result<(bool, String)> {
+/// The QEMU command that runs `elf` on `b` with `image` loaded at slot A's
+/// address (semihosting on; the firmware's exit code becomes QEMU's).
+fn qemu_command(b: &Board, elf: &Path, image: &Path) -> Result<Command> {
     if b.qemu_machine.is_empty() {
         bail!("{} is a real board: QEMU does not run it", b.name);
     }
     let (slot_a, ..) = layout(b);
-    let out = Command::new("timeout")
-        .args([
-            "300",
-            "qemu-system-arm",
-            "-machine",
-            b.qemu_machine,
-            "-cpu",
-            b.qemu_cpu,
-        ])
-        .args([
-            "-nographic",
-            "-monitor",
-            "none",
-            "-semihosting-config",
-            "enable=on,target=native",
-        ])
-        .arg("-kernel")
-        .arg(elf)
-        .arg("-device")
-        .arg(format!("loader,file={},addr={slot_a:#x}", image.display()))
+    let mut c = Command::new("timeout");
+    c.args([
+        "600",
+        "qemu-system-arm",
+        "-machine",
+        b.qemu_machine,
+        "-cpu",
+        b.qemu_cpu,
+    ])
+    .args([
+        "-nographic",
+        "-monitor",
+        "none",
+        "-semihosting-config",
+        "enable=on,target=native",
+    ])
+    .arg("-kernel")
+    .arg(elf)
+    .arg("-device")
+    .arg(format!("loader,file={},addr={slot_a:#x}", image.display()));
+    Ok(c)
+}
+
+/// Runs `elf` on `b` in QEMU with `image` in flash; returns (exit success,
+/// stdout + stderr).
+pub fn qemu(b: &Board, elf: &Path, image: &Path) -> Result<(bool, String)> {
+    let out = qemu_command(b, elf, image)?
         .output()
         .context("starting qemu-system-arm")?;
     let text = format!(
@@ -279,27 +286,7 @@ pub fn count(
     start: &str,
     end: &str,
 ) -> Result<u64> {
-    let (slot_a, ..) = layout(b);
-    let out = Command::new("timeout")
-        .args([
-            "600",
-            "qemu-system-arm",
-            "-machine",
-            b.qemu_machine,
-            "-cpu",
-            b.qemu_cpu,
-        ])
-        .args([
-            "-nographic",
-            "-monitor",
-            "none",
-            "-semihosting-config",
-            "enable=on,target=native",
-        ])
-        .arg("-kernel")
-        .arg(elf)
-        .arg("-device")
-        .arg(format!("loader,file={},addr={slot_a:#x}", image.display()))
+    let out = qemu_command(b, elf, image)?
         .arg("-plugin")
         .arg(format!("{},start={start},end={end}", plugin.display()))
         .args(["-d", "plugin"])
