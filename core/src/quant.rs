@@ -22,18 +22,21 @@ pub enum Backend {
     Avx2,
     /// aarch64 NEON (Advanced SIMD).
     Neon,
-    /// Arm DSP extension (`SXTB16`/`SMLAD`: Cortex-M4/M7/M33/M55), four rows at a time.
+    /// Arm DSP extension (`SXTB16`/`SMLAD`: Cortex-M4/M7/M33), two rows at a time.
     Dsp,
+    /// Arm Helium (M-profile Vector Extension, Cortex-M55/M85): `VMLADAVA`, 16 MACs an instruction.
+    Helium,
 }
 
 impl Backend {
     /// Every backend.
-    pub const ALL: [Backend; 5] = [
+    pub const ALL: [Backend; 6] = [
         Backend::Scalar,
         Backend::Sse41,
         Backend::Avx2,
         Backend::Neon,
         Backend::Dsp,
+        Backend::Helium,
     ];
 
     /// The backend's lower-case name.
@@ -44,6 +47,7 @@ impl Backend {
             Backend::Avx2 => "avx2",
             Backend::Neon => "neon",
             Backend::Dsp => "dsp",
+            Backend::Helium => "helium",
         }
     }
 
@@ -68,6 +72,10 @@ impl Backend {
             Backend::Neon => cfg!(target_feature = "neon"),
             #[cfg(target_arch = "arm")]
             Backend::Dsp => cfg!(target_feature = "dsp"),
+            // Rust reports MVE-integer cores (M55/M85) as `neon` + `mclass`;
+            // no other M-profile core has `neon`.
+            #[cfg(target_arch = "arm")]
+            Backend::Helium => cfg!(all(target_feature = "mclass", target_feature = "neon")),
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -86,6 +94,8 @@ impl Backend {
         }
         if Backend::Neon.available() {
             Backend::Neon
+        } else if Backend::Helium.available() {
+            Backend::Helium
         } else if Backend::Dsp.available() {
             Backend::Dsp
         } else if Backend::Avx2.available() {
@@ -153,6 +163,12 @@ pub fn gemv_i8_with(backend: Backend, out: &mut [i32], w: &[i8], x: &[i8]) -> Op
         Backend::Neon => rows.for_each(|(o, r)| *o = arm::dot_i8_neon(r, x)),
         #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
         Backend::Dsp => rows.for_each(|(o, r)| *o = dsp::dot_i8(r, x)),
+        #[cfg(all(
+            target_arch = "arm",
+            target_feature = "mclass",
+            target_feature = "neon"
+        ))]
+        Backend::Helium => rows.for_each(|(o, r)| *o = helium::dot_i8(r, x)),
         #[allow(unreachable_patterns)]
         _ => return None,
     }
@@ -282,88 +298,128 @@ pub fn gemv_i8_blocked_with(
             *o = finish(r, reduce8(p), w);
         }),
         #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-        Backend::Dsp => {
-            let mut rows = out.iter_mut().zip(q.chunks_exact(cols)).enumerate();
-            // Two rows at a time share each activation word's unpacking.
-            let whole = (cols / BLOCK).min(x_scales.len());
-            loop {
-                let (Some((r, (o0, w0))), Some((_, (o1, w1)))) = (rows.next(), rows.next()) else {
-                    break;
-                };
-                let ws = [row_scales(r), row_scales(r + 1)];
-                let mut p = [[0.0f32; 8]; 2];
-                // Whole groups of eight blocks (lane j = block j of the
-                // group): integer sums first, then the float steps in a
-                // fixed-length loop over arrays.
-                let groups = whole / 8;
-                for g in 0..groups {
-                    let at = g * 8 * BLOCK;
-                    let (Some(g0), Some(g1), Some(gx), Some(xs8)) = (
-                        w0.get(at..at + 8 * BLOCK),
-                        w1.get(at..at + 8 * BLOCK),
-                        x.get(at..at + 8 * BLOCK),
-                        x_scales.get(g * 8..g * 8 + 8),
-                    ) else {
-                        break;
-                    };
-                    let mut d = [[0i32; 8]; 2];
-                    for j in 0..8 {
-                        let span = j * BLOCK..(j + 1) * BLOCK;
-                        [d[0][j], d[1][j]] =
-                            dsp::block2(&g0[span.clone()], &g1[span.clone()], &gx[span]);
-                    }
-                    for k in 0..2 {
-                        let mut sc = [0.0f32; 8];
-                        match ws[k] {
-                            Some(w) => {
-                                for j in 0..8 {
-                                    sc[j] = xs8[j] * w.get(g * 8 + j).copied().unwrap_or(0.0);
-                                }
-                            }
-                            None => sc.copy_from_slice(xs8),
-                        }
-                        for j in 0..8 {
-                            p[k][j] += d[k][j] as f32 * sc[j];
-                        }
-                    }
-                }
-                for b in groups * 8..whole {
-                    let span = b * BLOCK..(b + 1) * BLOCK;
-                    let d = dsp::block2(&w0[span.clone()], &w1[span.clone()], &x[span]);
-                    let xs = x_scales[b];
-                    p[0][b % 8] += d[0] as f32 * block_scale(xs, ws[0], b);
-                    p[1][b % 8] += d[1] as f32 * block_scale(xs, ws[1], b);
-                }
-                for (k, (o, w)) in [(o0, w0), (o1, w1)].into_iter().enumerate() {
-                    let acc = if whole * BLOCK == cols {
-                        reduce8(p[k])
-                    } else {
-                        blocked_row_scalar(w, x, x_scales, ws[k], whole, p[k])
-                    };
-                    *o = finish(r + k, acc, w);
-                }
-            }
-            // The row left over, if any.
-            let done = out.len() - out.len() % 2;
-            let rest = out[done..]
-                .iter_mut()
-                .zip(q.get(done * cols..).unwrap_or(&[]).chunks_exact(cols));
-            for (i, (o, w)) in rest.enumerate() {
-                let r = done + i;
-                let mut p = [0.0f32; 8];
-                let ws = row_scales(r);
-                for b in 0..whole {
-                    let span = b * BLOCK..(b + 1) * BLOCK;
-                    p[b % 8] += dsp::dot_i8(&w[span.clone()], &x[span]) as f32
-                        * block_scale(x_scales[b], ws, b);
-                }
-                *o = finish(r, blocked_row_scalar(w, x, x_scales, ws, whole, p), w);
-            }
-        }
+        Backend::Dsp => two_rows(
+            out,
+            q,
+            x,
+            x_scales,
+            &row_scales,
+            &finish,
+            dsp::block2,
+            dsp::dot_i8,
+        ),
+        #[cfg(all(
+            target_arch = "arm",
+            target_feature = "mclass",
+            target_feature = "neon"
+        ))]
+        Backend::Helium => two_rows(
+            out,
+            q,
+            x,
+            x_scales,
+            &row_scales,
+            &finish,
+            helium::block2,
+            helium::dot_i8,
+        ),
         #[allow(unreachable_patterns)]
         _ => return None,
     }
     Some(())
+}
+
+/// The blocked GEMV two rows at a time, for kernels whose block sums come
+/// from `block2` (two rows × one 32-element block) and `dot` (one row): the
+/// Cortex-M DSP and Helium backends. The float steps are the definition's.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn two_rows<'s>(
+    out: &mut [f32],
+    q: &[i8],
+    x: &[i8],
+    x_scales: &[f32],
+    row_scales: &impl Fn(usize) -> Option<&'s [f32]>,
+    finish: &impl Fn(usize, f32, &[i8]) -> f32,
+    block2: impl Fn(&[i8], &[i8], &[i8]) -> [i32; 2],
+    dot: impl Fn(&[i8], &[i8]) -> i32,
+) {
+    let cols = x.len();
+    let mut rows = out.iter_mut().zip(q.chunks_exact(cols)).enumerate();
+    // Two rows at a time share each activation word's unpacking.
+    let whole = (cols / BLOCK).min(x_scales.len());
+    loop {
+        let (Some((r, (o0, w0))), Some((_, (o1, w1)))) = (rows.next(), rows.next()) else {
+            break;
+        };
+        let ws = [row_scales(r), row_scales(r + 1)];
+        let mut p = [[0.0f32; 8]; 2];
+        // Whole groups of eight blocks (lane j = block j of the
+        // group): integer sums first, then the float steps in a
+        // fixed-length loop over arrays.
+        let groups = whole / 8;
+        for g in 0..groups {
+            let at = g * 8 * BLOCK;
+            let (Some(g0), Some(g1), Some(gx), Some(xs8)) = (
+                w0.get(at..at + 8 * BLOCK),
+                w1.get(at..at + 8 * BLOCK),
+                x.get(at..at + 8 * BLOCK),
+                x_scales.get(g * 8..g * 8 + 8),
+            ) else {
+                break;
+            };
+            let mut d = [[0i32; 8]; 2];
+            for j in 0..8 {
+                let span = j * BLOCK..(j + 1) * BLOCK;
+                [d[0][j], d[1][j]] = block2(&g0[span.clone()], &g1[span.clone()], &gx[span]);
+            }
+            for k in 0..2 {
+                let mut sc = [0.0f32; 8];
+                match ws[k] {
+                    Some(w) => {
+                        for j in 0..8 {
+                            sc[j] = xs8[j] * w.get(g * 8 + j).copied().unwrap_or(0.0);
+                        }
+                    }
+                    None => sc.copy_from_slice(xs8),
+                }
+                for j in 0..8 {
+                    p[k][j] += d[k][j] as f32 * sc[j];
+                }
+            }
+        }
+        for b in groups * 8..whole {
+            let span = b * BLOCK..(b + 1) * BLOCK;
+            let d = block2(&w0[span.clone()], &w1[span.clone()], &x[span]);
+            let xs = x_scales[b];
+            p[0][b % 8] += d[0] as f32 * block_scale(xs, ws[0], b);
+            p[1][b % 8] += d[1] as f32 * block_scale(xs, ws[1], b);
+        }
+        for (k, (o, w)) in [(o0, w0), (o1, w1)].into_iter().enumerate() {
+            let acc = if whole * BLOCK == cols {
+                reduce8(p[k])
+            } else {
+                blocked_row_scalar(w, x, x_scales, ws[k], whole, p[k])
+            };
+            *o = finish(r + k, acc, w);
+        }
+    }
+    // The row left over, if any.
+    let done = out.len() - out.len() % 2;
+    let rest = out[done..]
+        .iter_mut()
+        .zip(q.get(done * cols..).unwrap_or(&[]).chunks_exact(cols));
+    for (i, (o, w)) in rest.enumerate() {
+        let r = done + i;
+        let mut p = [0.0f32; 8];
+        let ws = row_scales(r);
+        for b in 0..whole {
+            let span = b * BLOCK..(b + 1) * BLOCK;
+            p[b % 8] += dot(&w[span.clone()], &x[span]) as f32 * block_scale(x_scales[b], ws, b);
+        }
+        *o = finish(r, blocked_row_scalar(w, x, x_scales, ws, whole, p), w);
+    }
 }
 
 /// An activation vector prepared for [`gemv_i8_blocked_with`].
@@ -679,6 +735,86 @@ mod dsp {
                 smlad(sxtb16(av), sxtb16(bv), acc),
             );
             i += 4;
+        }
+        acc.wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
+    }
+}
+
+/// Arm Helium (MVE) kernels: `VLDRB` loads 16 int8 lanes, `VMLADAVA.S8`
+/// multiplies them lane by lane with another vector and adds all 16 products
+/// to a general-purpose register. Exact (a block's sum fits i32 easily), so
+/// the results are the scalar definition's.
+#[cfg(all(
+    target_arch = "arm",
+    target_feature = "mclass",
+    target_feature = "neon"
+))]
+mod helium {
+    use core::arch::asm;
+
+    /// Exact `Σ w0[i]·x[i]` and `Σ w1[i]·x[i]` over one 32-element block:
+    /// the two activation vectors are loaded once for both rows (10
+    /// instructions for 64 MACs).
+    #[inline(always)]
+    pub(super) fn block2(w0: &[i8], w1: &[i8], x: &[i8]) -> [i32; 2] {
+        let (Ok(w0), Ok(w1), Ok(x)) = (
+            <&[i8; 32]>::try_from(w0),
+            <&[i8; 32]>::try_from(w1),
+            <&[i8; 32]>::try_from(x),
+        ) else {
+            return [dot_i8(w0, x), dot_i8(w1, x)];
+        };
+        let (mut a0, mut a1) = (0i32, 0i32);
+        // SAFETY: reads exactly 32 bytes from each array (two 16-byte
+        // `VLDRB` each, byte loads need no alignment); q0–q3 (s0–s15) are
+        // declared clobbered; `VMLADAVA` needs even accumulator registers,
+        // hence r0 and r2; MVE is present (`Backend::Helium::available`).
+        unsafe {
+            asm!(
+                "vldrb.u8 q0, [{px}]",
+                "vldrb.u8 q1, [{px}, #16]",
+                "vldrb.u8 q2, [{p0}]",
+                "vmladava.s8 r0, q2, q0",
+                "vldrb.u8 q3, [{p1}]",
+                "vmladava.s8 r2, q3, q0",
+                "vldrb.u8 q2, [{p0}, #16]",
+                "vmladava.s8 r0, q2, q1",
+                "vldrb.u8 q3, [{p1}, #16]",
+                "vmladava.s8 r2, q3, q1",
+                px = in(reg) x.as_ptr(),
+                p0 = in(reg) w0.as_ptr(),
+                p1 = in(reg) w1.as_ptr(),
+                inout("r0") a0,
+                inout("r2") a1,
+                out("d0") _, out("d1") _, out("d2") _, out("d3") _,
+                out("d4") _, out("d5") _, out("d6") _, out("d7") _,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        [a0, a1]
+    }
+
+    /// Exact (wrapping, as the scalar definition) `Σ a[i]·b[i]`: 16 lanes at a time.
+    pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len().min(b.len());
+        let mut acc = 0i32;
+        let mut i = 0;
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n, so 16 bytes are readable from both
+            // slices at i; q0/q1 (d0–d3) clobbered; r0 is an even register.
+            unsafe {
+                asm!(
+                    "vldrb.u8 q0, [{pa}]",
+                    "vldrb.u8 q1, [{pb}]",
+                    "vmladava.s8 r0, q0, q1",
+                    pa = in(reg) a.as_ptr().add(i),
+                    pb = in(reg) b.as_ptr().add(i),
+                    inout("r0") acc,
+                    out("d0") _, out("d1") _, out("d2") _, out("d3") _,
+                    options(pure, readonly, nostack, preserves_flags),
+                );
+            }
+            i += 16;
         }
         acc.wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
     }
