@@ -118,11 +118,11 @@ pub fn exp(x: f32) -> f32 {
 /// `pos * theta^(-2i/head_dim)` for `i in 0..head_dim/2`.
 pub fn rope_table(table: &mut [f32], pos: usize, theta: f32) {
     let half = table.len() / 2;
-    for i in 0..half {
+    for (i, pair) in table.chunks_exact_mut(2).enumerate() {
         let freq = libm::powf(theta, -2.0 * i as f32 / (2 * half) as f32);
         let angle = pos as f32 * freq;
-        table[2 * i] = libm::cosf(angle);
-        table[2 * i + 1] = libm::sinf(angle);
+        pair[0] = libm::cosf(angle);
+        pair[1] = libm::sinf(angle);
     }
 }
 

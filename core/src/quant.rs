@@ -391,8 +391,15 @@ fn two_rows<'s>(
         }
         for b in groups * 8..whole {
             let span = b * BLOCK..(b + 1) * BLOCK;
-            let d = block2(&w0[span.clone()], &w1[span.clone()], &x[span]);
-            let xs = x_scales[b];
+            let (Some(b0), Some(b1), Some(xb), Some(&xs)) = (
+                w0.get(span.clone()),
+                w1.get(span.clone()),
+                x.get(span),
+                x_scales.get(b),
+            ) else {
+                break;
+            };
+            let d = block2(b0, b1, xb);
             p[0][b % 8] += d[0] as f32 * block_scale(xs, ws[0], b);
             p[1][b % 8] += d[1] as f32 * block_scale(xs, ws[1], b);
         }
@@ -414,9 +421,14 @@ fn two_rows<'s>(
         let r = done + i;
         let mut p = [0.0f32; 8];
         let ws = row_scales(r);
-        for b in 0..whole {
-            let span = b * BLOCK..(b + 1) * BLOCK;
-            p[b % 8] += dot(&w[span.clone()], &x[span]) as f32 * block_scale(x_scales[b], ws, b);
+        for (b, ((wb, xb), &xs)) in w
+            .chunks_exact(BLOCK)
+            .zip(x.chunks_exact(BLOCK))
+            .zip(x_scales)
+            .take(whole)
+            .enumerate()
+        {
+            p[b % 8] += dot(wb, xb) as f32 * block_scale(xs, ws, b);
         }
         *o = finish(r, blocked_row_scalar(w, x, x_scales, ws, whole, p), w);
     }

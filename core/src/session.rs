@@ -298,7 +298,7 @@ fn int8_input<'x>(
     quant::Activations {
         q: &xq[..n],
         scales: &xs[..nb],
-        outliers: &outliers[..k],
+        outliers: outliers.get(..k).unwrap_or(&[]),
         values: &x[..n],
     }
 }
@@ -364,7 +364,14 @@ fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut L
                 return;
             }
             for (r, (o, wr)) in out.iter_mut().zip(w.chunks_exact(cols)).enumerate() {
+                // Hosts: half's bulk conversion (F16C where the CPU has it);
+                // devices: element by element (no length assertion to panic).
+                #[cfg(feature = "std")]
                 half::slice::HalfFloatSliceExt::convert_to_f32_slice(wr, row);
+                #[cfg(not(feature = "std"))]
+                for (o, h) in row.iter_mut().zip(wr) {
+                    *o = h.to_f32();
+                }
                 *o = kernels::dot(row, x) + bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0);
             }
         }
@@ -491,7 +498,7 @@ fn project_kv(
     v: &mut [f32],
     pos: usize,
 ) {
-    s.t.copy_from_slice(x);
+    copy(s.t, x);
     if cfg.pre_norm {
         norm(cfg, s.t, lw.attn_norm);
     }
@@ -516,7 +523,7 @@ fn block_row(
     pos: usize,
     n_keys: usize,
 ) {
-    s.t.copy_from_slice(x);
+    copy(s.t, x);
     if cfg.pre_norm {
         norm(cfg, s.t, lw.attn_norm);
     }
@@ -526,12 +533,13 @@ fn block_row(
         kernels::rope(s.q, s.rope);
     }
     let hd = cfg.head_dim as usize;
-    let group = (cfg.n_heads / cfg.n_kv_heads) as usize;
+    // Both counts are validated non-zero; `max(1)` keeps a division by zero out of the code.
+    let group = ((cfg.n_heads / cfg.n_kv_heads.max(1)) as usize).max(1);
     let scale = 1.0 / libm::sqrtf(hd as f32);
     for (h, (out, q)) in s
         .att
-        .chunks_exact_mut(hd)
-        .zip(s.q.chunks_exact(hd))
+        .chunks_exact_mut(hd.max(1))
+        .zip(s.q.chunks_exact(hd.max(1)))
         .enumerate()
     {
         kernels::attend_head(
@@ -548,11 +556,11 @@ fn block_row(
     linear(s.o, lw.wo, s.att, lw.bo, &mut s.lin);
     add(x, s.o);
     if cfg.pre_norm {
-        s.t.copy_from_slice(x);
+        copy(s.t, x);
         norm(cfg, s.t, lw.ffn_norm);
     } else {
         norm(cfg, x, lw.attn_norm);
-        s.t.copy_from_slice(x);
+        copy(s.t, x);
     }
     linear(s.f1, lw.w1, s.t, lw.b1, &mut s.lin);
     match (cfg.activation, lw.w3) {
@@ -593,11 +601,29 @@ pub struct Session<'m, 'a> {
     pos: usize,
 }
 
+/// `s[at..at + len]`: in range by the arena plan; empty (never a panic) if not.
+fn span(s: &[f32], at: usize, len: usize) -> &[f32] {
+    s.get(at..at.saturating_add(len)).unwrap_or(&[])
+}
+
+/// [`span`], mutable.
+fn span_mut(s: &mut [f32], at: usize, len: usize) -> &mut [f32] {
+    s.get_mut(at..at.saturating_add(len)).unwrap_or_default()
+}
+
+/// Copies the common length of `src` into `dst` (no length-mismatch panic).
+fn copy(dst: &mut [f32], src: &[f32]) {
+    for (d, v) in dst.iter_mut().zip(src) {
+        *d = *v;
+    }
+}
+
 fn take<'a>(rest: &mut &'a mut [f32], n: usize, used: usize) -> &'a mut [f32] {
     let all = core::mem::take(rest);
     let (head, tail) = all.split_at_mut(n.min(all.len()));
     *rest = tail;
-    &mut head[..used.min(n)]
+    let k = used.min(head.len());
+    head.get_mut(..k).unwrap_or_default()
 }
 
 impl<'m, 'a> Session<'m, 'a> {
@@ -616,7 +642,12 @@ impl<'m, 'a> Session<'m, 'a> {
                 got: got as u64,
             });
         }
-        let bytes = &mut arena[pad..pad + total];
+        let bytes = arena
+            .get_mut(pad..pad.saturating_add(total))
+            .ok_or(Error::ArenaTooSmall {
+                needed: needed as u64,
+                got: got as u64,
+            })?;
         bytes.fill(0);
         let floats: &'a mut [f32] =
             bytemuck::try_cast_slice_mut(bytes).map_err(|_| Error::ArenaTooSmall {
@@ -733,10 +764,10 @@ impl<'m, 'a> Session<'m, 'a> {
         match cfg.positions {
             PositionKind::Learned => add(x, row(lookup.get(NameBuf::global("pos_emb"))?, pos)),
             PositionKind::Sinusoidal => {
-                for i in 0..d / 2 {
+                for (i, pair) in x.chunks_exact_mut(2).enumerate() {
                     let angle = pos as f32 / libm::powf(10000.0, 2.0 * i as f32 / d as f32);
-                    x[2 * i] += libm::sinf(angle);
-                    x[2 * i + 1] += libm::cosf(angle);
+                    pair[0] += libm::sinf(angle);
+                    pair[1] += libm::cosf(angle);
                 }
             }
             PositionKind::Rope => {}
@@ -792,7 +823,7 @@ impl<'m, 'a> Session<'m, 'a> {
         let h = core::mem::take(&mut self.h);
         let embedded = ids.iter().enumerate().try_for_each(|(r, &id)| {
             let ty = types.and_then(|t| t.get(r)).copied().unwrap_or(0);
-            self.embed_row(&mut lookup, &mut h[r * d..(r + 1) * d], id, r, ty)
+            self.embed_row(&mut lookup, span_mut(h, r * d, d), id, r, ty)
         });
         // Put the rows back before reporting a bad token, so the session stays usable.
         self.h = h;
@@ -800,15 +831,12 @@ impl<'m, 'a> Session<'m, 'a> {
         for l in 0..cfg.n_layers {
             let lw = lookup.layer(&cfg, l)?;
             for r in 0..n {
-                let (k, v) = (
-                    &mut self.kc[r * kv..(r + 1) * kv],
-                    &mut self.vc[r * kv..(r + 1) * kv],
-                );
+                let (k, v) = (span_mut(self.kc, r * kv, kv), span_mut(self.vc, r * kv, kv));
                 project_kv(
                     &cfg,
                     &lw,
                     &mut self.scratch,
-                    &self.h[r * d..(r + 1) * d],
+                    span(self.h, r * d, d),
                     k,
                     v,
                     r,
@@ -816,7 +844,7 @@ impl<'m, 'a> Session<'m, 'a> {
             }
             for r in 0..n {
                 let n_keys = if cfg.causal { r + 1 } else { n };
-                let x = &mut self.h[r * d..(r + 1) * d];
+                let x = span_mut(self.h, r * d, d);
                 block_row(&cfg, &lw, &mut self.scratch, x, self.kc, self.vc, r, n_keys);
             }
         }
@@ -826,11 +854,11 @@ impl<'m, 'a> Session<'m, 'a> {
                 NameBuf::global("out_norm.b"),
                 cfg.norm == NormKind::LayerNorm,
             )?;
-            for x in self.h[..n * d].chunks_exact_mut(d) {
+            for x in span_mut(self.h, 0, n * d).chunks_exact_mut(d.max(1)) {
                 norm(&cfg, x, (w, b));
             }
         }
-        Ok(&self.h[..n * d])
+        Ok(span(self.h, 0, n * d))
     }
 
     /// Runs an encoder and pools its rows into one L2-normalised vector
@@ -839,11 +867,11 @@ impl<'m, 'a> Session<'m, 'a> {
         let n = ids.len();
         self.encode(ids, None)?;
         let d = self.cfg.d_model as usize;
-        let out = &mut self.out[..d];
+        let out = span_mut(self.out, 0, d);
         match self.cfg.pooling {
             Pooling::Mean => {
                 out.fill(0.0);
-                for row in self.h[..n * d].chunks_exact(d) {
+                for row in span(self.h, 0, n * d).chunks_exact(d.max(1)) {
                     add(out, row);
                 }
                 let inv = 1.0 / n as f32;
@@ -851,7 +879,7 @@ impl<'m, 'a> Session<'m, 'a> {
                     *v *= inv;
                 }
             }
-            Pooling::Cls => out.copy_from_slice(&self.h[..d]),
+            Pooling::Cls => copy(out, span(self.h, 0, d)),
         }
         kernels::l2_normalize(out);
         Ok(out)
@@ -874,23 +902,20 @@ impl<'m, 'a> Session<'m, 'a> {
         let model = self.model;
         let mut lookup = Lookup { model, hint: 0 };
         let h = core::mem::take(&mut self.h);
-        let embedded = self.embed_row(&mut lookup, &mut h[..d], token, pos, 0);
+        let embedded = self.embed_row(&mut lookup, span_mut(h, 0, d), token, pos, 0);
         self.h = h;
         embedded?;
         for l in 0..cfg.n_layers as usize {
             let lw = lookup.layer(&cfg, l as u32)?;
-            let kc = &mut self.kc[l * layer_stride..(l + 1) * layer_stride];
-            let vc = &mut self.vc[l * layer_stride..(l + 1) * layer_stride];
-            let (k, v) = (
-                &mut kc[pos * kv..(pos + 1) * kv],
-                &mut vc[pos * kv..(pos + 1) * kv],
-            );
-            project_kv(&cfg, &lw, &mut self.scratch, &self.h[..d], k, v, pos);
+            let kc = span_mut(self.kc, l * layer_stride, layer_stride);
+            let vc = span_mut(self.vc, l * layer_stride, layer_stride);
+            let (k, v) = (span_mut(kc, pos * kv, kv), span_mut(vc, pos * kv, kv));
+            project_kv(&cfg, &lw, &mut self.scratch, span(self.h, 0, d), k, v, pos);
             block_row(
                 &cfg,
                 &lw,
                 &mut self.scratch,
-                &mut self.h[..d],
+                span_mut(self.h, 0, d),
                 kc,
                 vc,
                 pos,
@@ -903,7 +928,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 NameBuf::global("out_norm.b"),
                 cfg.norm == NormKind::LayerNorm,
             )?;
-            norm(&cfg, &mut self.h[..d], (w, b));
+            norm(&cfg, span_mut(self.h, 0, d), (w, b));
         }
         let head = if cfg.tied_embeddings {
             "tok_emb"
@@ -911,7 +936,7 @@ impl<'m, 'a> Session<'m, 'a> {
             "lm_head"
         };
         let w = lookup.matrix(NameBuf::global(head))?;
-        linear(self.out, w, &self.h[..d], None, &mut self.scratch.lin);
+        linear(self.out, w, span(self.h, 0, d), None, &mut self.scratch.lin);
         self.pos = pos + 1;
         Ok(self.out)
     }

@@ -48,6 +48,65 @@ pub fn build(b: &Board, arena: usize) -> Result<PathBuf> {
     Ok(elf)
 }
 
+/// The link-time proof that the device's load-and-run path cannot panic:
+/// `nopanic` (slots, model validation, session, `embed`/`prefill`) links
+/// only if no call to its panic handler — which calls an undefined symbol —
+/// survives optimization. Checked on every QEMU board, then checked to fail
+/// with a deliberate panic path (`--features panic-demo`).
+pub fn panic_free_proof() -> Result<()> {
+    for b in BOARDS.iter().filter(|b| !b.qemu_machine.is_empty()) {
+        nopanic_build(b, false).with_context(|| {
+            format!("{}: a panic path survives in the load-and-run path (the link names `mote_panic_path_survived`)", b.name)
+        })?;
+        eprintln!("{}: load-and-run path links without any panic path", b.name);
+    }
+    let b = board("mps2-an386")?;
+    let out = nopanic_build(b, true);
+    match out {
+        Err(e) if format!("{e:#}").contains("mote_panic_path_survived") => {
+            eprintln!(
+                "{}: a deliberate panic path makes the link fail, as it must",
+                b.name
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.context("the panic-demo build failed for another reason")),
+        Ok(()) => {
+            bail!("the panic-demo build linked: the panic-free check would not catch a panic path")
+        }
+    }
+}
+
+fn nopanic_build(b: &Board, demo: bool) -> Result<()> {
+    let cpu = b.rustflags.rsplit('=').next().unwrap_or("cpu");
+    let dir = root().join(format!("firmware/target/{}-{cpu}", b.target));
+    let mut c = firmware_cargo();
+    c.args([
+        "build",
+        "-q",
+        "--release",
+        "-p",
+        "mote-smoke",
+        "--bin",
+        "nopanic",
+        "--target",
+        b.target,
+    ])
+    .env("CARGO_TARGET_DIR", &dir)
+    .env("RUSTFLAGS", format!("-C link-arg=-Tlink.x {}", b.rustflags))
+    .env("MOTE_BOARD", b.name)
+    .env("MOTE_ARENA", "16384")
+    .env_remove("MOTE_MODEL");
+    if demo {
+        c.args(["--features", "panic-demo"]);
+    }
+    let out = c.output().context("starting cargo")?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
 /// What goes into a slot: model bytes and sequence number.
 pub struct SlotContent<'a> {
     pub model: &'a [u8],

@@ -222,6 +222,10 @@ fn test() -> Result<()> {
             firmware_parity(),
         ),
         (
+            "panic-free proof: the device's load-and-run path links with an undefined panic handler",
+            firmware::panic_free_proof(),
+        ),
+        (
             "fuzz smoke: model reader + inference, SIMD kernels vs scalar (ASan), 20 s each",
             fuzz::fuzz(&fuzz::CORE_TARGETS, 20),
         ),
@@ -495,6 +499,7 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("parity") => firmware_parity(),
         Some("firmware") => firmware::main(&args[1..]),
+        Some("panic-free") => firmware::panic_free_proof(),
         Some("fuzz") => fuzz::main(&args[1..]),
         Some("bench") if args.get(1).map(String::as_str) == Some("--firmware") => {
             let mote = mote_bin()?;
