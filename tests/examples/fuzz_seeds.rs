@@ -3,7 +3,9 @@
 //! `DIR/vocab/` small models carrying the real vocabularies of MiniLM
 //! (WordPiece) and SmolLM2 (byte-level BPE) for the tokenizer target,
 //! `DIR/tokenizer/` held-out text, and `DIR/gguf/` the head of the real
-//! SmolLM2 GGUF (header, metadata and tensor table) plus a few cut points.
+//! SmolLM2 GGUF (header, metadata and tensor table) plus a few cut points,
+//! and `DIR/safetensors/` a complete small BERT checkpoint (the config the
+//! `safetensors` target fixes: hidden 16, 1 layer, 2 heads, vocab 50).
 //! Usage: `fuzz_seeds DIR [--core]` (`--core`: the model seeds only).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,7 +21,7 @@ fn main() {
             .expect("usage: fuzz_seeds DIR [--core]"),
     );
     let core_only = std::env::args().nth(2).as_deref() == Some("--core");
-    for sub in ["model", "vocab", "tokenizer", "gguf"] {
+    for sub in ["model", "vocab", "tokenizer", "gguf", "safetensors"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
     for (name, cfg) in [
@@ -84,5 +86,54 @@ fn main() {
         )
         .unwrap();
     }
+    std::fs::write(dir.join("safetensors/tiny.safetensors"), tiny_bert()).unwrap();
     println!("{}", dir.display());
+}
+
+/// A complete BERT checkpoint (HF names, f32) for the `safetensors` target's config.
+fn tiny_bert() -> Vec<u8> {
+    let (d, ff, vocab, pos, types) = (16usize, 32usize, 50usize, 16usize, 2usize);
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("embeddings.word_embeddings.weight".into(), vec![vocab, d]),
+        ("embeddings.position_embeddings.weight".into(), vec![pos, d]),
+        ("embeddings.token_type_embeddings.weight".into(), vec![types, d]),
+        ("embeddings.LayerNorm.weight".into(), vec![d]),
+        ("embeddings.LayerNorm.bias".into(), vec![d]),
+    ];
+    for (name, shape) in [
+        ("attention.self.query.weight", vec![d, d]),
+        ("attention.self.query.bias", vec![d]),
+        ("attention.self.key.weight", vec![d, d]),
+        ("attention.self.key.bias", vec![d]),
+        ("attention.self.value.weight", vec![d, d]),
+        ("attention.self.value.bias", vec![d]),
+        ("attention.output.dense.weight", vec![d, d]),
+        ("attention.output.dense.bias", vec![d]),
+        ("attention.output.LayerNorm.weight", vec![d]),
+        ("attention.output.LayerNorm.bias", vec![d]),
+        ("intermediate.dense.weight", vec![ff, d]),
+        ("intermediate.dense.bias", vec![ff]),
+        ("output.dense.weight", vec![d, ff]),
+        ("output.dense.bias", vec![d]),
+        ("output.LayerNorm.weight", vec![d]),
+        ("output.LayerNorm.bias", vec![d]),
+    ] {
+        shapes.push((format!("encoder.layer.0.{name}"), shape));
+    }
+    let mut rng = mote_tests::Rng(17);
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+        .into_iter()
+        .map(|(n, s)| {
+            let count: usize = s.iter().product();
+            let bytes = (0..count).flat_map(|_| (rng.uniform() * 0.1).to_le_bytes()).collect();
+            (n, s, bytes)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+        .iter()
+        .map(|(n, s, b)| {
+            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
+        })
+        .collect();
+    safetensors::serialize(views, None).unwrap()
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 /// Targets that need only `mote-core` (quick to build: the CI smoke runs these).
 pub const CORE_TARGETS: [&str; 2] = ["model", "kernels"];
 /// Targets that need `mote-host` (the `host` feature of the fuzz crate).
-pub const HOST_TARGETS: [&str; 2] = ["gguf", "tokenizer"];
+pub const HOST_TARGETS: [&str; 3] = ["gguf", "safetensors", "tokenizer"];
 
 /// Installs cargo-fuzz from crates.io when it is missing.
 fn ensure_cargo_fuzz() -> Result<()> {
@@ -68,7 +68,7 @@ pub fn fuzz(targets: &[&str], seconds: u64) -> Result<()> {
     for t in targets {
         let host = HOST_TARGETS.contains(t);
         if !host && !CORE_TARGETS.contains(t) {
-            bail!("unknown fuzz target {t:?} (model, kernels, gguf, tokenizer)");
+            bail!("unknown fuzz target {t:?} (model, kernels, gguf, safetensors, tokenizer)");
         }
         let mut c = Command::new("cargo");
         c.current_dir(root().join("fuzz"))
