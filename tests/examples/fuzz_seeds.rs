@@ -96,7 +96,10 @@ fn tiny_bert() -> Vec<u8> {
     let mut shapes: Vec<(String, Vec<usize>)> = vec![
         ("embeddings.word_embeddings.weight".into(), vec![vocab, d]),
         ("embeddings.position_embeddings.weight".into(), vec![pos, d]),
-        ("embeddings.token_type_embeddings.weight".into(), vec![types, d]),
+        (
+            "embeddings.token_type_embeddings.weight".into(),
+            vec![types, d],
+        ),
         ("embeddings.LayerNorm.weight".into(), vec![d]),
         ("embeddings.LayerNorm.bias".into(), vec![d]),
     ];
@@ -125,14 +128,20 @@ fn tiny_bert() -> Vec<u8> {
         .into_iter()
         .map(|(n, s)| {
             let count: usize = s.iter().product();
-            let bytes = (0..count).flat_map(|_| (rng.uniform() * 0.1).to_le_bytes()).collect();
+            let bytes = (0..count)
+                .flat_map(|_| (rng.uniform() * 0.1).to_le_bytes())
+                .collect();
             (n, s, bytes)
         })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = data
         .iter()
         .map(|(n, s, b)| {
-            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
         })
         .collect();
     safetensors::serialize(views, None).unwrap()
