@@ -629,6 +629,19 @@ pub fn quantize_multiplier(real: f64) -> (i32, i32) {
     (q as i32, shift.min(30))
 }
 
+/// Two weight rows and the activations of one block as 32-byte arrays, so
+/// the Arm kernels can read them at fixed offsets; `None` for a short block.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn whole_block<'a>(
+    w0: &'a [i8],
+    w1: &'a [i8],
+    x: &'a [i8],
+) -> Option<(&'a [i8; 32], &'a [i8; 32], &'a [i8; 32])> {
+    Some((w0.try_into().ok()?, w1.try_into().ok()?, x.try_into().ok()?))
+}
+
 /// Arm DSP-extension kernels: `SXTB16` unpacks bytes 0 and 2 (or, rotated
 /// by 8, bytes 1 and 3) of a word into two sign-extended halfwords, and
 /// `SMLAD` adds both halfword products to an accumulator: four int8 MACs in
@@ -681,11 +694,7 @@ mod dsp {
     /// 8 MACs, written out so the compiler cannot re-roll or spill it.
     #[inline(always)]
     pub(super) fn block2(w0: &[i8], w1: &[i8], x: &[i8]) -> [i32; 2] {
-        let (Ok(w0), Ok(w1), Ok(x)) = (
-            <&[i8; 32]>::try_from(w0),
-            <&[i8; 32]>::try_from(w1),
-            <&[i8; 32]>::try_from(x),
-        ) else {
+        let Some((w0, w1, x)) = super::whole_block(w0, w1, x) else {
             return [dot_i8(w0, x), dot_i8(w1, x)];
         };
         let (mut a0, mut a1) = (0i32, 0i32);
@@ -769,11 +778,7 @@ mod helium {
     /// instructions for 64 MACs).
     #[inline(always)]
     pub(super) fn block2(w0: &[i8], w1: &[i8], x: &[i8]) -> [i32; 2] {
-        let (Ok(w0), Ok(w1), Ok(x)) = (
-            <&[i8; 32]>::try_from(w0),
-            <&[i8; 32]>::try_from(w1),
-            <&[i8; 32]>::try_from(x),
-        ) else {
+        let Some((w0, w1, x)) = super::whole_block(w0, w1, x) else {
             return [dot_i8(w0, x), dot_i8(w1, x)];
         };
         let (mut a0, mut a1) = (0i32, 0i32);

@@ -20,27 +20,36 @@ pub fn board(name: &str) -> Result<&'static Board> {
     })
 }
 
+/// `cargo build` of the device app for `b` (memory map, CPU, arena of
+/// `arena` bytes) and its target directory. Boards with the same target and
+/// CPU share the directory, so only the first one builds `core`.
+fn board_cargo(b: &Board, arena: usize) -> (Command, PathBuf) {
+    let cpu = b.rustflags.rsplit('=').next().unwrap_or("cpu");
+    let dir = root().join(format!("firmware/target/{}-{cpu}", b.target));
+    let mut c = firmware_cargo();
+    c.args([
+        "build",
+        "-q",
+        "--release",
+        "-p",
+        "mote-smoke",
+        "--target",
+        b.target,
+    ])
+    .env("CARGO_TARGET_DIR", &dir)
+    .env("RUSTFLAGS", format!("-C link-arg=-Tlink.x {}", b.rustflags))
+    .env("MOTE_BOARD", b.name)
+    .env("MOTE_ARENA", arena.to_string())
+    .env_remove("MOTE_MODEL");
+    (c, dir)
+}
+
 /// Builds the app for `b` with an arena of `arena` bytes; returns the ELF.
 /// Boards with the same target and CPU share a target directory, so only
 /// the first one builds `core`.
 pub fn build(b: &Board, arena: usize) -> Result<PathBuf> {
-    let cpu = b.rustflags.rsplit('=').next().unwrap_or("cpu");
-    let dir = root().join(format!("firmware/target/{}-{cpu}", b.target));
-    run(firmware_cargo()
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "mote-smoke",
-            "--target",
-            b.target,
-        ])
-        .env("CARGO_TARGET_DIR", &dir)
-        .env("RUSTFLAGS", format!("-C link-arg=-Tlink.x {}", b.rustflags))
-        .env("MOTE_BOARD", b.name)
-        .env("MOTE_ARENA", arena.to_string())
-        .env_remove("MOTE_MODEL"))?;
+    let (mut c, dir) = board_cargo(b, arena);
+    run(&mut c)?;
     // Boards sharing the directory overwrite each other's ELF: keep a copy per board.
     let elf = root().join(format!("firmware/target/elf/{}.elf", b.name));
     std::fs::create_dir_all(elf.parent().context("no parent")?)?;
@@ -78,25 +87,8 @@ pub fn panic_free_proof() -> Result<()> {
 }
 
 fn nopanic_build(b: &Board, demo: bool) -> Result<()> {
-    let cpu = b.rustflags.rsplit('=').next().unwrap_or("cpu");
-    let dir = root().join(format!("firmware/target/{}-{cpu}", b.target));
-    let mut c = firmware_cargo();
-    c.args([
-        "build",
-        "-q",
-        "--release",
-        "-p",
-        "mote-smoke",
-        "--bin",
-        "nopanic",
-        "--target",
-        b.target,
-    ])
-    .env("CARGO_TARGET_DIR", &dir)
-    .env("RUSTFLAGS", format!("-C link-arg=-Tlink.x {}", b.rustflags))
-    .env("MOTE_BOARD", b.name)
-    .env("MOTE_ARENA", "16384")
-    .env_remove("MOTE_MODEL");
+    let (mut c, _) = board_cargo(b, 16384);
+    c.args(["--bin", "nopanic"]);
     if demo {
         c.args(["--features", "panic-demo"]);
     }
