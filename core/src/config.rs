@@ -1,10 +1,10 @@
 //! The architecture config: one configurable transformer covers BERT-style
-//! encoders and Llama-style decoders. Stored as 24 little-endian `u32` words.
+//! encoders and Llama-style decoders. Stored as 28 little-endian `u32` words.
 
 use crate::{Error, Result};
 
 /// Number of `u32` words in the config section.
-pub const CONFIG_WORDS: usize = 24;
+pub const CONFIG_WORDS: usize = 28;
 /// Marker for "no such token".
 pub const NO_TOKEN: u32 = u32::MAX;
 /// Upper bound for any single dimension; keeps every product inside `u64` and sane.
@@ -118,6 +118,11 @@ pub struct Config {
     pub bias: bool,
     /// A norm (`emb_norm`) follows the embedding sum.
     pub embedding_norm: bool,
+    /// Rows of the classifier head `cls.w` (encoders; 0: no head).
+    pub n_classes: u32,
+    /// Width of one input feature row (a patch or an audio frame) that
+    /// `in_proj` maps to `d_model` instead of a token embedding (encoders; 0: token input).
+    pub input_dim: u32,
 }
 
 fn flag(field: &'static str, value: u32) -> Result<bool> {
@@ -236,12 +241,20 @@ impl Config {
             eos: w[20],
             bias: flag("bias", w[21])?,
             embedding_norm: flag("embedding_norm", w[22])?,
+            n_classes: dim("n_classes", w[23], 0)?,
+            input_dim: dim("input_dim", w[24], 0)?,
         };
-        if w[23] != 0 {
+        if let Some(&v) = w[25..].iter().find(|&&v| v != 0) {
             return Err(Error::BadConfig {
                 field: "reserved",
-                value: w[23],
+                value: v,
             });
+        }
+        // A classifier head and feature input belong to encoders.
+        for (field, value) in [("n_classes", cfg.n_classes), ("input_dim", cfg.input_dim)] {
+            if value != 0 && cfg.arch != Architecture::Encoder {
+                return Err(Error::BadConfig { field, value });
+            }
         }
         // Head widths must stay within a dimension's bound (this also keeps
         // every u32 product the reader forms from overflowing).
@@ -311,6 +324,10 @@ impl Config {
             self.eos,
             self.bias as u32,
             self.embedding_norm as u32,
+            self.n_classes,
+            self.input_dim,
+            0,
+            0,
             0,
         ]
     }
@@ -334,7 +351,13 @@ impl Config {
         if self.bias {
             layer += q + 2 * kv + d + ff + d + if gated == 3 { ff } else { 0 };
         }
-        let mut total = layer * self.n_layers as u64 + self.vocab_size as u64 * d;
+        let input = if self.input_dim > 0 {
+            (self.input_dim as u64 + 1) * d
+        } else {
+            self.vocab_size as u64 * d
+        };
+        let mut total = layer * self.n_layers as u64 + input;
+        total += self.n_classes as u64 * (d + 1);
         if self.positions == PositionKind::Learned {
             total += self.max_seq as u64 * d;
         }

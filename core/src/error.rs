@@ -231,6 +231,20 @@ pub enum Error {
         /// Architecture code of the model.
         got: u32,
     },
+    /// Token ids given to a feature-input model, or feature rows to a token model.
+    WrongInputKind {
+        /// The model's feature width (0: it takes token ids).
+        input_dim: u32,
+    },
+    /// Feature input whose length is not a whole number of rows.
+    FeatureShape {
+        /// Width of one feature row.
+        width: u32,
+        /// Number of values given.
+        got: u32,
+    },
+    /// `classify` on a model without a classifier head.
+    NoClassifier,
     /// A flash model slot was never written (no slot magic): see [`crate::slot`].
     EmptySlot,
     /// A flash model slot's header is damaged.
@@ -353,6 +367,18 @@ impl fmt::Display for Error {
                     "this call needs architecture {expected}, the model is architecture {got}"
                 )
             }
+            WrongInputKind { input_dim: 0 } => {
+                write!(f, "this model takes token ids, not feature rows")
+            }
+            WrongInputKind { input_dim } => write!(
+                f,
+                "this model takes feature rows of width {input_dim}, not token ids"
+            ),
+            FeatureShape { width, got } => write!(
+                f,
+                "{got} feature values are not a whole number of rows of width {width}"
+            ),
+            NoClassifier => write!(f, "this model has no classifier head"),
             EmptySlot => write!(f, "model slot is empty (no slot magic)"),
             SlotHeaderCrc { stored, computed } => write!(
                 f,

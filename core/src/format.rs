@@ -7,7 +7,7 @@ use crate::{Error, Result, TensorName};
 /// The first four bytes of every `.mote` file.
 pub const MAGIC: [u8; 4] = *b"MOTE";
 /// The format version this reader and the host writer speak.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 32;
 /// Size of one section-table entry.

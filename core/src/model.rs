@@ -129,8 +129,12 @@ const LAYER_TENSORS: [&str; 18] = [
     "b2",
     "b3",
 ];
-const GLOBAL_TENSORS: [&str; 8] = [
+const GLOBAL_TENSORS: [&str; 12] = [
     "tok_emb",
+    "in_proj.w",
+    "in_proj.b",
+    "cls.w",
+    "cls.b",
     "pos_emb",
     "type_emb",
     "emb_norm.w",
@@ -231,7 +235,11 @@ fn expected_shape(cfg: &Config, name: &[u8]) -> Option<([u32; 4], bool)> {
     let s = |v: u32| Some(([v, 0, 0, 0], false));
     let m = |r: u32, c: u32| Some(([r, c, 0, 0], true));
     match name {
-        b"tok_emb" => m(cfg.vocab_size, d),
+        b"tok_emb" if cfg.input_dim == 0 => m(cfg.vocab_size, d),
+        b"in_proj.w" if cfg.input_dim > 0 => m(d, cfg.input_dim),
+        b"in_proj.b" if cfg.input_dim > 0 => s(d),
+        b"cls.w" if cfg.n_classes > 0 => m(cfg.n_classes, d),
+        b"cls.b" if cfg.n_classes > 0 => s(cfg.n_classes),
         b"pos_emb" if cfg.positions == PositionKind::Learned => {
             Some(([cfg.max_seq, d, 0, 0], false))
         }

@@ -175,6 +175,10 @@ pub fn gemv_i8_with(backend: Backend, out: &mut [i32], w: &[i8], x: &[i8]) -> Op
     Some(())
 }
 
+/// Activations with `|x|` above this stay out of the int8 copy and are added
+/// exactly in f32 (LLM.int8()-style outlier channels).
+pub const OUTLIER_LIMIT: f32 = 6.0;
+
 /// Elements per activation block: each block of an int8 activation vector
 /// has its own scale, so one outlier channel only coarsens its own block.
 pub const BLOCK: usize = 32;

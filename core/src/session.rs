@@ -77,7 +77,7 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
     let cache_layers = if decoder { cfg.n_layers as u64 } else { 1 };
     let gated = cfg.activation == Activation::SwiGlu;
     // Widest input of any matrix: int8 activations and f16 row conversion need that much.
-    let widest = d.max(q).max(ff);
+    let widest = d.max(q).max(ff).max(cfg.input_dim as u64);
     let raw: [Option<u64>; 16] = [
         rows.checked_mul(d),
         cache_layers
@@ -97,7 +97,11 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
         } else {
             0
         }),
-        Some(if decoder { cfg.vocab_size as u64 } else { d }),
+        Some(if decoder {
+            cfg.vocab_size as u64
+        } else {
+            d.max(cfg.n_classes as u64)
+        }),
         Some(if model.has_i8() {
             widest.div_ceil(4)
         } else {
@@ -243,7 +247,7 @@ fn norm(cfg: &Config, x: &mut [f32], w: (&[f32], Option<&[f32]>)) {
 }
 
 /// Magnitude above which an activation channel is an outlier (LLM.int8()'s 6.0).
-const OUTLIER: f32 = 6.0;
+const OUTLIER: f32 = quant::OUTLIER_LIMIT;
 
 /// Runs two closures, possibly in parallel (`rayon::join` on a host). A
 /// session given one splits each large matrix–vector product in two halves
@@ -682,7 +686,7 @@ impl<'m, 'a> Session<'m, 'a> {
         let out_len = if cfg.arch == Architecture::Decoder {
             cfg.vocab_size as usize
         } else {
-            d
+            d.max(cfg.n_classes as usize)
         };
         let out = take(&mut rest, s[OUT], out_len);
         let xq_floats = take(&mut rest, s[XQ], s[XQ]);
@@ -752,15 +756,27 @@ impl<'m, 'a> Session<'m, 'a> {
         ty: u32,
     ) -> Result<()> {
         let cfg = &self.cfg;
-        let d = cfg.d_model as usize;
         if id >= cfg.vocab_size {
             return Err(Error::TokenOutOfRange {
                 id,
                 vocab: cfg.vocab_size,
             });
         }
-        let row = |t: &'m [f32], i: usize| t.get(i * d..(i + 1) * d).unwrap_or(&[]);
         embedding_row(x, lookup.matrix(NameBuf::global("tok_emb"))?, id as usize);
+        self.finish_embedding(lookup, x, pos, ty)
+    }
+
+    /// Adds position and token type to an embedded row `x`, then the embedding norm.
+    fn finish_embedding(
+        &self,
+        lookup: &mut Lookup<'_, 'm>,
+        x: &mut [f32],
+        pos: usize,
+        ty: u32,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let d = cfg.d_model as usize;
+        let row = |t: &'m [f32], i: usize| t.get(i * d..(i + 1) * d).unwrap_or(&[]);
         match cfg.positions {
             PositionKind::Learned => add(x, row(lookup.get(NameBuf::global("pos_emb"))?, pos)),
             PositionKind::Sinusoidal => {
@@ -793,11 +809,15 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(())
     }
 
-    /// Runs an encoder over `ids` (token types all 0 unless given) and returns
-    /// the final hidden rows, `ids.len() × d_model`.
-    pub fn encode(&mut self, ids: &[u32], types: Option<&[u32]>) -> Result<&[f32]> {
+    /// Checks an encoder call's input kind (`features`: feature rows, else
+    /// token ids) and row count against the model and the run.
+    fn check_encoder_input(&self, features: bool, n: usize) -> Result<()> {
         self.check_arch(Architecture::Encoder)?;
-        let n = ids.len();
+        if features != (self.cfg.input_dim > 0) {
+            return Err(Error::WrongInputKind {
+                input_dim: self.cfg.input_dim,
+            });
+        }
         if n == 0 {
             return Err(Error::EmptyInput);
         }
@@ -807,6 +827,14 @@ impl<'m, 'a> Session<'m, 'a> {
                 got: n.min(u32::MAX as usize) as u32,
             });
         }
+        Ok(())
+    }
+
+    /// Runs an encoder over `ids` (token types all 0 unless given) and returns
+    /// the final hidden rows, `ids.len() × d_model`.
+    pub fn encode(&mut self, ids: &[u32], types: Option<&[u32]>) -> Result<&[f32]> {
+        let n = ids.len();
+        self.check_encoder_input(false, n)?;
         if let Some(t) = types {
             if t.len() != n {
                 return Err(Error::SequenceTooLong {
@@ -815,9 +843,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 });
             }
         }
-        let cfg = self.cfg;
-        let d = cfg.d_model as usize;
-        let kv = cfg.kv_dim();
+        let d = self.cfg.d_model as usize;
         let model = self.model;
         let mut lookup = Lookup { model, hint: 0 };
         let h = core::mem::take(&mut self.h);
@@ -828,6 +854,46 @@ impl<'m, 'a> Session<'m, 'a> {
         // Put the rows back before reporting a bad token, so the session stays usable.
         self.h = h;
         embedded?;
+        self.encoder_layers(&mut lookup, n)
+    }
+
+    /// Runs an encoder whose input is rows of `input_dim` features (image
+    /// patches, audio frames; `in_proj` maps each to `d_model`) and returns
+    /// the final hidden rows, `rows × d_model`.
+    pub fn encode_features(&mut self, features: &[f32]) -> Result<&[f32]> {
+        let width = self.cfg.input_dim as usize;
+        if width > 0 && !features.len().is_multiple_of(width) {
+            return Err(Error::FeatureShape {
+                width: width as u32,
+                got: features.len().min(u32::MAX as usize) as u32,
+            });
+        }
+        let n = features.len().checked_div(width).unwrap_or(0);
+        self.check_encoder_input(true, n)?;
+        let d = self.cfg.d_model as usize;
+        let model = self.model;
+        let mut lookup = Lookup { model, hint: 0 };
+        let w = lookup.matrix(NameBuf::global("in_proj.w"))?;
+        let b = lookup.get(NameBuf::global("in_proj.b"))?;
+        let h = core::mem::take(&mut self.h);
+        let embedded = features
+            .chunks_exact(width)
+            .enumerate()
+            .try_for_each(|(r, f)| {
+                let x = span_mut(h, r * d, d);
+                linear(x, w, f, Some(b), &mut self.scratch.lin);
+                self.finish_embedding(&mut lookup, x, r, 0)
+            });
+        self.h = h;
+        embedded?;
+        self.encoder_layers(&mut lookup, n)
+    }
+
+    /// The transformer blocks and final norm over `n` embedded rows.
+    fn encoder_layers(&mut self, lookup: &mut Lookup<'_, 'm>, n: usize) -> Result<&[f32]> {
+        let cfg = self.cfg;
+        let d = cfg.d_model as usize;
+        let kv = cfg.kv_dim();
         for l in 0..cfg.n_layers {
             let lw = lookup.layer(&cfg, l)?;
             for r in 0..n {
@@ -861,13 +927,9 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(span(self.h, 0, n * d))
     }
 
-    /// Runs an encoder and pools its rows into one L2-normalised vector
-    /// (mean over all tokens, or the first token), as sentence-transformers does.
-    pub fn embed(&mut self, ids: &[u32]) -> Result<&[f32]> {
-        let n = ids.len();
-        self.encode(ids, None)?;
+    /// Pools the first `n` hidden rows into `out` (mean or first row).
+    fn pool(&self, out: &mut [f32], n: usize) {
         let d = self.cfg.d_model as usize;
-        let out = span_mut(self.out, 0, d);
         match self.cfg.pooling {
             Pooling::Mean => {
                 out.fill(0.0);
@@ -881,8 +943,65 @@ impl<'m, 'a> Session<'m, 'a> {
             }
             Pooling::Cls => copy(out, span(self.h, 0, d)),
         }
-        kernels::l2_normalize(out);
-        Ok(out)
+    }
+
+    /// Runs an encoder and pools its rows into one L2-normalised vector
+    /// (mean over all tokens, or the first token), as sentence-transformers does.
+    pub fn embed(&mut self, ids: &[u32]) -> Result<&[f32]> {
+        let n = ids.len();
+        self.encode(ids, None)?;
+        let d = self.cfg.d_model as usize;
+        let out = core::mem::take(&mut self.out);
+        self.pool(span_mut(out, 0, d), n);
+        kernels::l2_normalize(span_mut(out, 0, d));
+        self.out = out;
+        Ok(span(self.out, 0, d))
+    }
+
+    /// Runs an encoder with a classifier head over token ids and returns the
+    /// `n_classes` logits (`cls.w · pool(rows) + cls.b`, pooled without normalising).
+    pub fn classify(&mut self, ids: &[u32]) -> Result<&[f32]> {
+        self.check_head()?;
+        self.encode(ids, None)?;
+        self.head(ids.len())
+    }
+
+    /// [`Session::classify`] for a feature-input encoder ([`Session::encode_features`]).
+    pub fn classify_features(&mut self, features: &[f32]) -> Result<&[f32]> {
+        self.check_head()?;
+        self.encode_features(features)?;
+        let n = features.len() / (self.cfg.input_dim as usize).max(1);
+        self.head(n)
+    }
+
+    fn check_head(&self) -> Result<()> {
+        self.check_arch(Architecture::Encoder)?;
+        if self.cfg.n_classes == 0 {
+            return Err(Error::NoClassifier);
+        }
+        Ok(())
+    }
+
+    fn head(&mut self, n: usize) -> Result<&[f32]> {
+        let d = self.cfg.d_model as usize;
+        let k = self.cfg.n_classes as usize;
+        let mut lookup = Lookup {
+            model: self.model,
+            hint: 0,
+        };
+        let w = lookup.matrix(NameBuf::global("cls.w"))?;
+        let b = lookup.get(NameBuf::global("cls.b"))?;
+        let pooled = core::mem::take(&mut self.scratch.t);
+        self.pool(span_mut(pooled, 0, d), n);
+        linear(
+            span_mut(self.out, 0, k),
+            w,
+            span(pooled, 0, d),
+            Some(b),
+            &mut self.scratch.lin,
+        );
+        self.scratch.t = pooled;
+        Ok(span(self.out, 0, k))
     }
 
     /// Feeds one token to a decoder and returns the logits for the next one.

@@ -135,6 +135,8 @@ pub fn import_bert_dir(dir: &Path) -> Result<ModelBuilder> {
         eos: find("[SEP]").map_or(NO_TOKEN, |i| i as u32),
         bias: true,
         embedding_norm: true,
+        n_classes: 0,
+        input_dim: 0,
     };
     let mut b = ModelBuilder::new(config);
     let mut put = |ours: &str, theirs: &str| -> Result<()> {
@@ -346,6 +348,8 @@ pub fn import_gguf(g: &Gguf) -> Result<ModelBuilder> {
         eos: tok_id("tokenizer.ggml.eos_token_id"),
         bias: false,
         embedding_norm: false,
+        n_classes: 0,
+        input_dim: 0,
     };
     let mut b = ModelBuilder::new(config);
     let mut put = |ours: &str, theirs: &str| -> Result<()> {

@@ -9,6 +9,7 @@ pub mod import;
 pub mod parallel;
 pub mod quantize;
 pub mod tokenizer;
+pub mod train;
 pub mod writer;
 
 pub use writer::{ModelBuilder, ModelFile, VocabData};

@@ -63,10 +63,10 @@ pub struct TensorReport {
     pub bytes_after: u64,
 }
 
-/// True for the tensors this pass quantizes: the token embedding, the LM head
-/// and every layer's projection matrices.
+/// True for the tensors this pass quantizes: the token embedding, the LM head,
+/// the feature projection, the classifier head and every layer's projection matrices.
 pub fn is_quantizable(name: &str) -> bool {
-    if name == "tok_emb" || name == "lm_head" {
+    if matches!(name, "tok_emb" | "lm_head" | "in_proj.w" | "cls.w") {
         return true;
     }
     match name.split_once('.') {

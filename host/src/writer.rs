@@ -31,7 +31,8 @@ pub struct VocabData {
 }
 
 impl VocabData {
-    fn to_bytes(&self) -> Vec<u8> {
+    /// The vocabulary section's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let n = self.tokens.len() as u32;
         for w in [

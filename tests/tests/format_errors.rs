@@ -124,8 +124,10 @@ fn bad_magic_and_version() {
     assert_eq!(load(&b), Err(Error::BadMagic));
     assert_eq!(load(b"GGUF\x03\0\0\0"), Err(Error::BadMagic));
     let mut b = base();
-    b[4] = 2;
-    assert_eq!(load(&b), Err(Error::UnsupportedVersion { found: 2 }));
+    b[4] = 1;
+    assert_eq!(load(&b), Err(Error::UnsupportedVersion { found: 1 }));
+    b[4] = 3;
+    assert_eq!(load(&b), Err(Error::UnsupportedVersion { found: 3 }));
 }
 
 #[test]
@@ -282,11 +284,18 @@ fn config_errors() {
         })
     );
     assert_eq!(
-        cfg(23, 1),
+        cfg(25, 1),
         Err(Error::BadConfig {
             field: "reserved",
             value: 1
         })
+    );
+    // A classifier head the file does not carry (decoders refuse a head:
+    // tests/tests/training.rs).
+    let r = cfg(23, 4);
+    assert!(
+        matches!(&r, Err(Error::MissingTensor { tensor }) if tensor.as_str() == "cls.w"),
+        "{r:?}"
     );
     // Heads × head width beyond 2^20 (would overflow 32-bit arithmetic).
     assert_eq!(

@@ -11,7 +11,7 @@ use std::process::Command;
 mod firmware;
 mod fuzz;
 
-/// Debian packages for cross-building and running firmware (see shared TOOLCHAIN.md).
+/// Debian packages for cross-building and running firmware (see shared TOOLCHAIN.md), and a font.
 const DEBIAN_PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -24,6 +24,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "gcc-aarch64-linux-gnu",
     "libc6-dev-arm64-cross",
     "binutils-arm-none-eabi",
+    // The training curves' labels (mote train).
+    "fonts-dejavu-core",
 ];
 
 fn root() -> PathBuf {

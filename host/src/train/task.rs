@@ -1,0 +1,601 @@
+//! The three tasks: their data, model config, batches and scoring.
+
+use super::data::{self, Digit, Split};
+use super::net::{Input, Net, Rng};
+use super::{Score, TaskKind, TrainConfig};
+use crate::tokenizer::Tokenizer;
+use crate::writer::VocabData;
+use anyhow::{ensure, Context, Result};
+use candle_core::{Device, Tensor};
+use mote_core::config::{Activation, Architecture, NormKind, Pooling, PositionKind, NO_TOKEN};
+use mote_core::vocab::{PreTokenizer, TokenizerKind, FLAG_LOWERCASE, FLAG_STRIP_ACCENTS};
+use mote_core::Config;
+
+/// Digits are cut into square patches of this many pixels a side.
+pub const PATCH: usize = 2;
+/// Values per patch.
+pub const PATCH_DIM: usize = PATCH * PATCH;
+
+/// One model input, as the device gets it.
+#[derive(Debug, Clone)]
+pub enum Example {
+    /// Feature rows, flattened (`rows × input_dim`).
+    Features(Vec<f32>),
+    /// Token ids.
+    Tokens(Vec<u32>),
+}
+
+/// A scored item: one or more inputs whose class logits are averaged, or
+/// (language model) one window whose next-token predictions are scored.
+struct Item {
+    inputs: Vec<Example>,
+    label: Option<usize>,
+}
+
+/// A prepared task.
+pub struct Task {
+    data: Data,
+    /// Evaluate at most this many items per split (0: all).
+    eval_limit: usize,
+}
+
+enum Data {
+    /// 8×8 digits.
+    Digits {
+        /// Per split.
+        splits: [Vec<Digit>; 3],
+        /// Random shifts while training.
+        augment: bool,
+    },
+    /// Text classification.
+    Text {
+        /// Class names.
+        classes: Vec<String>,
+        /// The trained WordPiece vocabulary.
+        vocab: VocabData,
+        /// Token ids and label per article, per split.
+        splits: [Vec<(Vec<u32>, usize)>; 3],
+        /// Window length.
+        window: usize,
+        /// Windows averaged per article.
+        windows: usize,
+    },
+    /// Byte-level language model.
+    Bytes {
+        /// The byte-level vocabulary (256 tokens, no merges).
+        vocab: VocabData,
+        /// Byte streams per split (lines joined with `\n`).
+        splits: [Vec<u32>; 3],
+        /// Window length.
+        window: usize,
+    },
+}
+
+fn split_index(s: Split) -> usize {
+    s as usize
+}
+
+/// The digit's 2×2 patches, row-major, as `16 × 4` values in `[0, 1]`,
+/// optionally shifted by `(dx, dy)` pixels (zeros shifted in).
+pub fn digit_patches(pixels: &[u8; 64], dx: i32, dy: i32) -> Vec<f32> {
+    let px = |x: i32, y: i32| -> f32 {
+        let (sx, sy) = (x - dx, y - dy);
+        if (0..8).contains(&sx) && (0..8).contains(&sy) {
+            pixels[(sy * 8 + sx) as usize] as f32 / 16.0
+        } else {
+            0.0
+        }
+    };
+    let n = 8 / PATCH;
+    let mut out = Vec::with_capacity(64);
+    for py in 0..n {
+        for pxi in 0..n {
+            for y in 0..PATCH {
+                for x in 0..PATCH {
+                    out.push(px((pxi * PATCH + x) as i32, (py * PATCH + y) as i32));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// GPT-2's byte-to-unicode alphabet: the token text of each byte.
+pub fn byte_tokens() -> Vec<(Vec<u8>, u8)> {
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
+    let mut extra = 0;
+    (0u32..256)
+        .map(|b| {
+            let c = if printable(b) {
+                b
+            } else {
+                extra += 1;
+                255 + extra
+            };
+            let s = char::from_u32(c).unwrap_or('?').to_string();
+            (s.into_bytes(), mote_core::vocab::kind::NORMAL)
+        })
+        .collect()
+}
+
+/// A WordPiece vocabulary of about `size` tokens trained on `texts` with
+/// BERT's uncased normalisation and pre-tokenizer.
+pub fn train_wordpiece<'t>(
+    texts: impl Iterator<Item = &'t str> + Send,
+    size: usize,
+) -> Result<VocabData> {
+    use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+    use tokenizers::models::TrainerWrapper;
+    use tokenizers::normalizers::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    use tokenizers::{AddedToken, TokenizerImpl};
+    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+    let mut trainer: TrainerWrapper = WordPieceTrainer::builder()
+        .vocab_size(size)
+        .min_frequency(2)
+        .show_progress(false)
+        .special_tokens(
+            specials
+                .iter()
+                .map(|s| AddedToken::from(*s, true))
+                .collect(),
+        )
+        .build()
+        .into();
+    let mut tk: tokenizers::Tokenizer = TokenizerImpl::<
+        tokenizers::ModelWrapper,
+        tokenizers::NormalizerWrapper,
+        tokenizers::PreTokenizerWrapper,
+        tokenizers::PostProcessorWrapper,
+        tokenizers::DecoderWrapper,
+    >::new(WordPiece::default().into())
+    .into();
+    tk.with_normalizer(Some(BertNormalizer::default()));
+    tk.with_pre_tokenizer(Some(BertPreTokenizer));
+    tk.train(&mut trainer, texts)
+        .map_err(|e| anyhow::anyhow!("training the WordPiece vocabulary: {e}"))?;
+    let mut tokens: Vec<(String, u32)> = tk.get_vocab(false).into_iter().collect();
+    tokens.sort_by_key(|(_, id)| *id);
+    ensure!(
+        tokens
+            .iter()
+            .enumerate()
+            .all(|(i, (_, id))| *id as usize == i),
+        "trained vocabulary ids are not dense"
+    );
+    let unk = tokens
+        .iter()
+        .position(|(t, _)| t == "[UNK]")
+        .context("no [UNK] token")? as u32;
+    Ok(VocabData {
+        kind: TokenizerKind::WordPiece,
+        flags: FLAG_LOWERCASE | FLAG_STRIP_ACCENTS,
+        pre_tokenizer: PreTokenizer::Bert,
+        tokens: tokens
+            .into_iter()
+            .map(|(t, _)| {
+                let kind = if specials.contains(&t.as_str()) {
+                    mote_core::vocab::kind::SPECIAL
+                } else {
+                    mote_core::vocab::kind::NORMAL
+                };
+                (t.into_bytes(), kind)
+            })
+            .collect(),
+        merges: Vec::new(),
+        unk_id: unk,
+        chat_template: String::new(),
+    })
+}
+
+/// The tokenizer a `.mote` file with this vocabulary gets (the one the CLI uses).
+pub fn tokenizer_of(vocab: &VocabData, cfg: &Config) -> Result<Tokenizer> {
+    let bytes = vocab.to_bytes();
+    let v = mote_core::Vocab::parse(&bytes, cfg.vocab_size).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Tokenizer::from_model(&v, cfg)
+}
+
+fn limit<T>(mut v: Vec<T>, n: Option<usize>) -> Vec<T> {
+    if let Some(n) = n {
+        v.truncate(n);
+    }
+    v
+}
+
+impl Task {
+    /// Loads the data (and trains the vocabulary) a config needs.
+    pub fn prepare(cfg: &TrainConfig) -> Result<Task> {
+        Task::prepare_with(cfg, None)
+    }
+
+    /// [`Task::prepare`], tokenizing text with `vocab` (a trained model's own)
+    /// instead of training a new vocabulary.
+    pub fn prepare_with(cfg: &TrainConfig, vocab: Option<VocabData>) -> Result<Task> {
+        let spec = &cfg.data;
+        let data = match cfg.task {
+            TaskKind::Digits => {
+                let mut splits: [Vec<Digit>; 3] = Default::default();
+                for d in data::digits()? {
+                    splits[split_index(Split::of(&d.pixels))].push(d);
+                }
+                splits[0] = limit(std::mem::take(&mut splits[0]), spec.train_limit);
+                Data::Digits {
+                    splits,
+                    augment: spec.augment,
+                }
+            }
+            TaskKind::BbcNews => {
+                let (classes, articles) = data::bbc_news()?;
+                let mut by_split: [Vec<data::Article>; 3] = Default::default();
+                for a in articles {
+                    by_split[split_index(Split::of(a.text.as_bytes()))].push(a);
+                }
+                by_split[0] = limit(std::mem::take(&mut by_split[0]), spec.train_limit);
+                // The vocabulary is learnt from the training split only.
+                let vocab = match vocab {
+                    Some(v) => v,
+                    None => train_wordpiece(
+                        by_split[0].iter().map(|a| a.text.as_str()),
+                        cfg.model.vocab_size as usize,
+                    )?,
+                };
+                let mut model_cfg =
+                    text_config(cfg, vocab.tokens.len() as u32, classes.len() as u32);
+                model_cfg.max_seq = cfg.model.max_seq;
+                let tok = tokenizer_of(&vocab, &model_cfg)?;
+                let mut splits: [Vec<(Vec<u32>, usize)>; 3] = Default::default();
+                for (s, arts) in splits.iter_mut().zip(&by_split) {
+                    for a in arts {
+                        let ids = tok.encode(&a.text)?;
+                        if !ids.is_empty() {
+                            s.push((ids, a.label));
+                        }
+                    }
+                }
+                Data::Text {
+                    classes,
+                    vocab,
+                    splits,
+                    window: cfg.model.max_seq as usize,
+                    windows: spec.windows.max(1),
+                }
+            }
+            TaskKind::Austen => {
+                let novels = data::austen()?;
+                let mut splits: [Vec<u32>; 3] = Default::default();
+                for n in &novels {
+                    for s in [Split::Train, Split::Validation, Split::Test] {
+                        let text = data::novel_split(n, s).join("\n") + "\n";
+                        splits[split_index(s)].extend(text.bytes().map(u32::from));
+                    }
+                }
+                splits[0] = limit(std::mem::take(&mut splits[0]), spec.train_limit);
+                Data::Bytes {
+                    vocab: byte_vocab(),
+                    splits,
+                    window: cfg.model.max_seq as usize,
+                }
+            }
+        };
+        Ok(Task {
+            data,
+            eval_limit: spec.eval_limit,
+        })
+    }
+
+    /// The architecture to train.
+    pub fn config(&self, cfg: &TrainConfig) -> Result<Config> {
+        Ok(match &self.data {
+            Data::Digits { .. } => {
+                let mut c = text_config(cfg, 1, 10);
+                c.input_dim = PATCH_DIM as u32;
+                c.max_seq = (64 / PATCH_DIM) as u32;
+                c
+            }
+            Data::Text { vocab, classes, .. } => {
+                text_config(cfg, vocab.tokens.len() as u32, classes.len() as u32)
+            }
+            Data::Bytes { .. } => {
+                let mut c = text_config(cfg, 256, 0);
+                c.arch = Architecture::Decoder;
+                c.causal = true;
+                c.tied_embeddings = true;
+                c
+            }
+        })
+    }
+
+    /// The vocabulary stored in the model, if the task has one.
+    pub fn vocab(&self) -> Option<VocabData> {
+        match &self.data {
+            Data::Digits { .. } => None,
+            Data::Text { vocab, .. } | Data::Bytes { vocab, .. } => Some(vocab.clone()),
+        }
+    }
+
+    /// Class names (empty for the language model).
+    pub fn classes(&self) -> Vec<String> {
+        match &self.data {
+            Data::Digits { .. } => (0..10).map(|d| d.to_string()).collect(),
+            Data::Text { classes, .. } => classes.clone(),
+            Data::Bytes { .. } => Vec::new(),
+        }
+    }
+
+    /// Number of items in a split.
+    pub fn len(&self, split: Split) -> usize {
+        let i = split_index(split);
+        match &self.data {
+            Data::Digits { splits, .. } => splits[i].len(),
+            Data::Text { splits, .. } => splits[i].len(),
+            Data::Bytes { splits, .. } => splits[i].len(),
+        }
+    }
+
+    /// True when the training split is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len(Split::Train) == 0
+    }
+
+    /// A random training batch: inputs and targets.
+    pub fn batch(&self, rng: &mut Rng, n: usize) -> Result<(Input, Tensor)> {
+        let dev = &Device::Cpu;
+        ensure!(!self.is_empty(), "the training split is empty");
+        match &self.data {
+            Data::Digits { splits, augment } => {
+                let train = &splits[0];
+                let mut feats = Vec::with_capacity(n * 64);
+                let mut labels = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let d = &train[rng.below(train.len())];
+                    let (dx, dy) = if *augment {
+                        (rng.below(3) as i32 - 1, rng.below(3) as i32 - 1)
+                    } else {
+                        (0, 0)
+                    };
+                    feats.extend(digit_patches(&d.pixels, dx, dy));
+                    labels.push(d.label as u32);
+                }
+                let rows = 64 / PATCH_DIM;
+                Ok((
+                    Input::Features(Tensor::from_vec(feats, (n, rows, PATCH_DIM), dev)?),
+                    Tensor::from_vec(labels, n, dev)?,
+                ))
+            }
+            Data::Text { splits, window, .. } => {
+                let train = &splits[0];
+                let mut ids: Vec<u32> = Vec::with_capacity(n * window);
+                let mut labels = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let (t, label) = &train[rng.below(train.len())];
+                    // A random window; articles shorter than a window repeat.
+                    let start = rng.below(t.len().saturating_sub(*window) + 1);
+                    ids.extend(t.iter().cycle().skip(start).take(*window));
+                    labels.push(*label as u32);
+                }
+                Ok((
+                    Input::Tokens(Tensor::from_vec(ids, (n, *window), dev)?),
+                    Tensor::from_vec(labels, n, dev)?,
+                ))
+            }
+            Data::Bytes { splits, window, .. } => {
+                let train = &splits[0];
+                ensure!(
+                    train.len() > window + 1,
+                    "training text shorter than a window"
+                );
+                let mut x = Vec::with_capacity(n * window);
+                let mut y = Vec::with_capacity(n * window);
+                for _ in 0..n {
+                    let s = rng.below(train.len() - window - 1);
+                    x.extend_from_slice(&train[s..s + window]);
+                    y.extend_from_slice(&train[s + 1..s + window + 1]);
+                }
+                Ok((
+                    Input::Tokens(Tensor::from_vec(x, (n, *window), dev)?),
+                    Tensor::from_vec(y, (n, *window), dev)?,
+                ))
+            }
+        }
+    }
+
+    /// The items of a split, as the device would be given them.
+    fn items(&self, split: Split, limit: usize) -> Vec<Item> {
+        let i = split_index(split);
+        let mut items: Vec<Item> = match &self.data {
+            Data::Digits { splits, .. } => splits[i]
+                .iter()
+                .map(|d| Item {
+                    inputs: vec![Example::Features(digit_patches(&d.pixels, 0, 0))],
+                    label: Some(d.label as usize),
+                })
+                .collect(),
+            Data::Text {
+                splits,
+                window,
+                windows,
+                ..
+            } => splits[i]
+                .iter()
+                .map(|(t, label)| Item {
+                    inputs: t
+                        .chunks(*window)
+                        .take(*windows)
+                        .enumerate()
+                        // A short tail window is dropped unless it is the only one.
+                        .filter(|(k, c)| *k == 0 || c.len() * 4 >= *window)
+                        .map(|(_, c)| Example::Tokens(c.to_vec()))
+                        .collect(),
+                    label: Some(*label),
+                })
+                .collect(),
+            Data::Bytes { splits, window, .. } => splits[i]
+                .chunks_exact(*window)
+                .map(|c| Item {
+                    inputs: vec![Example::Tokens(c.to_vec())],
+                    label: None,
+                })
+                .collect(),
+        };
+        if limit > 0 && items.len() > limit {
+            // An evenly spaced subset, the same every time.
+            let step = items.len() as f64 / limit as f64;
+            items = (0..limit)
+                .map(|k| {
+                    std::mem::replace(
+                        &mut items[(k as f64 * step) as usize],
+                        Item {
+                            inputs: vec![],
+                            label: None,
+                        },
+                    )
+                })
+                .collect();
+        }
+        items
+    }
+
+    /// Scores a split with `run` (one input → class logits, or one row of
+    /// next-token logits per input token).
+    pub fn score(
+        &self,
+        split: Split,
+        variant: &str,
+        run: &mut dyn FnMut(&Example) -> Result<Vec<Vec<f32>>>,
+    ) -> Result<Score> {
+        let limit = self.eval_limit;
+        let (mut correct, mut nll, mut count) = (0usize, 0f64, 0usize);
+        let items = self.items(split, limit);
+        for item in &items {
+            match item.label {
+                Some(label) => {
+                    let mut avg: Vec<f64> = Vec::new();
+                    for ex in &item.inputs {
+                        let rows = run(ex)?;
+                        let l = rows.first().context("no logits")?;
+                        avg.resize(l.len(), 0.0);
+                        for (a, v) in avg.iter_mut().zip(l) {
+                            *a += *v as f64 / item.inputs.len() as f64;
+                        }
+                    }
+                    nll += -log_softmax_at(&avg, label);
+                    let best = avg
+                        .iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map(|(i, _)| i);
+                    correct += (best == Some(label)) as usize;
+                    count += 1;
+                }
+                None => {
+                    let Some(Example::Tokens(ids)) = item.inputs.first() else {
+                        continue;
+                    };
+                    let rows = run(&item.inputs[0])?;
+                    for (row, &next) in rows.iter().zip(&ids[1..]) {
+                        let r: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+                        nll += -log_softmax_at(&r, next as usize);
+                        count += 1;
+                    }
+                }
+            }
+        }
+        ensure!(count > 0, "nothing to score in the {} split", split.name());
+        let loss = nll / count as f64;
+        let lm = matches!(self.data, Data::Bytes { .. });
+        Ok(Score {
+            variant: variant.to_string(),
+            metric: if lm {
+                loss.exp()
+            } else {
+                correct as f64 / count as f64
+            },
+            loss,
+            items: if lm { count } else { items.len() },
+        })
+    }
+
+    /// Scores the training framework's own forward pass (f32, or with QAT's fake quantization).
+    pub fn evaluate_net(&self, net: &Net, split: Split, qat: bool) -> Result<Score> {
+        let w = net.weights(qat)?;
+        let dev = &Device::Cpu;
+        self.score(
+            split,
+            if qat { "candle QAT" } else { "candle f32" },
+            &mut |ex| {
+                let input = match ex {
+                    Example::Features(f) => {
+                        let rows = f.len() / PATCH_DIM;
+                        Input::Features(Tensor::from_vec(f.clone(), (1, rows, PATCH_DIM), dev)?)
+                    }
+                    Example::Tokens(ids) => {
+                        Input::Tokens(Tensor::from_vec(ids.clone(), (1, ids.len()), dev)?)
+                    }
+                };
+                let logits = net.logits(&w, &input, qat)?;
+                let logits = logits.squeeze(0)?;
+                Ok(if logits.rank() == 2 {
+                    logits.to_vec2::<f32>()?
+                } else {
+                    vec![logits.to_vec1::<f32>()?]
+                })
+            },
+        )
+    }
+}
+
+fn log_softmax_at(logits: &[f64], i: usize) -> f64 {
+    let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let lse = m + logits.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+    logits.get(i).copied().unwrap_or(f64::NEG_INFINITY) - lse
+}
+
+/// The byte-level vocabulary: 256 tokens, no merges.
+pub fn byte_vocab() -> VocabData {
+    VocabData {
+        kind: TokenizerKind::ByteLevelBpe,
+        flags: 0,
+        pre_tokenizer: PreTokenizer::Gpt2,
+        tokens: byte_tokens(),
+        merges: Vec::new(),
+        unk_id: NO_TOKEN,
+        chat_template: String::new(),
+    }
+}
+
+/// An encoder classifier of the trainer's family with the config's shape.
+fn text_config(cfg: &TrainConfig, vocab: u32, classes: u32) -> Config {
+    let m = &cfg.model;
+    let heads = m.n_heads.max(1);
+    Config {
+        arch: Architecture::Encoder,
+        d_model: m.d_model,
+        n_layers: m.n_layers,
+        n_heads: heads,
+        n_kv_heads: if m.n_kv_heads == 0 {
+            heads
+        } else {
+            m.n_kv_heads
+        },
+        head_dim: m.d_model / heads,
+        d_ff: m.d_ff,
+        vocab_size: vocab,
+        max_seq: m.max_seq,
+        n_token_types: 0,
+        norm: NormKind::LayerNorm,
+        pre_norm: true,
+        activation: Activation::Gelu,
+        positions: PositionKind::Learned,
+        rope_theta: 10000.0,
+        norm_eps: 1e-5,
+        tied_embeddings: false,
+        causal: false,
+        pooling: Pooling::Mean,
+        bos: NO_TOKEN,
+        eos: NO_TOKEN,
+        bias: true,
+        embedding_norm: false,
+        n_classes: classes,
+        input_dim: 0,
+    }
+}
