@@ -27,7 +27,7 @@ pub use config::{Activation, Architecture, Config, NormKind, Pooling, PositionKi
 pub use error::{Error, TensorName};
 pub use format::{Dtype, SectionKind, TensorInfo, FORMAT_VERSION, MAGIC};
 pub use model::{Model, Weight};
-pub use session::{Join, RunConfig, Session};
+pub use session::{Input, Join, RunConfig, Session};
 pub use vocab::{PreTokenizer, TokenizerKind, Vocab};
 
 /// Result type of every fallible `mote-core` call.

@@ -22,6 +22,26 @@ pub struct RunConfig {
     pub max_seq: u32,
 }
 
+/// One input to a model: token ids, or feature rows (`input_dim` values each).
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'i> {
+    /// Token ids.
+    Ids(&'i [u32]),
+    /// Feature rows, flattened.
+    Features(&'i [f32]),
+}
+
+impl Input<'_> {
+    /// Sequence rows this input makes for a model with `cfg` (what the
+    /// [`RunConfig`] must allow).
+    pub fn rows(&self, cfg: &Config) -> usize {
+        match self {
+            Input::Ids(ids) => ids.len(),
+            Input::Features(f) => f.len() / (cfg.input_dim as usize).max(1),
+        }
+    }
+}
+
 /// Sizes (in `f32` elements, each a multiple of 4) of the arena's buffers.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Plan {
@@ -948,14 +968,18 @@ impl<'m, 'a> Session<'m, 'a> {
     /// Runs an encoder and pools its rows into one L2-normalised vector
     /// (mean over all tokens, or the first token), as sentence-transformers does.
     pub fn embed(&mut self, ids: &[u32]) -> Result<&[f32]> {
-        let n = ids.len();
         self.encode(ids, None)?;
+        Ok(self.pooled_embedding(ids.len()))
+    }
+
+    /// The first `n` hidden rows pooled into `out` and L2-normalised.
+    fn pooled_embedding(&mut self, n: usize) -> &[f32] {
         let d = self.cfg.d_model as usize;
         let out = core::mem::take(&mut self.out);
         self.pool(span_mut(out, 0, d), n);
         kernels::l2_normalize(span_mut(out, 0, d));
         self.out = out;
-        Ok(span(self.out, 0, d))
+        span(self.out, 0, d)
     }
 
     /// Runs an encoder with a classifier head over token ids and returns the
@@ -1002,6 +1026,31 @@ impl<'m, 'a> Session<'m, 'a> {
         );
         self.scratch.t = pooled;
         Ok(span(self.out, 0, k))
+    }
+
+    /// The model's main output for one input, as device apps print it:
+    /// `("logits", …)` of a classifier head or of a decoder after the last
+    /// token (from the current position), or `("embedding", …)`, the pooled
+    /// vector of an encoder without a head.
+    pub fn run(&mut self, input: Input) -> Result<(&'static str, &[f32])> {
+        let cfg = self.cfg;
+        match (cfg.arch, input) {
+            (Architecture::Decoder, Input::Ids(ids)) => Ok(("logits", self.prefill(ids)?)),
+            (Architecture::Decoder, Input::Features(_)) => {
+                Err(Error::WrongInputKind { input_dim: 0 })
+            }
+            (Architecture::Encoder, Input::Ids(ids)) if cfg.n_classes > 0 => {
+                Ok(("logits", self.classify(ids)?))
+            }
+            (Architecture::Encoder, Input::Features(f)) if cfg.n_classes > 0 => {
+                Ok(("logits", self.classify_features(f)?))
+            }
+            (Architecture::Encoder, Input::Ids(ids)) => Ok(("embedding", self.embed(ids)?)),
+            (Architecture::Encoder, Input::Features(f)) => {
+                self.encode_features(f)?;
+                Ok(("embedding", self.pooled_embedding(input.rows(&cfg))))
+            }
+        }
     }
 
     /// Feeds one token to a decoder and returns the logits for the next one.

@@ -76,14 +76,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the model once on token ids: the pooled embedding of an encoder, or
-    /// a decoder's logits after the last id (the host twin of the firmware run).
+    /// Run the model once on token ids or feature rows: a classifier's logits,
+    /// an encoder's pooled embedding, or a decoder's logits after the last id
+    /// (the host twin of the firmware run).
     Run {
         /// The .mote model.
         model: PathBuf,
         /// Token ids (comma-separated).
-        #[arg(long, value_delimiter = ',', required = true)]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            conflicts_with = "features",
+            required_unless_present = "features"
+        )]
         ids: Vec<u32>,
+        /// Feature values, rows × the model's input width (comma-separated).
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        features: Option<Vec<f32>>,
         /// Print `embedding:`/`logits:` and each f32's bits as 8 hex digits, as the firmware does.
         #[arg(long)]
         bits: bool,
@@ -100,6 +109,31 @@ enum Command {
         #[arg(long)]
         resume: bool,
         /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score a trained task model with mote-core on a split of its task's
+    /// data (accuracy, or perplexity for the language model) and show a few
+    /// predictions.
+    Eval {
+        /// The task's config (e.g. tasks/digits.toml).
+        config: PathBuf,
+        /// The .mote model (f32, int8, …).
+        model: PathBuf,
+        /// test, validation or train.
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Score at most this many items (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+        /// Show this many predictions.
+        #[arg(long, default_value_t = 0)]
+        show: usize,
+        /// Write the first shown item's input here, as `cargo xtask firmware
+        /// run --input` reads it (token ids, or `features:` and values).
+        #[arg(long, requires = "show")]
+        save_input: Option<PathBuf>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -146,6 +180,10 @@ enum Command {
         /// Maximum new tokens.
         #[arg(long, default_value_t = 64)]
         max_tokens: u32,
+        /// When the context is full, keep its last half and go on (the model
+        /// re-reads it); without this, prompt + --max-tokens must fit the model.
+        #[arg(long)]
+        slide: bool,
         /// Always take the most likely token (the default when no --temperature is given).
         #[arg(long)]
         greedy: bool,
@@ -226,6 +264,23 @@ fn run(cli: Cli) -> Result<()> {
             resume,
             json,
         } => train(&config, out, resume, json)?,
+        Command::Eval {
+            config,
+            model: path,
+            split,
+            limit,
+            show,
+            save_input,
+            json,
+        } => eval_task(
+            &config,
+            &path,
+            &split,
+            limit,
+            show,
+            save_input.as_deref(),
+            json,
+        )?,
         Command::Export { checkpoint, output } => {
             let c = mote_host::train::load(&checkpoint)?;
             let n = mote_host::train::export(&c.net, c.vocab.as_ref())?.write(&output)?;
@@ -328,7 +383,7 @@ fn run(cli: Cli) -> Result<()> {
                 "file_bytes": m.file_len(), "payload_bytes": m.payload_len(),
                 "architecture": arch_name(c.arch), "d_model": c.d_model, "n_layers": c.n_layers,
                 "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads, "head_dim": c.head_dim, "d_ff": c.d_ff,
-                "vocab_size": c.vocab_size, "max_seq": c.max_seq, "norm": format!("{:?}", c.norm),
+                "vocab_size": c.vocab_size, "max_seq": c.max_seq, "n_classes": c.n_classes, "input_dim": c.input_dim, "norm": format!("{:?}", c.norm),
                 "pre_norm": c.pre_norm, "activation": format!("{:?}", c.activation),
                 "positions": format!("{:?}", c.positions), "parameters": c.parameter_count(),
                 "tokenizer": format!("{:?}", v.kind), "vocab_tokens": v.len(), "merges": v.merge_count(),
@@ -347,6 +402,17 @@ fn run(cli: Cli) -> Result<()> {
                     c.parameter_count()
                 );
                 println!("  d_model {} · layers {} · heads {}/{} (q/kv) × {} · d_ff {} · vocab {} · max_seq {}", c.d_model, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.d_ff, c.vocab_size, c.max_seq);
+                if c.n_classes > 0 || c.input_dim > 0 {
+                    println!(
+                        "  classifier head: {} classes · input: {}",
+                        c.n_classes,
+                        if c.input_dim > 0 {
+                            format!("feature rows of {}", c.input_dim)
+                        } else {
+                            "token ids".into()
+                        }
+                    );
+                }
                 println!(
                     "  norm {:?} ({}) · activation {:?} · tied embeddings {}",
                     c.norm,
@@ -427,22 +493,25 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run {
             model: path,
             ids,
+            features,
             bits,
         } => {
             let file = load(&path)?;
             let m = model(&file, &path)?;
-            if ids.is_empty() || ids.len() > m.config().max_seq as usize {
-                bail!("give 1..={} token ids", m.config().max_seq);
+            let input = match &features {
+                Some(f) => mote_core::Input::Features(f),
+                None => mote_core::Input::Ids(&ids),
+            };
+            let rows = input.rows(m.config());
+            if rows == 0 || rows > m.config().max_seq as usize {
+                bail!("give 1..={} token ids or feature rows", m.config().max_seq);
             }
             let run = RunConfig {
-                max_seq: ids.len() as u32,
+                max_seq: rows as u32,
             };
             let mut arena = arena_for(&m, &run)?;
             let mut s = Session::new(&m, &mut arena, run).map_err(core_err)?;
-            let (label, values) = match m.config().arch {
-                Architecture::Encoder => ("embedding", s.embed(&ids).map_err(core_err)?),
-                Architecture::Decoder => ("logits", s.prefill(&ids).map_err(core_err)?),
-            };
+            let (label, values) = s.run(input).map_err(core_err)?;
             if bits {
                 let hex: Vec<String> = values
                     .iter()
@@ -458,6 +527,7 @@ fn run(cli: Cli) -> Result<()> {
             prompt,
             ids,
             max_tokens,
+            slide,
             greedy: _,
             temperature,
             seed,
@@ -479,7 +549,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 Some(Tokenizer::from_model(m.vocab(), &c)?)
             };
-            let prompt_ids = match (prompt, ids) {
+            let mut prompt_ids = match (prompt, ids) {
                 (Some(p), _) => {
                     if p.trim().is_empty() {
                         bail!("--prompt is empty");
@@ -495,7 +565,14 @@ fn run(cli: Cli) -> Result<()> {
             if prompt_ids.is_empty() {
                 bail!("the prompt has no tokens");
             }
-            let total = prompt_ids.len() as u64 + max_tokens as u64;
+            let mut total = prompt_ids.len() as u64 + max_tokens as u64;
+            if slide {
+                total = total.min(c.max_seq as u64);
+                let keep = (c.max_seq as usize / 2).max(1);
+                if prompt_ids.len() > keep {
+                    prompt_ids.drain(..prompt_ids.len() - keep);
+                }
+            }
             if total > c.max_seq as u64 {
                 bail!("prompt ({} tokens) + --max-tokens {max_tokens} exceed the model's maximum sequence of {}", prompt_ids.len(), c.max_seq);
             }
@@ -528,6 +605,13 @@ fn run(cli: Cli) -> Result<()> {
                 out.push(next);
                 if step + 1 == max_tokens {
                     break;
+                }
+                if slide && s.position() == run.max_seq as usize {
+                    // Full: start again from the last half of the context.
+                    let mut ctx: Vec<u32> = prompt_ids.iter().chain(&out).copied().collect();
+                    ctx.drain(..ctx.len() - (run.max_seq as usize / 2).max(1));
+                    s.reset();
+                    s.prefill(&ctx[..ctx.len() - 1]).map_err(core_err)?;
                 }
                 logits = s.decode_step(next).map_err(core_err)?;
             }
@@ -701,6 +785,97 @@ fn classify(
         );
     } else {
         println!("{} (logits {:?})", name(best), logits);
+    }
+    Ok(())
+}
+
+fn eval_task(
+    config: &Path,
+    path: &Path,
+    split: &str,
+    limit: usize,
+    show: usize,
+    save_input: Option<&Path>,
+    json: bool,
+) -> Result<()> {
+    use mote_host::train::{data::Split, Example};
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let mut cfg = mote_host::train::TrainConfig::from_toml(&text)
+        .with_context(|| format!("{}", config.display()))?;
+    cfg.data.eval_limit = limit;
+    let split = match split {
+        "test" => Split::Test,
+        "validation" => Split::Validation,
+        "train" => Split::Train,
+        s => bail!("unknown split {s:?}: test, validation or train"),
+    };
+    let file = load(path)?;
+    let m = model(&file, path)?;
+    let task = mote_host::train::Task::prepare_with(&cfg, mote_host::quantize::vocab_data(&m))?;
+    let score = mote_host::train::evaluate_mote(&task, file.bytes(), split, "mote")?;
+    let lm = cfg.task == mote_host::train::TaskKind::Austen;
+    let metric = if lm { "perplexity" } else { "accuracy" };
+    if json {
+        println!(
+            "{}",
+            json!({"split": split.name(), metric: score.metric, "loss": score.loss, "items": score.items})
+        );
+    } else {
+        println!(
+            "{}: {metric} {:.4} (mean cross-entropy {:.4}) over {} {} items",
+            path.display(),
+            score.metric,
+            score.loss,
+            score.items,
+            split.name()
+        );
+    }
+    if show == 0 || lm {
+        return Ok(());
+    }
+    let classes = task.classes();
+    let run = RunConfig {
+        max_seq: m.config().max_seq,
+    };
+    let mut arena = arena_for(&m, &run)?;
+    let mut s = Session::new(&m, &mut arena, run).map_err(core_err)?;
+    for (k, (desc, inputs, label)) in task.samples(split, show)?.into_iter().enumerate() {
+        if let (0, Some(p), Some(first)) = (k, save_input, inputs.first()) {
+            let line = match first {
+                Example::Features(f) => format!(
+                    "features: {}",
+                    f.iter().map(f32::to_string).collect::<Vec<_>>().join(" ")
+                ),
+                Example::Tokens(ids) => {
+                    ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+                }
+            };
+            std::fs::write(p, line + "\n").with_context(|| format!("writing {}", p.display()))?;
+        }
+        let mut avg = vec![0f32; classes.len()];
+        for ex in &inputs {
+            let l = match ex {
+                Example::Features(f) => s.classify_features(f),
+                Example::Tokens(ids) => s.classify(ids),
+            }
+            .map_err(core_err)?;
+            for (a, v) in avg.iter_mut().zip(l) {
+                *a += v / inputs.len() as f32;
+            }
+        }
+        let best = mote_core::kernels::argmax(&avg);
+        let name = |i: usize| classes.get(i).cloned().unwrap_or_default();
+        println!(
+            "\n{desc}\n→ {} ({}){}",
+            name(best),
+            if best == label { "right" } else { "wrong" },
+            if best == label {
+                String::new()
+            } else {
+                format!(", truth: {}", name(label))
+            }
+        );
     }
     Ok(())
 }

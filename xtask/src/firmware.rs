@@ -110,9 +110,9 @@ pub fn flash_image(
     b: &Board,
     a: Option<SlotContent>,
     bslot: Option<SlotContent>,
-    ids: &[u32],
+    input: &Input,
 ) -> Result<Vec<u8>> {
-    let (slot_a, slot_b, slot_len, input) = layout(b);
+    let (slot_a, slot_b, slot_len, input_at) = layout(b);
     let mut img = vec![0xffu8; (b.flash + b.flash_len - slot_a) as usize];
     for (at, content, name) in [(slot_a, a, "A"), (slot_b, bslot, "B")] {
         let Some(c) = content else { continue };
@@ -129,17 +129,18 @@ pub fn flash_image(
             .copy_from_slice(&mote_core::slot::slot_header(c.seq, c.model.len() as u32));
         img[off + mote_core::slot::SLOT_HEADER_LEN..off + need].copy_from_slice(c.model);
     }
+    let (magic, values) = input.words();
     let max = (boards::INPUT_BYTES as usize - 8) / 4;
-    if ids.len() > max.min(256) {
+    if values.len() > max.min(256) {
         bail!(
-            "{} token ids: the input area holds {}",
-            ids.len(),
+            "{} input values: the input area holds {}",
+            values.len(),
             max.min(256)
         );
     }
-    let off = (input - slot_a) as usize;
-    let mut words = vec![u32::from_le_bytes(*b"MIDS"), ids.len() as u32];
-    words.extend_from_slice(ids);
+    let off = (input_at - slot_a) as usize;
+    let mut words = vec![u32::from_le_bytes(*magic), values.len() as u32];
+    words.extend_from_slice(&values);
     for (k, w) in words.iter().enumerate() {
         img[off + 4 * k..off + 4 * k + 4].copy_from_slice(&w.to_le_bytes());
     }
@@ -190,23 +191,106 @@ pub fn qemu(b: &Board, elf: &Path, image: &Path) -> Result<(bool, String)> {
     Ok((out.status.success(), text))
 }
 
-/// Token ids from a file or a literal: numbers separated by commas or whitespace.
-pub fn parse_ids(text: &str) -> Result<Vec<u32>> {
-    text.split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().with_context(|| format!("bad token id {s:?}")))
-        .collect()
+/// A model input: token ids, or feature values (rows of the model's input width).
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Token ids.
+    Ids(Vec<u32>),
+    /// Feature values.
+    Features(Vec<f32>),
 }
 
-/// Arena bytes `model` needs for `seq` tokens (asks `mote inspect`).
-pub fn arena_for(mote: &Path, model: &Path, seq: usize) -> Result<usize> {
+impl Input {
+    /// Numbers separated by commas or whitespace: token ids, or after a
+    /// leading `features:` f32 feature values.
+    pub fn parse(text: &str) -> Result<Input> {
+        let split = |t: &str| -> Vec<String> {
+            t.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        Ok(match text.trim_start().strip_prefix("features:") {
+            Some(rest) => Input::Features(
+                split(rest)
+                    .iter()
+                    .map(|s| {
+                        s.parse()
+                            .with_context(|| format!("bad feature value {s:?}"))
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            None => Input::Ids(
+                split(text)
+                    .iter()
+                    .map(|s| s.parse().with_context(|| format!("bad token id {s:?}")))
+                    .collect::<Result<_>>()?,
+            ),
+        })
+    }
+
+    fn values(&self) -> Vec<String> {
+        match self {
+            Input::Ids(v) => v.iter().map(u32::to_string).collect(),
+            // Display prints the shortest text that parses back to the same bits.
+            Input::Features(v) => v.iter().map(f32::to_string).collect(),
+        }
+    }
+
+    /// Arguments of `mote run` for this input.
+    pub fn run_args(&self) -> [String; 2] {
+        let flag = match self {
+            Input::Ids(_) => "--ids",
+            Input::Features(_) => "--features",
+        };
+        [flag.to_string(), self.values().join(",")]
+    }
+
+    /// The `mote-edge` argument for this input.
+    pub fn edge_arg(&self) -> String {
+        match self {
+            Input::Ids(_) => self.values().join(","),
+            Input::Features(_) => format!("features:{}", self.values().join(",")),
+        }
+    }
+
+    /// Sequence rows for a model with feature width `input_dim` (0: tokens).
+    pub fn rows(&self, input_dim: usize) -> usize {
+        match self {
+            Input::Ids(v) => v.len(),
+            Input::Features(v) => v.len() / input_dim.max(1),
+        }
+    }
+
+    /// The input area's magic and words.
+    fn words(&self) -> (&'static [u8; 4], Vec<u32>) {
+        match self {
+            Input::Ids(v) => (b"MIDS", v.clone()),
+            Input::Features(v) => (b"MFEA", v.iter().map(|f| f.to_bits()).collect()),
+        }
+    }
+}
+
+/// `mote inspect --seq N --json` of a model.
+fn inspect(mote: &Path, model: &Path, seq: usize) -> Result<serde_json::Value> {
     let out = output(Command::new(mote).arg("inspect").arg(model).args([
         "--seq",
         &seq.to_string(),
         "--json",
     ]))?;
-    let v: serde_json::Value = serde_json::from_str(&out)?;
-    v["arena"]["bytes"]
+    Ok(serde_json::from_str(&out)?)
+}
+
+/// Sequence rows `input` makes for `model`.
+pub fn rows_for(mote: &Path, model: &Path, input: &Input) -> Result<usize> {
+    let dim = inspect(mote, model, 1)?["input_dim"].as_u64().unwrap_or(0);
+    Ok(input.rows(dim as usize))
+}
+
+/// Arena bytes `model` needs for `input` (asks `mote inspect`).
+pub fn arena_for(mote: &Path, model: &Path, input: &Input) -> Result<usize> {
+    let rows = rows_for(mote, model, input)?;
+    inspect(mote, model, rows.max(1))?["arena"]["bytes"]
         .as_u64()
         .map(|b| b as usize)
         .context("mote inspect printed no arena size")
@@ -220,14 +304,16 @@ pub fn main(args: &[String]) -> Result<()> {
             .and_then(|i| args.get(i + 1))
             .map(String::as_str)
     };
-    let usage = "usage: cargo xtask firmware run --board B --model M.mote --input IDS_FILE\n\
-                 \x20      cargo xtask firmware flash-image --board B --slot-a M.mote [--slot-b M2.mote] --input IDS_FILE -o IMAGE\n\
+    let usage = "usage: cargo xtask firmware run --board B --model M.mote --input INPUT_FILE\n\
+                 \x20      cargo xtask firmware flash-image --board B --slot-a M.mote [--slot-b M2.mote] --input INPUT_FILE -o IMAGE\n\
+                 \x20      (INPUT_FILE: token ids, or `features:` then feature values; commas or spaces)\n\
                  \x20      cargo xtask firmware build --board B --arena BYTES";
     let b = board(flag("--board").unwrap_or("mps2-an386"))?;
-    let ids = || -> Result<Vec<u32>> {
-        let f = flag("--input").context("--input IDS_FILE is required")?;
-        let ids = parse_ids(&std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?)?;
-        if ids.is_empty() {
+    let ids = || -> Result<Input> {
+        let f = flag("--input").context("--input INPUT_FILE is required")?;
+        let ids =
+            Input::parse(&std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?)?;
+        if ids.rows(1) == 0 {
             bail!("{f}: no token ids");
         }
         Ok(ids)
@@ -263,7 +349,7 @@ pub fn main(args: &[String]) -> Result<()> {
             let model = read(model_path)?;
             let ids = ids()?;
             let mote = crate::mote_bin()?;
-            let arena = arena_for(&mote, Path::new(model_path), ids.len())?;
+            let arena = arena_for(&mote, Path::new(model_path), &ids)?;
             let elf = build(b, arena)?;
             let dir = root().join("target/firmware-run");
             std::fs::create_dir_all(&dir)?;
@@ -359,11 +445,11 @@ pub fn count(
 /// `cargo xtask bench --firmware`: per QEMU board and int8 model, the
 /// instructions per inference and per matrix MAC, the int8 GEMV probe's
 /// instructions per MAC, flash (code, model) and RAM (arena, stack, static).
-pub fn cost_table(mote: &Path, models: &[PathBuf], ids: &[u32]) -> Result<String> {
+pub fn cost_table(mote: &Path, models: &[PathBuf], ids: &Input) -> Result<String> {
     let plugin = icount_plugin()?;
     let mut arena = 0;
     for m in models {
-        arena = arena.max(arena_for(mote, m, ids.len())?);
+        arena = arena.max(arena_for(mote, m, ids)?);
     }
     let dir = root().join("target/firmware-images");
     std::fs::create_dir_all(&dir)?;
@@ -423,8 +509,8 @@ pub fn cost_table(mote: &Path, models: &[PathBuf], ids: &[u32]) -> Result<String
                 .to_string();
             let total = count(b, &elf, &image, &plugin, "mote_mark_start", "mote_mark_end")?;
             let gemv = count(b, &elf, &image, &plugin, "mote_gemv_start", "mote_gemv_end")?;
-            let macs = matrix_macs(&bytes, ids.len() as u64)?;
-            let need = arena_for(mote, m, ids.len())?;
+            let macs = matrix_macs(&bytes, rows_for(mote, m, ids)? as u64)?;
+            let need = arena_for(mote, m, ids)?;
             table.push_str(&format!(
                 "| {} | {name} | {total} | {macs} | {:.2} | {:.2} | {text} B | {} B | {need} B (static {arena} B) | {stack} | {} B |\n",
                 b.name,

@@ -194,6 +194,39 @@ fn demo() -> Result<()> {
             answer.trim()
         );
     }
+    // The task models trained on this machine and shipped in models/
+    // (docs/TASKS.md), scored by mote-core int8 on their held-out test splits.
+    for (task, title) in [
+        ("digits", "8×8 handwritten digits, a tiny ViT"),
+        ("bbc-news", "BBC News topics, a small encoder"),
+    ] {
+        println!("\n{title} (models/{task}-int8.mote)");
+        run(Command::new(&mote)
+            .arg("eval")
+            .arg(root().join(format!("tasks/{task}.toml")))
+            .arg(root().join(format!("models/{task}-int8.mote")))
+            .args(["--show", "3"]))?;
+    }
+    let austen = root().join("models/austen-int8.mote");
+    println!("\nJane Austen, a byte-level language model (models/austen-int8.mote)");
+    run(Command::new(&mote)
+        .arg("eval")
+        .arg(root().join("tasks/austen.toml"))
+        .arg(&austen)
+        .args(["--limit", "200"]))?;
+    let prompt = "It is a truth universally acknowledged, that";
+    let text = output(Command::new(&mote).arg("generate").arg(&austen).args([
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        "240",
+        "--slide",
+        "--temperature",
+        "0.6",
+        "--seed",
+        "3",
+    ]))?;
+    println!("> {prompt}{}", text.trim_end());
     println!("\nmodels in {}", out.display());
     Ok(())
 }
@@ -274,7 +307,7 @@ fn firmware_cargo() -> Command {
 /// Builds seeded models (tiny and small encoders and decoders, and three
 /// models of 100k+ parameters: a keyword-spotting-sized encoder, a
 /// text-classification encoder and a small decoder), f32 and quantized.
-fn parity_models(mote: &Path) -> Result<Vec<PathBuf>> {
+fn parity_models(mote: &Path) -> Result<Vec<(PathBuf, Option<firmware::Input>)>> {
     let dir = root().join("target/firmware-models");
     std::fs::create_dir_all(&dir)?;
     let mut models = Vec::new();
@@ -315,11 +348,33 @@ fn parity_models(mote: &Path) -> Result<Vec<PathBuf>> {
                 .arg(&q)
                 .args(["--dtype", dtype, "--json"])
                 .stdout(std::process::Stdio::null()))?;
-            models.push(q);
+            models.push((q, None));
         }
         if !big {
-            models.push(model);
+            models.push((model, None));
         }
+    }
+    // The trained task models the repository ships (docs/TASKS.md); feature
+    // models get a whole sequence of seeded feature rows.
+    let mut shipped: Vec<PathBuf> = std::fs::read_dir(root().join("models"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "mote"))
+        .collect();
+    shipped.sort();
+    for m in shipped {
+        let v: serde_json::Value = serde_json::from_str(&output(
+            Command::new(mote).arg("inspect").arg(&m).arg("--json"),
+        )?)?;
+        let dim = v["input_dim"].as_u64().unwrap_or(0) as usize;
+        let rows = v["max_seq"].as_u64().unwrap_or(1) as usize;
+        let input = (dim > 0).then(|| {
+            firmware::Input::Features(
+                (0..rows * dim)
+                    .map(|i| (i * 7 % 17) as f32 / 16.0)
+                    .collect(),
+            )
+        });
+        models.push((m, input));
     }
     Ok(models)
 }
@@ -332,8 +387,7 @@ fn parity_models(mote: &Path) -> Result<Vec<PathBuf>> {
 /// reported and slot A runs.
 fn firmware_parity() -> Result<()> {
     let mote = mote_bin()?;
-    let ids_text = "1,2,3,4,5";
-    let ids = firmware::parse_ids(ids_text)?;
+    let ids = firmware::Input::Ids(vec![1, 2, 3, 4, 5]);
     let edge = root().join("firmware/target/aarch64-unknown-linux-gnu/release/mote-edge");
     run(firmware_cargo().args([
         "build",
@@ -347,8 +401,12 @@ fn firmware_parity() -> Result<()> {
     ]))?;
     let models = parity_models(&mote)?;
     let mut arena = 0;
-    for m in &models {
-        arena = arena.max(firmware::arena_for(&mote, m, ids.len())?);
+    for (m, input) in &models {
+        arena = arena.max(firmware::arena_for(
+            &mote,
+            m,
+            input.as_ref().unwrap_or(&ids),
+        )?);
     }
     let mut elfs = Vec::new();
     for b in firmware::BOARDS.iter() {
@@ -365,7 +423,8 @@ fn firmware_parity() -> Result<()> {
     let img_dir = root().join("target/firmware-images");
     std::fs::create_dir_all(&img_dir)?;
     let mut stacks = Vec::new();
-    for model in &models {
+    for (model, input) in &models {
+        let input = input.as_ref().unwrap_or(&ids);
         let name = model
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -375,7 +434,7 @@ fn firmware_parity() -> Result<()> {
             if let Some(b) = backend {
                 c.env("MOTE_BACKEND", b);
             }
-            output(c.arg("run").arg(model).args(["--ids", ids_text, "--bits"]))
+            output(c.arg("run").arg(model).args(input.run_args()).arg("--bits"))
         };
         let reference = pick(&host_run(None)?).context("host printed no output line")?;
         let mut runs: Vec<(String, String)> =
@@ -385,7 +444,8 @@ fn firmware_parity() -> Result<()> {
             c.args(["120", "qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"])
                 .arg(&edge)
                 .arg(model)
-                .args([ids_text, backend]);
+                .arg(input.edge_arg())
+                .arg(backend);
             runs.push((format!("aarch64 {backend}"), output(&mut c)?));
         }
         let bytes = std::fs::read(model)?;
@@ -399,7 +459,7 @@ fn firmware_parity() -> Result<()> {
                     seq: 1,
                 }),
                 None,
-                &ids,
+                input,
             ) {
                 Ok(img) => img,
                 Err(e) => {
@@ -442,19 +502,24 @@ fn firmware_parity() -> Result<()> {
 /// Slot B holds a newer model with one flipped payload byte: the firmware
 /// must report the CRC error and run slot A's model (its output equals the
 /// host's for slot A). Also: both slots empty → a clear error, exit 1.
-fn ab_fallback(mote: &Path, elfs: &[(&firmware::Board, PathBuf)], ids: &[u32]) -> Result<()> {
+fn ab_fallback(
+    mote: &Path,
+    elfs: &[(&firmware::Board, PathBuf)],
+    ids: &firmware::Input,
+) -> Result<()> {
     let dir = root().join("target/firmware-models");
     let (a_path, b_path) = (dir.join("encoder-int8.mote"), dir.join("decoder-int8.mote"));
     let a = std::fs::read(&a_path)?;
     let mut bad = std::fs::read(&b_path)?;
     let at = bad.len() - 7;
     bad[at] ^= 0x20;
-    let ids_text: Vec<String> = ids.iter().map(u32::to_string).collect();
-    let host = output(Command::new(mote).arg("run").arg(&a_path).args([
-        "--ids",
-        &ids_text.join(","),
-        "--bits",
-    ]))?;
+    let host = output(
+        Command::new(mote)
+            .arg("run")
+            .arg(&a_path)
+            .args(ids.run_args())
+            .arg("--bits"),
+    )?;
     let want = host
         .lines()
         .find(|l| l.starts_with("embedding:"))
@@ -511,11 +576,11 @@ fn main() -> Result<()> {
                 .filter_map(|n| {
                     models
                         .iter()
-                        .find(|m| m.ends_with(format!("{n}.mote")))
-                        .cloned()
+                        .find(|(m, _)| m.ends_with(format!("{n}.mote")))
+                        .map(|(m, _)| m.clone())
                 })
                 .collect();
-            let ids: Vec<u32> = (1..=8).collect();
+            let ids = firmware::Input::Ids((1..=8).collect());
             let table = firmware::cost_table(&mote, &pick, &ids)?;
             println!("{table}");
             Ok(())

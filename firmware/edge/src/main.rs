@@ -1,12 +1,14 @@
-//! `mote-edge MODEL.mote IDS [BACKEND]`: loads a model from a file, runs it
-//! once on the comma-separated token ids (an encoder's pooled embedding, or
-//! a decoder's logits after the last id) and prints `embedding:`/`logits:`
-//! with each f32's bits as 8 hex digits, exactly as `mote run --bits` and the
-//! MCU firmware do. BACKEND pins the integer kernels (`scalar`, `neon`).
+//! `mote-edge MODEL.mote INPUT [BACKEND]`: loads a model from a file, runs it
+//! once on INPUT — comma-separated token ids, or `features:` and
+//! comma-separated feature values — (a classifier's logits, an encoder's
+//! pooled embedding, or a decoder's logits after the last id) and prints
+//! `logits:`/`embedding:` with each f32's bits as 8 hex digits, exactly as
+//! `mote run --bits` and the MCU firmware do. BACKEND pins the integer
+//! kernels (`scalar`, `neon`).
 #![deny(unsafe_code)]
 
 use mote_core::quant::{force, Backend};
-use mote_core::{Architecture, Model, RunConfig, Session};
+use mote_core::{Input, Model, RunConfig, Session};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -26,7 +28,7 @@ fn run() -> Result<String, String> {
     let args: Vec<String> = std::env::args().collect();
     let (path, ids) = match (args.get(1), args.get(2)) {
         (Some(p), Some(i)) => (p, i),
-        _ => return Err("usage: mote-edge MODEL.mote IDS [BACKEND]".into()),
+        _ => return Err("usage: mote-edge MODEL.mote INPUT [BACKEND]".into()),
     };
     if let Some(name) = args.get(3) {
         let backend = Backend::from_name(name).ok_or(format!("unknown backend {name:?}"))?;
@@ -34,24 +36,36 @@ fn run() -> Result<String, String> {
             return Err(format!("backend {name} does not run here"));
         }
     }
-    let ids: Vec<u32> = ids
-        .split(',')
-        .map(|s| s.trim().parse().map_err(|_| format!("bad token id {s:?}")))
-        .collect::<Result<_, _>>()?;
+    let feats: Option<Vec<f32>> = ids
+        .strip_prefix("features:")
+        .map(|f| {
+            f.split(',')
+                .map(|s| s.trim().parse().map_err(|_| format!("bad feature value {s:?}")))
+                .collect::<Result<_, _>>()
+        })
+        .transpose()?;
+    let ids: Vec<u32> = match feats {
+        Some(_) => Vec::new(),
+        None => ids
+            .split(',')
+            .map(|s| s.trim().parse().map_err(|_| format!("bad token id {s:?}")))
+            .collect::<Result<_, _>>()?,
+    };
     let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
     // Model::from_bytes needs 16-byte alignment: copy into u128 storage.
     let mut store = vec![0u128; bytes.len().div_ceil(16)];
     let view: &mut [u8] = bytemuck::cast_slice_mut(&mut store);
     view[..bytes.len()].copy_from_slice(&bytes);
     let model = Model::from_bytes(&view[..bytes.len()]).map_err(|e| format!("{path}: {e}"))?;
-    let run = RunConfig { max_seq: ids.len().max(1) as u32 };
+    let input = match &feats {
+        Some(f) => Input::Features(f),
+        None => Input::Ids(&ids),
+    };
+    let run = RunConfig { max_seq: input.rows(model.config()).max(1) as u32 };
     let need = model.arena_bytes(&run).map_err(|e| e.to_string())?;
     let mut arena = vec![0u8; need + 15];
     let mut s = Session::new(&model, &mut arena, run).map_err(|e| e.to_string())?;
-    let (label, out) = match model.config().arch {
-        Architecture::Encoder => ("embedding", s.embed(&ids).map_err(|e| e.to_string())?),
-        Architecture::Decoder => ("logits", s.prefill(&ids).map_err(|e| e.to_string())?),
-    };
+    let (label, out) = s.run(input).map_err(|e| e.to_string())?;
     let hex: Vec<String> = out.iter().map(|v| format!("{:08x}", v.to_bits())).collect();
     Ok(format!("{label}: {}", hex.join(" ")))
 }

@@ -4,11 +4,12 @@
 //!
 //! The firmware holds no model: it opens the two flash model slots (A/B) at
 //! fixed addresses, runs the newest valid one (reporting why the other was
-//! passed over) on the token ids in the flash input area, and prints over
-//! semihosting:
+//! passed over) on the input in the flash input area (token ids, or feature
+//! rows such as an image's patches), and prints over semihosting:
 //! - `slot: A seq 3` (and `slot B passed over: <error>` when one is bad),
-//! - `embedding: ` (encoder) or `logits: ` (decoder, after `prefill`), then
-//!   every `f32` as the 8 hex digits of its bits,
+//! - `logits: ` (a classifier head, or a decoder after `prefill`) or
+//!   `embedding: ` (an encoder's pooled vector), then every `f32` as the 8
+//!   hex digits of its bits,
 //! - `stack: N bytes` (high-water mark, by stack painting), `arena: N bytes`.
 //!
 //! Exit code: 0 ok, 1 on a `mote_core::Error` (printed), 101 on a panic.
@@ -20,7 +21,7 @@ use core::fmt::Write as _;
 
 use cortex_m_rt::entry;
 use mote_core::slot::{self, SlotId};
-use mote_core::{Architecture, RunConfig, Session};
+use mote_core::{Input, RunConfig, Session};
 use semihosting::{eprintln, print, println, process};
 
 /// Forces 16-byte alignment of what it wraps (the arena).
@@ -34,7 +35,7 @@ mod generated {
 }
 use generated::{ARENA_BYTES, INPUT, INPUT_LEN, SLOT_A, SLOT_B, SLOT_LEN};
 
-/// Most token ids the input area holds.
+/// Most token ids (or feature values) the input area holds.
 const MAX_IDS: usize = 256;
 
 /// A flash region the memory map reserves (slots, input).
@@ -174,11 +175,17 @@ fn main() -> ! {
     process::exit(code)
 }
 
-/// The token ids of the input area: magic `MIDS`, a u32 count, then the ids (u32 LE).
-fn input(ids: &mut [u32; MAX_IDS]) -> Result<&[u32], &'static str> {
+/// The input area: magic `MIDS` (token ids, u32 LE) or `MFEA` (feature
+/// values, f32 LE), a u32 count, then the values.
+fn input<'s>(
+    ids: &'s mut [u32; MAX_IDS],
+    feats: &'s mut [f32; MAX_IDS],
+) -> Result<Input<'s>, &'static str> {
     let area = flash(INPUT, INPUT_LEN);
-    if area.get(..4) != Some(b"MIDS".as_slice()) {
-        return Err("no input: the input area has no MIDS magic");
+    let magic = area.get(..4);
+    let features = magic == Some(b"MFEA".as_slice());
+    if !features && magic != Some(b"MIDS".as_slice()) {
+        return Err("no input: the input area has no MIDS or MFEA magic");
     }
     let word = |i: usize| {
         area.get(4 * i..4 * i + 4)
@@ -186,12 +193,18 @@ fn input(ids: &mut [u32; MAX_IDS]) -> Result<&[u32], &'static str> {
     };
     let n = word(1).unwrap_or(0) as usize;
     if n > MAX_IDS || 4 * (2 + n) > area.len() {
-        return Err("input area: more ids than it can hold");
+        return Err("input area: more values than it can hold");
     }
     for (i, id) in ids.iter_mut().enumerate().take(n) {
         *id = word(2 + i).unwrap_or(0);
     }
-    Ok(&ids[..n])
+    if features {
+        for (f, id) in feats.iter_mut().zip(ids.iter()).take(n) {
+            *f = f32::from_bits(*id);
+        }
+        return Ok(Input::Features(&feats[..n]));
+    }
+    Ok(Input::Ids(&ids[..n]))
 }
 
 fn run(arena: &mut [u8]) -> Result<(), mote_core::Error> {
@@ -205,15 +218,13 @@ fn run(arena: &mut [u8]) -> Result<(), mote_core::Error> {
         fail("no valid model in slot A or B")
     };
     println!("slot: {} seq {seq}", id.name());
-    let mut store = [0u32; MAX_IDS];
-    let ids = input(&mut store).unwrap_or_else(|m| fail(m));
-    let run = RunConfig { max_seq: ids.len().max(1) as u32 };
-    let mark = mote_mark_start(ids.len() as u32);
+    let (mut ids, mut feats) = ([0u32; MAX_IDS], [0f32; MAX_IDS]);
+    let inp = input(&mut ids, &mut feats).unwrap_or_else(|m| fail(m));
+    let rows = inp.rows(model.config());
+    let run = RunConfig { max_seq: rows.max(1) as u32 };
+    let mark = mote_mark_start(rows as u32);
     let mut session = Session::new(&model, arena, run)?;
-    let (label, values) = match model.config().arch {
-        Architecture::Encoder => ("embedding:", session.embed(ids)?),
-        Architecture::Decoder => ("logits:", session.prefill(ids)?),
-    };
+    let (label, values) = session.run(inp)?;
     let _ = mote_mark_end(mark);
     print_bits(label, values);
     Ok(())
@@ -273,6 +284,7 @@ mod stack {
 fn print_bits(label: &str, values: &[f32]) {
     let mut line = Line::new();
     let _ = line.write_str(label);
+    let _ = line.write_str(":");
     for v in values {
         if line.len + 9 > line.buf.len() {
             print!("{}", line.as_str());

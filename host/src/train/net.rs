@@ -53,6 +53,72 @@ impl Rng {
     }
 }
 
+/// Softmax over the last dimension in one pass (attention's biggest tensor),
+/// with an optional causal mask (key `j` > query `i` gets 0), and its gradient
+/// `y ⊙ (g − Σ g ⊙ y)`.
+struct Softmax {
+    causal: bool,
+}
+
+impl candle_core::CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "mote-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let candle_core::CpuStorage::F32(v) = s else {
+            candle_core::bail!("softmax needs f32");
+        };
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("softmax needs a contiguous tensor");
+        };
+        let dims = l.dims();
+        let cols = dims.last().copied().unwrap_or(1).max(1);
+        let rows_per = if dims.len() >= 2 {
+            dims[dims.len() - 2]
+        } else {
+            1
+        };
+        let mut out = v[a..b].to_vec();
+        let causal = self.causal;
+        out.par_chunks_mut(cols).enumerate().for_each(|(r, row)| {
+            let allowed = if causal {
+                (r % rows_per + 1).min(cols)
+            } else {
+                cols
+            };
+            let (keep, masked) = row.split_at_mut(allowed);
+            let m = keep.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let mut sum = 0f32;
+            for x in keep.iter_mut() {
+                *x = (*x - m).exp();
+                sum += *x;
+            }
+            let inv = 1.0 / sum;
+            for x in keep.iter_mut() {
+                *x *= inv;
+            }
+            masked.fill(0.0);
+        });
+        Ok((candle_core::CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let dot = (grad * res)?.sum_keepdim(D::Minus1)?;
+        Ok(Some((grad.broadcast_sub(&dot)? * res)?))
+    }
+}
+
 /// A batch of model input.
 pub enum Input {
     /// Token ids, `[batch, seq]` u32.
@@ -295,20 +361,6 @@ impl Net {
             cfg.n_kv_heads as usize,
             cfg.head_dim as usize,
         );
-        let mask = if cfg.causal {
-            let m: Vec<f32> = (0..s * s)
-                .map(|i| {
-                    if i % s > i / s {
-                        f32::NEG_INFINITY
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            Some(Tensor::from_vec(m, (s, s), x.device())?)
-        } else {
-            None
-        };
         let heads = |t: Tensor, n: usize| -> Result<Tensor> {
             let t = t.reshape((b, s, n, hd))?.transpose(1, 2)?;
             // Grouped-query attention: each key/value head serves n_heads / n_kv_heads queries.
@@ -326,11 +378,8 @@ impl Net {
             let q = heads(self.linear(w, &h, &p("wq"), Some(&p("bq")), qat)?, nh)?;
             let k = heads(self.linear(w, &h, &p("wk"), Some(&p("bk")), qat)?, nkv)?;
             let v = heads(self.linear(w, &h, &p("wv"), Some(&p("bv")), qat)?, nkv)?;
-            let mut att = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?;
-            if let Some(m) = &mask {
-                att = att.broadcast_add(m)?;
-            }
-            let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+            let att = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?;
+            let att = att.apply_op1(Softmax { causal: cfg.causal })?;
             let o = att.matmul(&v)?.transpose(1, 2)?.reshape((b, s, nh * hd))?;
             x = (x + self.linear(w, &o, &p("wo"), Some(&p("bo")), qat)?)?;
             let h = self.layer_norm(w, &x, &p("ffn_norm"))?;
@@ -368,5 +417,49 @@ impl Net {
                 ))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fused softmax and its gradient equal candle's composed softmax
+    /// (with an explicit −∞ mask for the causal case).
+    #[test]
+    fn fused_softmax_matches_composed_ops() -> Result<()> {
+        let (s, dev) = (5usize, &Device::Cpu);
+        let mut rng = Rng(9);
+        let x: Vec<f32> = (0..2 * 3 * s * s).map(|_| rng.normal() * 3.0).collect();
+        let c: Vec<f32> = (0..2 * 3 * s * s).map(|_| rng.normal()).collect();
+        let c = Tensor::from_vec(c, (2, 3, s, s), dev)?;
+        for causal in [false, true] {
+            let v = Var::from_vec(x.clone(), (2, 3, s, s), dev)?;
+            let fused = v.as_tensor().apply_op1(Softmax { causal })?;
+            let g1 = (&fused * &c)?.sum_all()?.backward()?;
+            let mask: Vec<f32> = (0..s * s)
+                .map(|i| {
+                    if causal && i % s > i / s {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let mask = Tensor::from_vec(mask, (s, s), dev)?;
+            let composed =
+                candle_nn::ops::softmax(&v.as_tensor().broadcast_add(&mask)?, D::Minus1)?;
+            let g2 = (&composed * &c)?.sum_all()?.backward()?;
+            let diff = |a: &Tensor, b: &Tensor| -> Result<f32> {
+                Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+            };
+            assert!(diff(&fused, &composed)? < 1e-6, "causal {causal}: values");
+            let (a, b) = (g1.get(&v), g2.get(&v));
+            let (Some(a), Some(b)) = (a, b) else {
+                bail!("no gradient")
+            };
+            assert!(diff(a, b)? < 1e-5, "causal {causal}: gradients");
+        }
+        Ok(())
     }
 }

@@ -53,6 +53,8 @@ enum Data {
         classes: Vec<String>,
         /// The trained WordPiece vocabulary.
         vocab: VocabData,
+        /// Its tokenizer.
+        tokenizer: Box<Tokenizer>,
         /// Token ids and label per article, per split.
         splits: [Vec<(Vec<u32>, usize)>; 3],
         /// Window length.
@@ -255,6 +257,7 @@ impl Task {
                 Data::Text {
                     classes,
                     vocab,
+                    tokenizer: Box::new(tok),
                     splits,
                     window: cfg.model.max_seq as usize,
                     windows: spec.windows.max(1),
@@ -455,6 +458,43 @@ impl Task {
         items
     }
 
+    /// Up to `n` evenly spaced labelled items of a split, each with a
+    /// printable description (a digit as 8 lines of text art, an article's
+    /// first words as the tokenizer gives them back), its inputs and label.
+    pub fn samples(&self, split: Split, n: usize) -> Result<Vec<(String, Vec<Example>, usize)>> {
+        let items = self.items(split, n);
+        let mut out = Vec::new();
+        for item in items {
+            let Some(label) = item.label else { continue };
+            let desc = match (&self.data, item.inputs.first()) {
+                (Data::Digits { .. }, Some(Example::Features(f))) => {
+                    // Undo the patch order to draw the digit row by row.
+                    let mut px = [0f32; 64];
+                    let per = 8 / PATCH;
+                    for (k, v) in f.iter().enumerate() {
+                        let (p, i) = (k / PATCH_DIM, k % PATCH_DIM);
+                        let (y, x) = ((p / per) * PATCH + i / PATCH, (p % per) * PATCH + i % PATCH);
+                        px[y * 8 + x] = *v;
+                    }
+                    px.chunks(8)
+                        .map(|r| {
+                            r.iter()
+                                .map(|&v| [' ', '.', ':', '#'][((v * 3.0).round() as usize).min(3)])
+                                .collect::<String>()
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
+                (Data::Text { tokenizer, .. }, Some(Example::Tokens(ids))) => {
+                    format!("{} …", tokenizer.decode(&ids[..ids.len().min(24)])?)
+                }
+                _ => String::new(),
+            };
+            out.push((desc, item.inputs, label));
+        }
+        Ok(out)
+    }
+
     /// Scores a split with `run` (one input → class logits, or one row of
     /// next-token logits per input token).
     pub fn score(
@@ -597,5 +637,44 @@ fn text_config(cfg: &TrainConfig, vocab: u32, classes: u32) -> Config {
         embedding_norm: false,
         n_classes: classes,
         input_dim: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The byte-level vocabulary's tokenizer (what the CLI and a device use)
+    /// gives exactly the byte values the language model was trained on.
+    #[test]
+    fn byte_vocabulary_tokenizes_to_raw_bytes() -> Result<()> {
+        let mut cfg = text_config(&TrainConfig::from_toml("task = \"austen\"")?, 256, 0);
+        cfg.arch = Architecture::Decoder;
+        cfg.causal = true;
+        cfg.tied_embeddings = true;
+        let tok = tokenizer_of(&byte_vocab(), &cfg)?;
+        for text in ["It is a truth", "  Mr. Darcy's £5,\n\n\"Oh!\" — 1811\tend"] {
+            let want: Vec<u32> = text.bytes().map(u32::from).collect();
+            assert_eq!(tok.encode(text)?, want, "{text:?}");
+            assert_eq!(tok.decode(&want)?, text);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn digit_patches_are_2x2_blocks_in_row_major_order() {
+        let mut px = [0u8; 64];
+        for (i, p) in px.iter_mut().enumerate() {
+            *p = (i % 17) as u8;
+        }
+        let f = digit_patches(&px, 0, 0);
+        assert_eq!(f.len(), 64);
+        // Patch 1 is columns 2–3 of rows 0–1; patch 4 starts row 2.
+        let at = |y: usize, x: usize| px[y * 8 + x] as f32 / 16.0;
+        assert_eq!(&f[4..8], &[at(0, 2), at(0, 3), at(1, 2), at(1, 3)]);
+        assert_eq!(&f[16..20], &[at(2, 0), at(2, 1), at(3, 0), at(3, 1)]);
+        // A shift right by one brings in zeros at column 0.
+        let s = digit_patches(&px, 1, 0);
+        assert_eq!((s[0], s[1]), (0.0, at(0, 0)));
     }
 }
