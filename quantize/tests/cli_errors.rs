@@ -143,3 +143,37 @@ fn unknown_or_unavailable_backend_is_refused() {
         assert_eq!(err.trim_end().lines().count(), 1);
     }
 }
+
+#[test]
+fn bad_training_input_gets_one_line_errors() {
+    let dir = work_dir().join(format!("cli-train-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let out = dir.join("out");
+    let out_s = out.to_str().unwrap();
+    fails_with(&["train", "/nonexistent/run.toml"], "reading /nonexistent/run.toml");
+    let unknown = cfg("unknown.toml", "task = \"digits\"\n[model]\nwidth = 3\n");
+    fails_with(&["train", &unknown, "-o", out_s], "unknown field `width`");
+    let task = cfg("task.toml", "task = \"mnist\"\n");
+    fails_with(&["train", &task, "-o", out_s], "unknown variant `mnist`");
+    let batch = cfg("batch.toml", "task = \"digits\"\n[train]\nbatch = 0\n");
+    fails_with(&["train", &batch, "-o", out_s], "batch must be at least 1");
+    // A .mote file is not a training checkpoint.
+    let enc = tiny("enc-export");
+    let enc_s = enc.to_str().unwrap();
+    let model_out = dir.join("x.mote");
+    fails_with(
+        &["export", enc_s, "-o", model_out.to_str().unwrap()],
+        "is not a safetensors file",
+    );
+    assert!(!model_out.exists());
+    // Classifier and feature calls on a model without a head / with token input.
+    fails_with(&["classify", enc_s, "--features", "0.5,0.25"], "no classifier head");
+    fails_with(&["classify", enc_s, "--text", "hello"], "no vocabulary");
+    fails_with(&["run", enc_s, "--features", "0.5,0.25"], "takes token ids");
+    fails_with(&["eval", &unknown, enc_s, "--split", "dev"], "unknown field");
+}

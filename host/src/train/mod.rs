@@ -193,7 +193,16 @@ fn no_qat() -> Schedule {
 impl TrainConfig {
     /// Parses a TOML config.
     pub fn from_toml(text: &str) -> Result<TrainConfig> {
-        let c: TrainConfig = toml::from_str(text).context("reading the training config")?;
+        let c: TrainConfig = toml::from_str(text).map_err(|e| {
+            // One line: where and what (toml's own text draws the line and a caret).
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(l) => anyhow::anyhow!("training config line {l}: {}", e.message().trim()),
+                None => anyhow::anyhow!("training config: {}", e.message().trim()),
+            }
+        })?;
         ensure!(
             c.train.batch > 0 && c.qat.batch > 0,
             "batch must be at least 1"
