@@ -21,7 +21,7 @@ fn main() {
             .expect("usage: fuzz_seeds DIR [--core]"),
     );
     let core_only = std::env::args().nth(2).as_deref() == Some("--core");
-    for sub in ["model", "vocab", "tokenizer", "gguf", "safetensors"] {
+    for sub in ["model", "vocab", "tokenizer", "gguf", "safetensors", "data"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
     for (name, cfg) in [
@@ -87,7 +87,33 @@ fn main() {
         .unwrap();
     }
     std::fs::write(dir.join("safetensors/tiny.safetensors"), tiny_bert()).unwrap();
+    data_seeds(&dir.join("data"));
     println!("{}", dir.display());
+}
+
+/// The training-data readers' seeds: the Austen database's index and the
+/// start of one novel (decompressed R serialization), and digits CSV lines.
+fn data_seeds(dir: &std::path::Path) {
+    use std::io::Read;
+    let gunzip = |b: &[u8]| {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(b).read_to_end(&mut out).unwrap();
+        out
+    };
+    let austen = mote_host::fetch::ensure(&mote_host::fetch::AUSTEN).unwrap();
+    let rdx = gunzip(&std::fs::read(austen.join("Rdata.rdx")).unwrap());
+    std::fs::write(dir.join("rdx.bin"), &rdx).unwrap();
+    let rdb = std::fs::read(austen.join("Rdata.rdb")).unwrap();
+    let mut novel = Vec::new();
+    flate2::read::ZlibDecoder::new(&rdb[4..])
+        .take(8 << 10)
+        .read_to_end(&mut novel)
+        .unwrap();
+    std::fs::write(dir.join("novel-head.bin"), &novel).unwrap();
+    let digits = mote_host::fetch::ensure(&mote_host::fetch::DIGITS).unwrap();
+    let csv = gunzip(&std::fs::read(digits).unwrap());
+    let head: Vec<&[u8]> = csv.split(|&b| b == b'\n').take(12).collect();
+    std::fs::write(dir.join("digits.csv"), head.join(&b'\n')).unwrap();
 }
 
 /// A complete BERT checkpoint (HF names, f32) for the `safetensors` target's config.

@@ -9,7 +9,7 @@ use std::process::Command;
 /// Targets that need only `mote-core` (quick to build: the CI smoke runs these).
 pub const CORE_TARGETS: [&str; 2] = ["model", "kernels"];
 /// Targets that need `mote-host` (the `host` feature of the fuzz crate).
-pub const HOST_TARGETS: [&str; 3] = ["gguf", "safetensors", "tokenizer"];
+pub const HOST_TARGETS: [&str; 4] = ["gguf", "safetensors", "tokenizer", "data"];
 
 /// Installs cargo-fuzz from crates.io when it is missing.
 fn ensure_cargo_fuzz() -> Result<()> {
@@ -35,7 +35,7 @@ fn ensure_cargo_fuzz() -> Result<()> {
 fn seeds(host: bool) -> Result<()> {
     let dir = root().join("fuzz/corpus");
     let marker = if host {
-        "vocab/smollm2.mote"
+        "data/rdx.bin"
     } else {
         "model/decoder-int4.mote"
     };

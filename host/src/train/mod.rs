@@ -175,6 +175,22 @@ pub struct TrainConfig {
     /// Data options.
     #[serde(default)]
     pub data: DataSpec,
+    /// The int8 weight scales QAT simulates and the shipped model uses:
+    /// `block` (one per row and 32 columns, `--dtype int8`) or `row`
+    /// (`--dtype int8-row`: smaller files, coarser).
+    #[serde(default)]
+    pub weight_scales: WeightScales,
+}
+
+/// Granularity of int8 weight scales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightScales {
+    /// One scale per row and 32-column block.
+    #[default]
+    Block,
+    /// One scale per row.
+    Row,
 }
 
 fn one() -> u64 {
@@ -599,7 +615,9 @@ fn phase(
             "{} was written for another model shape",
             ckpt.display()
         );
+        let row_scales = net.row_scales;
         net = c.net;
+        net.row_scales = row_scales;
         start = c.step;
         if let Some(a) = c.adam {
             opt = a;
@@ -754,7 +772,8 @@ pub fn run(
     } else {
         Vec::new()
     };
-    let net = Net::new(task.config(cfg)?, cfg.seed)?;
+    let mut net = Net::new(task.config(cfg)?, cfg.seed)?;
+    net.row_scales = cfg.weight_scales == WeightScales::Row;
     let parameters = net.parameter_count();
     let net = phase(
         &task,
@@ -778,7 +797,11 @@ pub fn run(
     write("model-f32.mote", f32_file.bytes())?;
     let int8 = |bytes: &[u8]| -> Result<Vec<u8>> {
         let m = Model::from_bytes(bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(quantize(&m, Target::Int8, |_, _| {})?.0.to_bytes())
+        let target = match cfg.weight_scales {
+            WeightScales::Block => Target::Int8,
+            WeightScales::Row => Target::Int8Row,
+        };
+        Ok(quantize(&m, target, |_, _| {})?.0.to_bytes())
     };
     let ptq = ModelFile::from_vec(int8(f32_file.bytes())?);
     write("model-int8-ptq.mote", ptq.bytes())?;

@@ -144,6 +144,9 @@ pub struct Net {
     pub cfg: Config,
     /// Parameters in `.mote` tensor order.
     pub params: Vec<(String, Var)>,
+    /// QAT weights get one int8 scale per row (`mote quantize --dtype
+    /// int8-row`) instead of per row and 32-column block.
+    pub row_scales: bool,
     index: HashMap<String, usize>,
 }
 
@@ -257,7 +260,12 @@ impl Net {
             .enumerate()
             .map(|(i, (n, _))| (n.clone(), i))
             .collect();
-        Net { cfg, params, index }
+        Net {
+            cfg,
+            params,
+            row_scales: false,
+            index,
+        }
     }
 
     /// A model with the given parameter values (names and shapes must match `cfg`).
@@ -292,7 +300,7 @@ impl Net {
             .map(|(name, v)| {
                 let t = v.as_tensor().clone();
                 Ok(if qat && is_quantizable(name) {
-                    qat::fake_quant_weight(&t)?
+                    qat::fake_quant_weight(&t, self.row_scales)?
                 } else {
                     t
                 })

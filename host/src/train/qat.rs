@@ -3,14 +3,15 @@
 //! device computes with:
 //!
 //! - weights: [`crate::quantize::quantize_blocks_i8`] (what `mote quantize
-//!   --dtype int8` stores), dequantized as `q · scale`;
+//!   --dtype int8` stores) or [`crate::quantize::quantize_rows_i8`]
+//!   (`--dtype int8-row`), dequantized as `q · scale`;
 //! - matrix inputs: [`mote_core::quant::prepare_activations`] (what every
 //!   int8 product in `mote-core` does to its input: symmetric int8 per
 //!   32-element block, channels above the outlier limit kept in f32).
 //!
 //! Both pass gradients straight through (the straight-through estimator).
 
-use crate::quantize::quantize_blocks_i8;
+use crate::quantize::{quantize_blocks_i8, quantize_rows_i8};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use mote_core::quant::{prepare_activations, BLOCK, OUTLIER_LIMIT};
 
@@ -27,6 +28,8 @@ fn contiguous_f32<'s>(s: &'s CpuStorage, l: &Layout) -> candle_core::Result<&'s 
 /// Per-row fake quantization of the last dimension, with an identity gradient.
 struct FakeQuant {
     weight: bool,
+    /// Weights with one scale per row instead of per row and 32-column block.
+    per_row: bool,
 }
 
 /// One activation row as the int8 kernels see it: dequantized inliers, exact outliers.
@@ -58,7 +61,13 @@ impl CustomOp1 for FakeQuant {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s, l)?;
         let cols = l.dims().last().copied().unwrap_or(1).max(1);
-        let y = if self.weight {
+        let y = if self.weight && self.per_row {
+            let (q, scales) = quantize_rows_i8(x, cols);
+            q.iter()
+                .enumerate()
+                .map(|(i, &v)| v as f32 * scales[i / cols])
+                .collect()
+        } else if self.weight {
             let (q, scales) = quantize_blocks_i8(x, cols);
             let nb = cols.div_ceil(BLOCK);
             q.iter()
@@ -84,14 +93,21 @@ impl CustomOp1 for FakeQuant {
     }
 }
 
-/// A weight matrix as `mote quantize --dtype int8` will store it (per-block int8).
-pub fn fake_quant_weight(w: &Tensor) -> candle_core::Result<Tensor> {
-    w.contiguous()?.apply_op1(FakeQuant { weight: true })
+/// A weight matrix as `mote quantize --dtype int8` (or `int8-row`, with
+/// `per_row`) will store it.
+pub fn fake_quant_weight(w: &Tensor, per_row: bool) -> candle_core::Result<Tensor> {
+    w.contiguous()?.apply_op1(FakeQuant {
+        weight: true,
+        per_row,
+    })
 }
 
 /// A matrix input as the int8 kernels quantize it.
 pub fn fake_quant_act(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(FakeQuant { weight: false })
+    x.contiguous()?.apply_op1(FakeQuant {
+        weight: false,
+        per_row: false,
+    })
 }
 
 #[cfg(test)]
@@ -106,7 +122,7 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
             .collect();
         let v = Var::from_vec(w.clone(), (3, cols), &Device::Cpu)?;
-        let fq = fake_quant_weight(v.as_tensor())?;
+        let fq = fake_quant_weight(v.as_tensor(), false)?;
         let (q, s) = quantize_blocks_i8(&w, cols);
         let got = fq.flatten_all()?.to_vec1::<f32>()?;
         for (i, g) in got.iter().enumerate() {
