@@ -12,7 +12,7 @@ use mote_core::config::Architecture;
 use mote_core::{Config, Error, Model, RunConfig, Session};
 use mote_host::quantize::{quantize, Target};
 use mote_host::train::net::{Input, Net, Rng};
-use mote_host::train::{self, Example, TrainConfig};
+use mote_host::train::{self, data::Split, Example, Task, TrainConfig};
 use mote_host::ModelFile;
 use std::path::PathBuf;
 
@@ -381,4 +381,36 @@ fn an_interrupted_run_resumes_exactly() {
         std::fs::read(resumed.join("model-int8.mote")).expect("b"),
     );
     assert!(a == b, "the int8 model differs after resuming");
+}
+/// The shipped task models reach the figures with mote-core int8 on
+/// the held-out test split (how they were trained: docs/TASKS.md).
+#[test]
+fn shipped_task_models_reach_their_figures() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |p: &str| ModelFile::read(&root.join(p)).expect(p);
+    let config = |t: &str| {
+        TrainConfig::from_toml(&std::fs::read_to_string(root.join("tasks").join(format!("{t}.toml"))).expect("toml"))
+            .expect("config")
+    };
+    // Digits ≥ 97%, BBC topics ≥ 95%, on every test item.
+    for (t, floor) in [("digits", 0.97), ("bbc-news", 0.95)] {
+        let m = read(&format!("models/{t}-int8.mote"));
+        let model = Model::from_bytes(m.bytes()).expect("model");
+        let task = Task::prepare_with(&config(t), mote_host::quantize::vocab_data(&model)).expect("task");
+        let s = train::evaluate_mote(&task, m.bytes(), Split::Test, "int8").expect("score");
+        assert!(s.metric >= floor, "{t}: int8 test accuracy {:.4} < {floor}", s.metric);
+    }
+    // Austen: int8 perplexity within 5% of f32's on the same 200 test windows.
+    // The f32 figure is a golden file (the f32 model is 0.8 MB), made by
+    // `mote eval tasks/austen.toml runs/austen/model-f32.mote --limit 200 --json`
+    // on the f32 model of the run that produced models/austen-int8.mote.
+    let golden = mote_tests::golden("austen_f32_perplexity.json");
+    let f32_ppl = golden["perplexity"].as_f64().expect("perplexity");
+    let mut cfg = config("austen");
+    cfg.data.eval_limit = 200;
+    let task = Task::prepare(&cfg).expect("task");
+    let q = train::evaluate_mote(&task, read("models/austen-int8.mote").bytes(), Split::Test, "int8").expect("int8");
+    assert_eq!(q.items, golden["items"].as_u64().expect("items") as usize, "not the golden's windows");
+    assert!(q.metric <= f32_ppl * 1.05, "int8 perplexity {:.4} vs f32 {f32_ppl:.4}", q.metric);
+    assert!(f32_ppl < 6.0, "the language model is untrained: perplexity {f32_ppl:.3}");
 }
