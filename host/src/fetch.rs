@@ -147,12 +147,37 @@ fn download_deb(p: &Package, debs: &Path) -> Result<PathBuf> {
     ));
     if !deb.exists() || sha256_file(&deb)? != p.sha256 {
         eprintln!("fetching {}={} from Debian …", p.name, p.version);
-        let status = Command::new("apt-get")
-            .args(["download", "-q"])
-            .arg(format!("{}={}", p.name, p.version))
-            .current_dir(debs)
-            .status()
-            .context("running `apt-get download` (is this a Debian system?)")?;
+        let download = || {
+            Command::new("apt-get")
+                .args(["download", "-q"])
+                .arg(format!("{}={}", p.name, p.version))
+                .current_dir(debs)
+                .status()
+                .context("running `apt-get download` (is this a Debian system?)")
+        };
+        let mut status = download()?;
+        if !status.success() {
+            // A fresh system may have no package lists yet: fetch them once and retry.
+            let root = std::env::var("USER").is_ok_and(|u| u == "root")
+                || Command::new("id")
+                    .arg("-u")
+                    .output()
+                    .is_ok_and(|o| o.stdout.starts_with(b"0"));
+            let mut update = if root {
+                Command::new("apt-get")
+            } else {
+                let mut c = Command::new("sudo");
+                c.args(["-n", "apt-get"]);
+                c
+            };
+            if update
+                .args(["update", "-q"])
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                status = download()?;
+            }
+        }
         ensure!(
             status.success(),
             "apt-get download {}={} failed (run `apt-get update`, or `cargo xtask setup`)",

@@ -106,6 +106,14 @@ fn mote_bin() -> Result<PathBuf> {
     Ok(root().join("target/release/mote"))
 }
 
+/// The CLI as `cargo test` already built it (dev profile: `mote-core` and
+/// every dependency optimised). Its output bits are the release build's — no
+/// fast-math anywhere — and the test run saves a second full release build.
+fn mote_test_bin() -> Result<PathBuf> {
+    run(cargo().args(["build", "-q", "-p", "mote-quantize"]))?;
+    Ok(root().join("target/debug/mote"))
+}
+
 fn demo() -> Result<()> {
     let mote = mote_bin()?;
     let out = root().join("target/demo");
@@ -386,7 +394,7 @@ fn parity_models(mote: &Path) -> Result<Vec<(PathBuf, Option<firmware::Input>)>>
 /// everywhere. Then the A/B check: a damaged newer model in slot B is
 /// reported and slot A runs.
 fn firmware_parity() -> Result<()> {
-    let mote = mote_bin()?;
+    let mote = mote_test_bin()?;
     let ids = firmware::Input::Ids(vec![1, 2, 3, 4, 5]);
     let edge = root().join("firmware/target/aarch64-unknown-linux-gnu/release/mote-edge");
     run(firmware_cargo().args([
