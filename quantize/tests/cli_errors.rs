@@ -155,7 +155,10 @@ fn bad_training_input_gets_one_line_errors() {
     };
     let out = dir.join("out");
     let out_s = out.to_str().unwrap();
-    fails_with(&["train", "/nonexistent/run.toml"], "reading /nonexistent/run.toml");
+    fails_with(
+        &["train", "/nonexistent/run.toml"],
+        "reading /nonexistent/run.toml",
+    );
     let unknown = cfg("unknown.toml", "task = \"digits\"\n[model]\nwidth = 3\n");
     fails_with(&["train", &unknown, "-o", out_s], "unknown field `width`");
     let task = cfg("task.toml", "task = \"mnist\"\n");
@@ -172,8 +175,14 @@ fn bad_training_input_gets_one_line_errors() {
     );
     assert!(!model_out.exists());
     // Classifier and feature calls on a model without a head / with token input.
-    fails_with(&["classify", enc_s, "--features", "0.5,0.25"], "no classifier head");
+    fails_with(
+        &["classify", enc_s, "--features", "0.5,0.25"],
+        "no classifier head",
+    );
     fails_with(&["classify", enc_s, "--text", "hello"], "no vocabulary");
     fails_with(&["run", enc_s, "--features", "0.5,0.25"], "takes token ids");
-    fails_with(&["eval", &unknown, enc_s, "--split", "dev"], "unknown field");
+    fails_with(
+        &["eval", &unknown, enc_s, "--split", "dev"],
+        "unknown field",
+    );
 }

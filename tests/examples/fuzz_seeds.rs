@@ -97,7 +97,9 @@ fn data_seeds(dir: &std::path::Path) {
     use std::io::Read;
     let gunzip = |b: &[u8]| {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(b).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(b)
+            .read_to_end(&mut out)
+            .unwrap();
         out
     };
     let austen = mote_host::fetch::ensure(&mote_host::fetch::AUSTEN).unwrap();

@@ -389,16 +389,23 @@ fn shipped_task_models_reach_their_figures() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let read = |p: &str| ModelFile::read(&root.join(p)).expect(p);
     let config = |t: &str| {
-        TrainConfig::from_toml(&std::fs::read_to_string(root.join("tasks").join(format!("{t}.toml"))).expect("toml"))
-            .expect("config")
+        TrainConfig::from_toml(
+            &std::fs::read_to_string(root.join("tasks").join(format!("{t}.toml"))).expect("toml"),
+        )
+        .expect("config")
     };
     // Digits ≥ 97%, BBC topics ≥ 95%, on every test item.
     for (t, floor) in [("digits", 0.97), ("bbc-news", 0.95)] {
         let m = read(&format!("models/{t}-int8.mote"));
         let model = Model::from_bytes(m.bytes()).expect("model");
-        let task = Task::prepare_with(&config(t), mote_host::quantize::vocab_data(&model)).expect("task");
+        let task =
+            Task::prepare_with(&config(t), mote_host::quantize::vocab_data(&model)).expect("task");
         let s = train::evaluate_mote(&task, m.bytes(), Split::Test, "int8").expect("score");
-        assert!(s.metric >= floor, "{t}: int8 test accuracy {:.4} < {floor}", s.metric);
+        assert!(
+            s.metric >= floor,
+            "{t}: int8 test accuracy {:.4} < {floor}",
+            s.metric
+        );
     }
     // Austen: int8 perplexity within 5% of f32's on the same 200 test windows.
     // The f32 figure is a golden file (the f32 model is 0.8 MB), made by
@@ -409,8 +416,25 @@ fn shipped_task_models_reach_their_figures() {
     let mut cfg = config("austen");
     cfg.data.eval_limit = 200;
     let task = Task::prepare(&cfg).expect("task");
-    let q = train::evaluate_mote(&task, read("models/austen-int8.mote").bytes(), Split::Test, "int8").expect("int8");
-    assert_eq!(q.items, golden["items"].as_u64().expect("items") as usize, "not the golden's windows");
-    assert!(q.metric <= f32_ppl * 1.05, "int8 perplexity {:.4} vs f32 {f32_ppl:.4}", q.metric);
-    assert!(f32_ppl < 6.0, "the language model is untrained: perplexity {f32_ppl:.3}");
+    let q = train::evaluate_mote(
+        &task,
+        read("models/austen-int8.mote").bytes(),
+        Split::Test,
+        "int8",
+    )
+    .expect("int8");
+    assert_eq!(
+        q.items,
+        golden["items"].as_u64().expect("items") as usize,
+        "not the golden's windows"
+    );
+    assert!(
+        q.metric <= f32_ppl * 1.05,
+        "int8 perplexity {:.4} vs f32 {f32_ppl:.4}",
+        q.metric
+    );
+    assert!(
+        f32_ppl < 6.0,
+        "the language model is untrained: perplexity {f32_ppl:.3}"
+    );
 }
