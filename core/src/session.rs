@@ -897,7 +897,7 @@ impl<'m, 'a> Session<'m, 'a> {
         let b = lookup.get(NameBuf::global("in_proj.b"))?;
         let h = core::mem::take(&mut self.h);
         let embedded = features
-            .chunks_exact(width)
+            .chunks_exact(width.max(1))
             .enumerate()
             .try_for_each(|(r, f)| {
                 let x = span_mut(h, r * d, d);

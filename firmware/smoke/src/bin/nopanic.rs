@@ -1,6 +1,7 @@
 //! The panic-free proof: the device's load-and-run path (both slots opened,
-//! the model validated, a session on the static arena, an encoder `embed` or
-//! a decoder `prefill`) linked with a panic handler that calls a function
+//! the model validated, a session on the static arena, `Session::run` on
+//! token ids or feature rows: a classifier's logits, an encoder's pooled
+//! embedding, a decoder's `prefill`) linked with a panic handler that calls a function
 //! that does not exist. If any panic path survives optimization, the link
 //! fails and names it; `cargo xtask test` builds this binary.
 #![no_std]
@@ -8,7 +9,7 @@
 #![deny(unsafe_code)]
 
 use cortex_m_rt::entry;
-use mote_core::{slot, Architecture, RunConfig, Session};
+use mote_core::{slot, Input, RunConfig, Session};
 
 #[repr(C, align(16))]
 struct Aligned<T>(T);
@@ -57,12 +58,19 @@ fn run(arena: &mut [u8]) -> Result<u32, mote_core::Error> {
     // The checker's own test: an index the compiler cannot prove in range.
     #[cfg(feature = "panic-demo")]
     let _ = core::hint::black_box([1u32, 2, 3])[core::hint::black_box(ids.len())];
-    let run = RunConfig { max_seq: (ids.len() as u32).max(1) };
-    let mut s = Session::new(&model, arena, run)?;
-    let out = match model.config().arch {
-        Architecture::Encoder => s.embed(ids)?,
-        Architecture::Decoder => s.prefill(ids)?,
+    // The same words read as f32 feature values when the area says MFEA.
+    let mut feats = [0f32; 64];
+    for (f, id) in feats.iter_mut().zip(ids) {
+        *f = f32::from_bits(*id);
+    }
+    let input = if input.get(..4) == Some(b"MFEA".as_slice()) {
+        Input::Features(feats.get(..ids.len()).unwrap_or(&[]))
+    } else {
+        Input::Ids(ids)
     };
+    let run = RunConfig { max_seq: (input.rows(model.config()) as u32).max(1) };
+    let mut s = Session::new(&model, arena, run)?;
+    let (_, out) = s.run(input)?;
     Ok(out.iter().fold(0u32, |h, v| h.rotate_left(5) ^ v.to_bits()))
 }
 
