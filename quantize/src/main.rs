@@ -747,25 +747,30 @@ fn classify(
     let file = load(path)?;
     let m = model(&file, path)?;
     let cfg = *m.config();
-    let rows = match (&text, &features) {
-        (_, Some(f)) => f.len() / (cfg.input_dim as usize).max(1),
-        (Some(t), None) => Tokenizer::from_model(m.vocab(), &cfg)?.encode(t)?.len(),
-        (None, None) => 0,
+    let ids = match (&text, &features) {
+        (Some(t), None) => {
+            let mut ids = Tokenizer::from_model(m.vocab(), &cfg)?.encode(t)?;
+            ids.truncate(cfg.max_seq as usize);
+            ids
+        }
+        _ => Vec::new(),
+    };
+    let input = match (&text, &features) {
+        (_, Some(f)) => mote_core::Input::Features(f),
+        (Some(_), None) => mote_core::Input::Ids(&ids),
+        (None, None) => bail!("give --text or --features"),
     };
     let run = RunConfig {
-        max_seq: (rows as u32).clamp(1, cfg.max_seq),
+        max_seq: (input.rows(&cfg) as u32).clamp(1, cfg.max_seq),
     };
     let mut arena = arena_for(&m, &run)?;
     let mut session = Session::new(&m, &mut arena, run).map_err(core_err)?;
-    let logits = match (text, features) {
-        (_, Some(f)) => session.classify_features(&f).map_err(core_err)?.to_vec(),
-        (Some(t), None) => {
-            let mut ids = Tokenizer::from_model(m.vocab(), &cfg)?.encode(&t)?;
-            ids.truncate(cfg.max_seq as usize);
-            session.classify(&ids).map_err(core_err)?.to_vec()
-        }
-        (None, None) => bail!("give --text or --features"),
-    };
+    let logits = match input {
+        mote_core::Input::Features(f) => session.classify_features(f),
+        mote_core::Input::Ids(ids) => session.classify(ids),
+    }
+    .map_err(core_err)?
+    .to_vec();
     let best = logits
         .iter()
         .enumerate()
@@ -853,18 +858,14 @@ fn eval_task(
             };
             std::fs::write(p, line + "\n").with_context(|| format!("writing {}", p.display()))?;
         }
-        let mut avg = vec![0f32; classes.len()];
-        for ex in &inputs {
-            let l = match ex {
-                Example::Features(f) => s.classify_features(f),
-                Example::Tokens(ids) => s.classify(ids),
-            }
-            .map_err(core_err)?;
-            for (a, v) in avg.iter_mut().zip(l) {
-                *a += v / inputs.len() as f32;
-            }
-        }
-        let best = mote_core::kernels::argmax(&avg);
+        let avg = mote_host::train::average_logits(&inputs, &mut |ex| {
+            mote_host::train::run_mote(&mut s, ex)
+        })?;
+        let best = avg
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
         let name = |i: usize| classes.get(i).cloned().unwrap_or_default();
         println!(
             "\n{desc}\n→ {} ({}){}",

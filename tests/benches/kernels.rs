@@ -16,8 +16,8 @@ fn gemv(c: &mut Criterion) {
     let mut g = c.benchmark_group("gemv");
     for (rows, cols) in SHAPES {
         let mut rng = Rng(1);
-        let w: Vec<f32> = (0..rows * cols).map(|_| rng.uniform()).collect();
-        let x: Vec<f32> = (0..cols).map(|_| rng.uniform()).collect();
+        let w: Vec<f32> = (0..rows * cols).map(|_| rng.signed()).collect();
+        let x: Vec<f32> = (0..cols).map(|_| rng.signed()).collect();
         let (wq, ws) = mote_host::quantize::quantize_blocks_i8(&w, cols);
         let mut xq = vec![0i8; cols];
         let mut xs = vec![0f32; cols.div_ceil(quant::BLOCK)];

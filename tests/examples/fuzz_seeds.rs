@@ -157,7 +157,7 @@ fn tiny_bert() -> Vec<u8> {
         .map(|(n, s)| {
             let count: usize = s.iter().product();
             let bytes = (0..count)
-                .flat_map(|_| (rng.uniform() * 0.1).to_le_bytes())
+                .flat_map(|_| (rng.signed() * 0.1).to_le_bytes())
                 .collect();
             (n, s, bytes)
         })

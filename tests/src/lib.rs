@@ -9,22 +9,8 @@ use mote_host::{ModelBuilder, ModelFile};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// A small deterministic generator (SplitMix64) so test models are the same everywhere.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
+/// The seeded generator (SplitMix64) of training, so test models are the same everywhere.
+pub use mote_host::train::net::Rng;
 
 /// A tiny BERT-style encoder config (post-norm LayerNorm, GELU, learned positions, biases).
 pub fn tiny_encoder_config() -> Config {
@@ -174,9 +160,9 @@ pub fn random_model(cfg: Config, seed: u64) -> ModelBuilder {
         let data: Vec<f32> = (0..n)
             .map(|_| {
                 if is_norm_w {
-                    1.0 + 0.1 * rng.uniform()
+                    1.0 + 0.1 * rng.signed()
                 } else {
-                    scale * rng.uniform()
+                    scale * rng.signed()
                 }
             })
             .collect();

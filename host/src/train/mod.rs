@@ -13,7 +13,7 @@ pub mod net;
 pub mod qat;
 mod task;
 
-pub use task::{Example, Task};
+pub use task::{average_logits, Example, Task};
 
 use crate::quantize::{quantize, Target};
 use crate::writer::{ModelBuilder, ModelFile, VocabData};
@@ -710,28 +710,29 @@ pub fn evaluate_mote(
             + 16
     ];
     let mut session = Session::new(&model, &mut arena, run).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let decoder = model.config().arch == Architecture::Decoder;
-    task.score(
-        split,
-        variant,
-        &mut |ex: &Example| -> Result<Vec<Vec<f32>>> {
-            let e = |e: mote_core::Error| anyhow::anyhow!("{e}");
-            Ok(match ex {
-                Example::Features(f) => vec![session.classify_features(f).map_err(e)?.to_vec()],
-                Example::Tokens(ids) if !decoder => {
-                    vec![session.classify(ids).map_err(e)?.to_vec()]
-                }
-                Example::Tokens(ids) => {
-                    session.reset();
-                    let mut rows = Vec::with_capacity(ids.len());
-                    for &id in ids {
-                        rows.push(session.decode_step(id).map_err(e)?.to_vec());
-                    }
-                    rows
-                }
-            })
-        },
-    )
+    task.score(split, variant, &mut |ex: &Example| {
+        run_mote(&mut session, ex)
+    })
+}
+
+/// One example through a `mote-core` session: a classifier's logits (one
+/// row), or a decoder's next-token logits after each token from an empty context.
+pub fn run_mote(session: &mut Session, ex: &Example) -> Result<Vec<Vec<f32>>> {
+    let e = |e: mote_core::Error| anyhow::anyhow!("{e}");
+    Ok(match ex {
+        Example::Features(f) => vec![session.classify_features(f).map_err(e)?.to_vec()],
+        Example::Tokens(ids) if session.config().arch == Architecture::Encoder => {
+            vec![session.classify(ids).map_err(e)?.to_vec()]
+        }
+        Example::Tokens(ids) => {
+            session.reset();
+            let mut rows = Vec::with_capacity(ids.len());
+            for &id in ids {
+                rows.push(session.decode_step(id).map_err(e)?.to_vec());
+            }
+            rows
+        }
+    })
 }
 
 /// Everything a finished run produced.

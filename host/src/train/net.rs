@@ -14,7 +14,7 @@ use mote_core::Config;
 use std::collections::HashMap;
 
 /// A small deterministic generator (SplitMix64) for initialisation, shuffling
-/// and augmentation: the same seed gives the same run.
+/// and augmentation (and the tests' seeded models): the same seed gives the same run.
 #[derive(Debug, Clone)]
 pub struct Rng(pub u64);
 
@@ -31,6 +31,11 @@ impl Rng {
     /// Uniform in `[0, 1)`.
     pub fn uniform(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Uniform in `[-1, 1)`.
+    pub fn signed(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
 
     /// Uniform in `0..n`.

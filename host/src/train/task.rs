@@ -509,15 +509,7 @@ impl Task {
         for item in &items {
             match item.label {
                 Some(label) => {
-                    let mut avg: Vec<f64> = Vec::new();
-                    for ex in &item.inputs {
-                        let rows = run(ex)?;
-                        let l = rows.first().context("no logits")?;
-                        avg.resize(l.len(), 0.0);
-                        for (a, v) in avg.iter_mut().zip(l) {
-                            *a += *v as f64 / item.inputs.len() as f64;
-                        }
-                    }
+                    let avg = average_logits(&item.inputs, run)?;
                     nll += -log_softmax_at(&avg, label);
                     let best = avg
                         .iter()
@@ -582,6 +574,24 @@ impl Task {
             },
         )
     }
+}
+
+/// The mean of the class logits `run` gives for each of `inputs` (an
+/// article's windows; one image).
+pub fn average_logits(
+    inputs: &[Example],
+    run: &mut dyn FnMut(&Example) -> Result<Vec<Vec<f32>>>,
+) -> Result<Vec<f64>> {
+    let mut avg: Vec<f64> = Vec::new();
+    for ex in inputs {
+        let rows = run(ex)?;
+        let l = rows.first().context("no logits")?;
+        avg.resize(l.len(), 0.0);
+        for (a, v) in avg.iter_mut().zip(l) {
+            *a += *v as f64 / inputs.len() as f64;
+        }
+    }
+    Ok(avg)
 }
 
 fn log_softmax_at(logits: &[f64], i: usize) -> f64 {
