@@ -155,14 +155,12 @@ fn qemu_command(b: &Board, elf: &Path, image: &Path) -> Result<Command> {
     }
     let (slot_a, ..) = layout(b);
     let mut c = Command::new("timeout");
-    c.args([
-        "600",
-        "qemu-system-arm",
-        "-machine",
-        b.qemu_machine,
-        "-cpu",
-        b.qemu_cpu,
-    ])
+    c.args(["600", b.qemu, "-machine", b.qemu_machine, "-cpu", b.qemu_cpu]);
+    if b.qemu == "qemu-system-riscv32" {
+        // No firmware below ours: QEMU starts the ELF itself, in M-mode.
+        c.args(["-bios", "none"]);
+    }
+    c
     .args([
         "-nographic",
         "-monitor",
@@ -182,7 +180,7 @@ fn qemu_command(b: &Board, elf: &Path, image: &Path) -> Result<Command> {
 pub fn qemu(b: &Board, elf: &Path, image: &Path) -> Result<(bool, String)> {
     let out = qemu_command(b, elf, image)?
         .output()
-        .context("starting qemu-system-arm")?;
+        .with_context(|| format!("starting {}", b.qemu))?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -428,7 +426,7 @@ pub fn count(
         .arg(format!("{},start={start},end={end}", plugin.display()))
         .args(["-d", "plugin"])
         .output()
-        .context("starting qemu-system-arm")?;
+        .with_context(|| format!("starting {}", b.qemu))?;
     let text = String::from_utf8_lossy(&out.stderr);
     let prefix = format!("icount: {start}..{end} ");
     text.lines()
@@ -440,6 +438,27 @@ pub fn count(
                 b.name
             )
         })
+}
+
+/// (code and read-only data in flash, initialised data, zeroed data) bytes
+/// of `elf`, by section (`size -A`): riscv-rt's `.stack` and `.heap` are
+/// reservations, not statics, so they are left out.
+fn elf_sizes(elf: &Path) -> Result<(u64, u64, u64)> {
+    let listing = output(Command::new("size").arg("-A").arg(elf))?;
+    let (mut text, mut data, mut bss) = (0, 0, 0);
+    for line in listing.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(name), Some(size)) = (f.next(), f.next().and_then(|v| v.parse::<u64>().ok())) else {
+            continue;
+        };
+        match name {
+            ".vector_table" | ".text" | ".rodata" | ".init" | ".init.rust" | ".trap" => text += size,
+            ".data" => data += size,
+            ".bss" | ".uninit" => bss += size,
+            _ => {}
+        }
+    }
+    Ok((text, data, bss))
 }
 
 /// `cargo xtask bench --firmware`: per QEMU board and int8 model, the
@@ -458,20 +477,7 @@ pub fn cost_table(mote: &Path, models: &[PathBuf], ids: &Input) -> Result<String
     );
     for b in BOARDS.iter().filter(|b| !b.qemu_machine.is_empty()) {
         let elf = build(b, arena)?;
-        let size = output(Command::new("arm-none-eabi-size").arg(&elf))?;
-        let nums: Vec<u64> = size
-            .lines()
-            .nth(1)
-            .unwrap_or("")
-            .split_whitespace()
-            .take(3)
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        let (text, data, bss) = (
-            nums.first().copied().unwrap_or(0),
-            nums.get(1).copied().unwrap_or(0),
-            nums.get(2).copied().unwrap_or(0),
-        );
+        let (text, data, bss) = elf_sizes(&elf)?;
         for m in models {
             let bytes = std::fs::read(m)?;
             let name = m

@@ -255,29 +255,38 @@ fn parse_floats(json: &str, key: &str) -> Result<Vec<f32>> {
 
 fn test() -> Result<()> {
     setup()?;
-    let steps: Vec<(&str, Result<()>)> = vec![
+    type Step = (&'static str, fn() -> Result<()>);
+    let plan: [Step; 4] = [
+        ("workspace tests", || {
+            run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+        }),
         (
-            "workspace tests",
-            run(cargo().args(["test", "--workspace", "--no-fail-fast"])),
-        ),
-        (
-            "x86_64, aarch64 (qemu-aarch64) and Cortex-M4F/M7/M33/M55 (QEMU) give the same bits; A/B fallback",
-            firmware_parity(),
+            "x86_64, aarch64 (qemu-aarch64), Cortex-M4F/M7/M33/M55 and RV32IMC (QEMU) give the same bits; A/B fallback",
+            firmware_parity,
         ),
         (
             "panic-free proof: the device's load-and-run path links with an undefined panic handler",
-            firmware::panic_free_proof(),
+            firmware::panic_free_proof,
         ),
         (
             "fuzz smoke: model reader + inference, SIMD kernels vs scalar (ASan), 20 s each",
-            fuzz::fuzz(&fuzz::CORE_TARGETS, 20),
+            || fuzz::fuzz(&fuzz::CORE_TARGETS, 20),
         ),
     ];
-    let failed: Vec<_> = steps.iter().filter(|(_, r)| r.is_err()).collect();
-    for (name, r) in &steps {
+    // Every step runs even when an earlier one fails; each reports its time.
+    let steps: Vec<(&str, Result<()>, f64)> = plan
+        .iter()
+        .map(|(name, step)| {
+            let start = std::time::Instant::now();
+            let r = step();
+            (*name, r, start.elapsed().as_secs_f64())
+        })
+        .collect();
+    let failed: Vec<_> = steps.iter().filter(|(_, r, _)| r.is_err()).collect();
+    for (name, r, secs) in &steps {
         match r {
-            Ok(()) => eprintln!("ok: {name}"),
-            Err(e) => eprintln!("FAILED: {name}: {e:#}"),
+            Ok(()) => eprintln!("ok ({secs:.0} s): {name}"),
+            Err(e) => eprintln!("FAILED ({secs:.0} s): {name}: {e:#}"),
         }
     }
     println!(

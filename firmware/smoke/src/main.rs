@@ -1,6 +1,6 @@
-//! The Mote device app for Cortex-M boards (QEMU `mps2-an386` M4F,
-//! `mps2-an500` M7, `mps2-an505` M33, `mps3-an547` M55; STM32F746 and
-//! nRF52840 memory maps build too).
+//! The Mote device app for Cortex-M and RISC-V boards (QEMU `mps2-an386`
+//! M4F, `mps2-an500` M7, `mps2-an505` M33, `mps3-an547` M55, `virt` RV32IMC;
+//! STM32F746 and nRF52840 memory maps build too).
 //!
 //! The firmware holds no model: it opens the two flash model slots (A/B) at
 //! fixed addresses, runs the newest valid one (reporting why the other was
@@ -19,7 +19,8 @@
 
 use core::fmt::Write as _;
 
-use cortex_m_rt::entry;
+mod rt;
+
 use mote_core::slot::{self, SlotId};
 use mote_core::{Input, RunConfig, Session};
 use semihosting::{eprintln, print, println, process};
@@ -98,15 +99,20 @@ struct Probe {
     out: [f32; GEMV_ROWS],
 }
 
+static PROBE: rt::Once<Probe> = rt::Once::new(Probe {
+    w: [0; GEMV_ROWS * GEMV_COLS],
+    x: [0; GEMV_COLS],
+    xf: [0.0; GEMV_COLS],
+    xs: [0.0; GEMV_COLS / mote_core::quant::BLOCK],
+    ws: [0.0; GEMV_ROWS * GEMV_COLS / mote_core::quant::BLOCK],
+    out: [0.0; GEMV_ROWS],
+});
+
+/// The arena, in `.bss`.
+static ARENA: rt::Once<Aligned<[u8; ARENA_BYTES]>> = rt::Once::new(Aligned([0; ARENA_BYTES]));
+
 fn gemv_probe() {
-    let Some(p) = cortex_m::singleton!(: Probe = Probe {
-        w: [0; GEMV_ROWS * GEMV_COLS],
-        x: [0; GEMV_COLS],
-        xf: [0.0; GEMV_COLS],
-        xs: [0.0; GEMV_COLS / mote_core::quant::BLOCK],
-        ws: [0.0; GEMV_ROWS * GEMV_COLS / mote_core::quant::BLOCK],
-        out: [0.0; GEMV_ROWS],
-    }) else {
+    let Some(p) = PROBE.take() else {
         return;
     };
     let mut state = 0x1234_5678u32;
@@ -155,12 +161,11 @@ fn gemv_probe() {
     println!("gemv probe: {}x{} int8, out[0] bits {:08x}", GEMV_ROWS, GEMV_COLS, p.out[0].to_bits());
 }
 
-#[entry]
+#[rt::entry]
 fn main() -> ! {
     stack::paint();
     gemv_probe();
-    // Taken exactly once; lives in .bss.
-    let Some(arena) = cortex_m::singleton!(: Aligned<[u8; ARENA_BYTES]> = Aligned([0; ARENA_BYTES])) else {
+    let Some(arena) = ARENA.take() else {
         fail("arena already taken")
     };
     let code = match run(&mut arena.0) {
@@ -257,7 +262,7 @@ mod stack {
     #[inline(never)]
     pub fn paint() {
         let (bottom, _) = bounds();
-        let sp = cortex_m::register::msp::read() as usize;
+        let sp = super::rt::stack_pointer();
         let mut p = bottom;
         while p + 4 <= sp.saturating_sub(MARGIN) {
             // SAFETY: [bottom, sp - MARGIN) is RAM between the end of .bss

@@ -8,7 +8,9 @@
 #![no_main]
 #![deny(unsafe_code)]
 
-use cortex_m_rt::entry;
+#[path = "../rt.rs"]
+mod rt;
+
 use mote_core::{slot, Input, RunConfig, Session};
 
 #[repr(C, align(16))]
@@ -29,15 +31,17 @@ fn flash(addr: usize, len: usize) -> &'static [u8] {
 /// Where the result goes (so the work is not optimized away).
 static RESULT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
-#[entry]
+static ARENA: rt::Once<Aligned<[u8; ARENA_BYTES]>> = rt::Once::new(Aligned([0; ARENA_BYTES]));
+
+#[rt::entry]
 fn main() -> ! {
-    let Some(arena) = cortex_m::singleton!(: Aligned<[u8; ARENA_BYTES]> = Aligned([0; ARENA_BYTES])) else {
+    let Some(arena) = ARENA.take() else {
         loop {}
     };
     let bits = run(&mut arena.0).unwrap_or(u32::MAX);
     RESULT.store(bits, core::sync::atomic::Ordering::Relaxed);
     loop {
-        cortex_m::asm::wfi();
+        rt::idle();
     }
 }
 

@@ -1,0 +1,63 @@
+//! What differs between the Cortex-M and RISC-V boards, in one place: the
+//! runtime's `entry` attribute, waiting for an interrupt, and statics taken
+//! once (the arena, the probe buffers). Shared by both binaries.
+
+#[cfg(target_arch = "arm")]
+pub use cortex_m_rt::entry;
+#[cfg(target_arch = "riscv32")]
+pub use riscv_rt::entry;
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// A `static` whose value is handed out as `&'static mut` at most once.
+/// Replaces `cortex_m::singleton!`, which RISC-V has no equivalent of; works
+/// without compare-and-swap (RV32IMC has none).
+pub struct Once<T> {
+    value: UnsafeCell<T>,
+    taken: AtomicBool,
+}
+
+// SAFETY: the value is reachable only through `take`, which gives out one
+// `&mut` in the whole program (see there).
+#[allow(unsafe_code)]
+unsafe impl<T> Sync for Once<T> {}
+
+impl<T> Once<T> {
+    /// A value not yet taken.
+    pub const fn new(value: T) -> Self {
+        Once { value: UnsafeCell::new(value), taken: AtomicBool::new(false) }
+    }
+
+    /// The value, the first time; `None` after.
+    #[allow(unsafe_code)]
+    pub fn take(&'static self) -> Option<&'static mut T> {
+        // The firmware is single-core and enables no interrupts, so nothing
+        // runs between the load and the store: a plain load/store pair is
+        // the whole critical section.
+        if self.taken.load(Ordering::Acquire) {
+            return None;
+        }
+        self.taken.store(true, Ordering::Release);
+        // SAFETY: `taken` was false and is now true, so this is the only
+        // reference ever made to the value.
+        Some(unsafe { &mut *self.value.get() })
+    }
+}
+
+/// Waits for an interrupt (none come: the firmware parks here).
+#[allow(dead_code)]
+pub fn idle() {
+    #[cfg(target_arch = "arm")]
+    cortex_m::asm::wfi();
+    #[cfg(target_arch = "riscv32")]
+    core::hint::spin_loop();
+}
+
+/// An address in the current stack frame (the stack pointer, near enough).
+#[inline(always)]
+#[allow(dead_code)]
+pub fn stack_pointer() -> usize {
+    let marker = 0u8;
+    core::hint::black_box(core::ptr::addr_of!(marker)) as usize
+}
