@@ -68,6 +68,20 @@ pub enum Pooling {
     Cls = 1,
 }
 
+/// How the attention cache (an encoder's keys and values, a decoder's KV
+/// cache) is stored in the arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum KvCache {
+    /// f32 rows.
+    #[default]
+    F32 = 0,
+    /// int8 rows with one f32 scale per row and head (symmetric, absmax):
+    /// about a quarter of the bytes. Scores are int8 dot products of the
+    /// quantized query and key heads.
+    I8 = 1,
+}
+
 /// The architecture of a model, as stored in its config section.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -123,6 +137,8 @@ pub struct Config {
     /// Width of one input feature row (a patch or an audio frame) that
     /// `in_proj` maps to `d_model` instead of a token embedding (encoders; 0: token input).
     pub input_dim: u32,
+    /// Storage of the attention cache.
+    pub kv_cache: KvCache,
 }
 
 fn flag(field: &'static str, value: u32) -> Result<bool> {
@@ -159,6 +175,16 @@ impl Config {
     /// Width of all key (or value) heads together.
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads as usize * self.head_dim as usize
+    }
+
+    /// f32 slots one cached row (one position's keys, or values) takes in
+    /// the arena: `kv_dim` floats, or for an int8 cache `kv_dim` bytes
+    /// (padded to whole slots) followed by one scale per key/value head.
+    pub fn kv_row_floats(&self) -> usize {
+        match self.kv_cache {
+            KvCache::F32 => self.kv_dim(),
+            KvCache::I8 => self.kv_dim().div_ceil(4) + self.n_kv_heads as usize,
+        }
     }
 
     /// Parses and validates the config words.
@@ -243,8 +269,18 @@ impl Config {
             embedding_norm: flag("embedding_norm", w[22])?,
             n_classes: dim("n_classes", w[23], 0)?,
             input_dim: dim("input_dim", w[24], 0)?,
+            kv_cache: match w[25] {
+                0 => KvCache::F32,
+                1 => KvCache::I8,
+                v => {
+                    return Err(Error::BadConfig {
+                        field: "kv_cache",
+                        value: v,
+                    })
+                }
+            },
         };
-        if let Some(&v) = w[25..].iter().find(|&&v| v != 0) {
+        if let Some(&v) = w[26..].iter().find(|&&v| v != 0) {
             return Err(Error::BadConfig {
                 field: "reserved",
                 value: v,
@@ -326,7 +362,7 @@ impl Config {
             self.embedding_norm as u32,
             self.n_classes,
             self.input_dim,
-            0,
+            self.kv_cache as u32,
             0,
             0,
         ]

@@ -158,11 +158,41 @@ pub fn attend_head(
     scale: f32,
 ) {
     let hd = q.len();
+    attend(
+        out,
+        n,
+        |j| {
+            let at = j * stride + offset;
+            keys.get(at..at + hd).map(|key| dot(q, key) * scale)
+        },
+        |j, p, out| {
+            let at = j * stride + offset;
+            let Some(v) = values.get(at..at + hd) else {
+                return false;
+            };
+            for (o, vv) in out.iter_mut().zip(v) {
+                *o += p * vv;
+            }
+            true
+        },
+    );
+}
+
+/// The online softmax behind [`attend_head`] and the int8 cache's
+/// attention: `score(j)` is key `j`'s scaled score (`None`: no such key,
+/// stop), and `add(j, p, out)` adds `p` times value `j` to `out` (false: no
+/// such value, stop). Keys go in chunks: one max update per chunk and a run
+/// of exps the compiler can vectorize. The order of every operation is
+/// fixed, so the bits do not depend on the machine.
+pub fn attend(
+    out: &mut [f32],
+    n: usize,
+    mut score: impl FnMut(usize) -> Option<f32>,
+    mut add: impl FnMut(usize, f32, &mut [f32]) -> bool,
+) {
     out.fill(0.0);
     let mut max = f32::NEG_INFINITY;
     let mut denom = 0.0f32;
-    // Keys in chunks: one max update per chunk and a run of exps the
-    // compiler can vectorize.
     const CHUNK: usize = 16;
     let mut p = [0.0f32; CHUNK];
     let mut j0 = 0;
@@ -170,12 +200,11 @@ pub fn attend_head(
         let mut m = (n - j0).min(CHUNK);
         let mut chunk_max = f32::NEG_INFINITY;
         for (k, pk) in p.iter_mut().enumerate().take(m) {
-            let at = (j0 + k) * stride + offset;
-            let Some(key) = keys.get(at..at + hd) else {
+            let Some(s) = score(j0 + k) else {
                 m = k;
                 break;
             };
-            *pk = dot(q, key) * scale;
+            *pk = s;
             chunk_max = chunk_max.max(*pk);
         }
         if chunk_max > max {
@@ -190,15 +219,11 @@ pub fn attend_head(
             *pk = exp(*pk - max);
         }
         for (k, &pk) in p.iter().enumerate().take(m) {
-            let at = (j0 + k) * stride + offset;
-            let Some(v) = values.get(at..at + hd) else {
+            if !add(j0 + k, pk, out) {
                 m = k;
                 break;
-            };
-            denom += pk;
-            for (o, vv) in out.iter_mut().zip(v) {
-                *o += pk * vv;
             }
+            denom += pk;
         }
         if m < CHUNK.min(n - j0) {
             break;

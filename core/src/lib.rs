@@ -23,7 +23,7 @@ pub mod session;
 pub mod slot;
 pub mod vocab;
 
-pub use config::{Activation, Architecture, Config, NormKind, Pooling, PositionKind};
+pub use config::{Activation, Architecture, Config, KvCache, NormKind, Pooling, PositionKind};
 pub use error::{Error, TensorName};
 pub use format::{Dtype, SectionKind, TensorInfo, FORMAT_VERSION, MAGIC};
 pub use model::{Model, Weight};

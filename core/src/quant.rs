@@ -550,6 +550,20 @@ pub fn gemv_i8_blocked(
     let _ = gemv_i8_blocked_with(Backend::best(), out, q, scales, act, bias);
 }
 
+/// `Σ a[i]·b[i]` over the shorter length (wrapping), on the best backend:
+/// the scalar definition's result on every one.
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let mut acc = [0i32];
+    let n = a.len().min(b.len());
+    match (a.get(..n), b.get(..n)) {
+        (Some(a), Some(b)) if n > 0 => {
+            let _ = gemv_i8_with(Backend::best(), &mut acc, a, b);
+        }
+        _ => {}
+    }
+    acc[0]
+}
+
 /// [`gemv_i8_with`] on the best backend.
 pub fn gemv_i8(out: &mut [i32], w: &[i8], x: &[i8]) {
     // The best backend is always available, so this cannot be `None`.
@@ -749,19 +763,19 @@ mod dsp {
 
     /// Exact (wrapping, as the scalar definition) `Σ a[i]·b[i]`.
     pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-        let n = a.len().min(b.len());
+        // Whole 4-byte words by `chunks_exact`: no index the compiler has to
+        // prove in range (the load-and-run path must link without panics).
         let mut acc = 0i32;
-        let mut i = 0;
-        while i + 4 <= n {
-            let (av, bv) = (word(&a[i..]), word(&b[i..]));
+        let (mut ca, mut cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            let (av, bv) = (word(x), word(y));
             acc = smlad(
                 sxtb16_ror8(av),
                 sxtb16_ror8(bv),
                 smlad(sxtb16(av), sxtb16(bv), acc),
             );
-            i += 4;
         }
-        acc.wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
+        acc.wrapping_add(super::dot_i8_scalar(ca.remainder(), cb.remainder()))
     }
 }
 
@@ -837,7 +851,8 @@ mod helium {
             }
             i += 16;
         }
-        acc.wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
+        let (ta, tb) = (a.get(i..n).unwrap_or(&[]), b.get(i..n).unwrap_or(&[]));
+        acc.wrapping_add(super::dot_i8_scalar(ta, tb))
     }
 }
 

@@ -8,7 +8,7 @@
 //! vector). Attention runs row by row with an online softmax, so nothing in
 //! the arena grows with sequence².
 
-use crate::config::{Activation, Architecture, Config, NormKind, Pooling, PositionKind};
+use crate::config::{Activation, Architecture, Config, KvCache, NormKind, Pooling, PositionKind};
 use crate::kernels;
 use crate::model::{Model, NameBuf, Weight};
 use crate::quant;
@@ -89,7 +89,8 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
     }
     let seq = run.max_seq as u64;
     let d = cfg.d_model as u64;
-    let kv = cfg.kv_dim() as u64;
+    let kv = cfg.kv_row_floats() as u64;
+    let kv_i8 = cfg.kv_cache == KvCache::I8;
     let q = cfg.q_dim() as u64;
     let ff = cfg.d_ff as u64;
     let decoder = cfg.arch == Architecture::Decoder;
@@ -122,7 +123,8 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
         } else {
             d.max(cfg.n_classes as u64)
         }),
-        Some(if model.has_i8() {
+        // int8 matrix inputs; the int8 cache's quantized query head.
+        Some(if model.has_i8() || kv_i8 {
             widest.div_ceil(4)
         } else {
             0
@@ -512,7 +514,8 @@ fn add(x: &mut [f32], y: &[f32]) {
     }
 }
 
-/// Key and value of one row into the cache rows `k`/`v`.
+/// Key and value of one row into the cache rows `k`/`v`
+/// ([`Config::kv_row_floats`] slots each).
 fn project_kv(
     cfg: &Config,
     lw: &Layer,
@@ -526,12 +529,87 @@ fn project_kv(
     if cfg.pre_norm {
         norm(cfg, s.t, lw.attn_norm);
     }
-    linear(k, lw.wk, s.t, lw.bk, &mut s.lin);
-    linear(v, lw.wv, s.t, lw.bv, &mut s.lin);
+    // Computed in the query and attention buffers (free until `block_row`),
+    // then stored in the cache's form.
+    let kv = cfg.kv_dim();
+    let (kf, vf) = (span_mut(s.q, 0, kv), span_mut(s.att, 0, kv));
+    linear(kf, lw.wk, s.t, lw.bk, &mut s.lin);
+    linear(vf, lw.wv, s.t, lw.bv, &mut s.lin);
     if cfg.positions == PositionKind::Rope {
         kernels::rope_table(s.rope, pos, cfg.rope_theta);
-        kernels::rope(k, s.rope);
+        kernels::rope(kf, s.rope);
     }
+    store_row(cfg, k, kf);
+    store_row(cfg, v, vf);
+}
+
+/// Writes one key or value row into its cache row: as is (f32 cache), or
+/// per head as int8 with an absmax scale (the bytes first, then the scales).
+fn store_row(cfg: &Config, row: &mut [f32], x: &[f32]) {
+    match cfg.kv_cache {
+        KvCache::F32 => copy(row, x),
+        KvCache::I8 => {
+            let hd = (cfg.head_dim as usize).max(1);
+            let (bytes, scales) = row.split_at_mut(cfg.kv_dim().div_ceil(4).min(row.len()));
+            let q: &mut [i8] = bytemuck::cast_slice_mut(bytes);
+            for ((xh, qh), sc) in x.chunks(hd).zip(q.chunks_mut(hd)).zip(scales.iter_mut()) {
+                *sc = quant::quantize_symmetric(xh, qh);
+            }
+        }
+    }
+}
+
+/// One attention head over an int8 cache: the query head is quantized
+/// (absmax) once; each score is the int8 dot product with the cached key
+/// head (the SIMD kernels, exact in i32) times both scales; values are
+/// dequantized as they are added, in a fixed order.
+#[allow(clippy::too_many_arguments)]
+fn attend_head_i8(
+    cfg: &Config,
+    out: &mut [f32],
+    q: &[f32],
+    qq: &mut [i8],
+    kc: &[f32],
+    vc: &[f32],
+    n: usize,
+    kv_head: usize,
+    scale: f32,
+) {
+    let hd = q.len();
+    let qq = match qq.get_mut(..hd) {
+        Some(qq) => qq,
+        None => return out.fill(0.0),
+    };
+    let sq = quant::quantize_symmetric(q, qq) * scale;
+    let qq: &[i8] = qq;
+    let row = cfg.kv_row_floats();
+    let vals = cfg.kv_dim().div_ceil(4);
+    // (int8 head, its scale) of cached row `j`.
+    fn cached(c: &[f32], j: usize, row: usize, vals: usize, h: usize, hd: usize) -> Option<(&[i8], f32)> {
+        let r = c.get(j * row..(j + 1) * row)?;
+        let (bytes, scales) = r.split_at(vals.min(r.len()));
+        let q: &[i8] = bytemuck::cast_slice(bytes);
+        Some((q.get(h * hd..(h + 1) * hd)?, *scales.get(h)?))
+    }
+    let head = |cache, j| cached(cache, j, row, vals, kv_head, hd);
+    kernels::attend(
+        out,
+        n,
+        |j| {
+            let (k, sk) = head(kc, j)?;
+            Some(quant::dot_i8(k, qq) as f32 * (sq * sk))
+        },
+        |j, p, out| {
+            let Some((v, sv)) = head(vc, j) else {
+                return false;
+            };
+            let w = p * sv;
+            for (o, &vi) in out.iter_mut().zip(v) {
+                *o += w * vi as f32;
+            }
+            true
+        },
+    );
 }
 
 /// The rest of one block for one row: attention over `n_keys` cached rows,
@@ -566,16 +644,21 @@ fn block_row(
         .zip(s.q.chunks_exact(hd.max(1)))
         .enumerate()
     {
-        kernels::attend_head(
-            out,
-            q,
-            kc,
-            vc,
-            n_keys,
-            cfg.kv_dim(),
-            (h / group) * hd,
-            scale,
-        );
+        match cfg.kv_cache {
+            KvCache::F32 => kernels::attend_head(
+                out,
+                q,
+                kc,
+                vc,
+                n_keys,
+                cfg.kv_dim(),
+                (h / group) * hd,
+                scale,
+            ),
+            KvCache::I8 => {
+                attend_head_i8(cfg, out, q, s.lin.xq, kc, vc, n_keys, h / group, scale)
+            }
+        }
     }
     linear(s.o, lw.wo, s.att, lw.bo, &mut s.lin);
     add(x, s.o);
@@ -913,7 +996,7 @@ impl<'m, 'a> Session<'m, 'a> {
     fn encoder_layers(&mut self, lookup: &mut Lookup<'_, 'm>, n: usize) -> Result<&[f32]> {
         let cfg = self.cfg;
         let d = cfg.d_model as usize;
-        let kv = cfg.kv_dim();
+        let kv = cfg.kv_row_floats();
         for l in 0..cfg.n_layers {
             let lw = lookup.layer(&cfg, l)?;
             for r in 0..n {
@@ -1065,7 +1148,7 @@ impl<'m, 'a> Session<'m, 'a> {
         }
         let cfg = self.cfg;
         let d = cfg.d_model as usize;
-        let kv = cfg.kv_dim();
+        let kv = cfg.kv_row_floats();
         let layer_stride = self.run.max_seq as usize * kv;
         let model = self.model;
         let mut lookup = Lookup { model, hint: 0 };

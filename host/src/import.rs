@@ -137,6 +137,7 @@ pub fn import_bert_dir(dir: &Path) -> Result<ModelBuilder> {
         embedding_norm: true,
         n_classes: 0,
         input_dim: 0,
+        kv_cache: mote_core::KvCache::F32,
     };
     let mut b = ModelBuilder::new(config);
     let mut put = |ours: &str, theirs: &str| -> Result<()> {
@@ -350,6 +351,7 @@ pub fn import_gguf(g: &Gguf) -> Result<ModelBuilder> {
         embedding_norm: false,
         n_classes: 0,
         input_dim: 0,
+        kv_cache: mote_core::KvCache::F32,
     };
     let mut b = ModelBuilder::new(config);
     let mut put = |ours: &str, theirs: &str| -> Result<()> {

@@ -107,6 +107,11 @@ impl ModelBuilder {
         &self.config
     }
 
+    /// The config, to change (e.g. the attention cache's storage).
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
     /// Adds an `f32` tensor with dimensions outermost first.
     pub fn add_f32(&mut self, name: &str, dims: &[u32], data: &[f32]) -> Result<()> {
         let elems: u64 = dims.iter().map(|&d| d as u64).product();

@@ -47,6 +47,10 @@ enum Command {
         /// Weight type: int8 (per-block scales), int8-row, int4 (asymmetric blocks), int4-sym or f16.
         #[arg(long, default_value = "int8")]
         dtype: String,
+        /// Attention (KV) cache storage: f32, or int8 (a quarter of the bytes;
+        /// per row and head scales). Default: as the input model.
+        #[arg(long)]
+        kv: Option<String>,
         /// Print the per-tensor error report as JSON.
         #[arg(long)]
         json: bool,
@@ -225,6 +229,14 @@ fn arena_for(m: &Model, run: &RunConfig) -> Result<Vec<u8>> {
     Ok(vec![0u8; bytes + 15])
 }
 
+/// How `--kv` and `inspect` name an attention cache's storage.
+fn kv_name(kv: mote_core::KvCache) -> &'static str {
+    match kv {
+        mote_core::KvCache::F32 => "f32",
+        mote_core::KvCache::I8 => "int8",
+    }
+}
+
 fn arch_name(a: Architecture) -> &'static str {
     match a {
         Architecture::Encoder => "encoder",
@@ -312,9 +324,16 @@ fn run(cli: Cli) -> Result<()> {
             input,
             output,
             dtype,
+            kv,
             json,
         } => {
             let target: mote_host::quantize::Target = dtype.parse()?;
+            let kv = match kv.as_deref() {
+                None => None,
+                Some("f32") => Some(mote_core::KvCache::F32),
+                Some("int8") => Some(mote_core::KvCache::I8),
+                Some(other) => bail!("--kv {other:?}: expected f32 or int8"),
+            };
             let is_mote = input.is_file()
                 && std::fs::read(&input)
                     .map(|b| b.starts_with(b"MOTE"))
@@ -336,8 +355,11 @@ fn run(cli: Cli) -> Result<()> {
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let (b, report) =
+            let (mut b, report) =
                 mote_host::quantize::quantize(&m, target, |i, _| bar.set_position(i as u64))?;
+            if let Some(kv) = kv {
+                b.config_mut().kv_cache = kv;
+            }
             bar.finish_and_clear();
             let bytes = b.write(&output)?;
             if json {
@@ -383,7 +405,7 @@ fn run(cli: Cli) -> Result<()> {
                 "file_bytes": m.file_len(), "payload_bytes": m.payload_len(),
                 "architecture": arch_name(c.arch), "d_model": c.d_model, "n_layers": c.n_layers,
                 "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads, "head_dim": c.head_dim, "d_ff": c.d_ff,
-                "vocab_size": c.vocab_size, "max_seq": c.max_seq, "n_classes": c.n_classes, "input_dim": c.input_dim, "norm": format!("{:?}", c.norm),
+                "vocab_size": c.vocab_size, "max_seq": c.max_seq, "n_classes": c.n_classes, "input_dim": c.input_dim, "kv_cache": kv_name(c.kv_cache), "norm": format!("{:?}", c.norm),
                 "pre_norm": c.pre_norm, "activation": format!("{:?}", c.activation),
                 "positions": format!("{:?}", c.positions), "parameters": c.parameter_count(),
                 "tokenizer": format!("{:?}", v.kind), "vocab_tokens": v.len(), "merges": v.merge_count(),
@@ -414,11 +436,12 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 println!(
-                    "  norm {:?} ({}) · activation {:?} · tied embeddings {}",
+                    "  norm {:?} ({}) · activation {:?} · tied embeddings {} · {} attention cache",
                     c.norm,
                     if c.pre_norm { "pre" } else { "post" },
                     c.activation,
-                    c.tied_embeddings
+                    c.tied_embeddings,
+                    kv_name(c.kv_cache)
                 );
                 println!(
                     "  tokenizer {:?}: {} tokens, {} merges, chat template {}",

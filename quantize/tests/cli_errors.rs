@@ -67,6 +67,12 @@ fn bad_inputs_get_one_line_errors() {
         &["import", "/nonexistent/ckpt", "-o", "/tmp/never.mote"],
         "does not exist",
     );
+    let never = work_dir().join(format!("cli-kv-{}.mote", std::process::id()));
+    fails_with(
+        &["quantize", dec_s, "-o", never.to_str().unwrap(), "--kv", "int3"],
+        "--kv \"int3\": expected f32 or int8",
+    );
+    assert!(!never.exists());
 
     // A corrupt model: one flipped payload byte.
     let mut bytes = std::fs::read(&enc).unwrap();
@@ -120,6 +126,17 @@ fn good_inputs_work() {
         v["tensors"].as_array().unwrap().len() as u32,
         m.tensor_count()
     );
+    assert_eq!(v["kv_cache"], "f32");
+    // `--kv int8` stores the attention cache as int8: the arena shrinks.
+    let kv8 = work_dir().join(format!("cli-kv8-{}.mote", std::process::id()));
+    let (ok, _, err) = mote(&["quantize", enc.to_str().unwrap(), "-o", kv8.to_str().unwrap(), "--kv", "int8", "--json"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = mote(&["inspect", kv8.to_str().unwrap(), "--json", "--seq", "8"]);
+    assert!(ok, "{err}");
+    let w: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(w["kv_cache"], "int8");
+    assert!(w["arena"]["bytes"].as_u64() < v["arena"]["bytes"].as_u64());
+    let _ = std::fs::remove_file(&kv8);
 }
 
 #[test]

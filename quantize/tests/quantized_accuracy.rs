@@ -4,12 +4,13 @@
 //! | model | path | budget |
 //! |---|---|---|
 //! | SmolLM2-135M | int8 weights and activations (per 32-block scales, |x| > 6 outliers in f32) | top-1 agreement with f32 ≥ 95% under teacher forcing, France → Paris |
+//! | SmolLM2-135M | int8 as above, and an int8 KV cache (per row and head scales; int8 query·key dot products) | top-1 agreement with f32 ≥ 95%, France → Paris |
 //! | SmolLM2-135M | int4 weights (asymmetric 32-blocks: scale + offset; embedding/output int8), int8 activations | top-1 agreement ≥ 85% |
 //! | SmolLM2-135M | f16 weights | top-1 agreement ≥ 99% |
 //! | MiniLM-L6 | int8 | mean cosine to f32 ≥ 0.99, min ≥ 0.98, and at least as close as the peer int8 ONNX |
 #![allow(clippy::unwrap_used)]
 
-use mote_core::{kernels::argmax, Model, RunConfig, Session};
+use mote_core::{kernels::argmax, KvCache, Model, RunConfig, Session};
 use mote_host::quantize::{quantize, Target};
 use mote_host::tokenizer::Tokenizer;
 use mote_host::ModelFile;
@@ -54,9 +55,14 @@ fn teacher_forced_top1(m: &Model, ids: &[u32]) -> Vec<u32> {
 }
 
 fn agreement(target: Target) -> (f64, ModelFile) {
+    agreement_kv(target, KvCache::F32)
+}
+
+fn agreement_kv(target: Target, kv: KvCache) -> (f64, ModelFile) {
     let r = reference();
     let f32_model = Model::from_bytes(r.file.bytes()).unwrap();
-    let (b, report) = quantize(&f32_model, target, |_, _| {}).unwrap();
+    let (mut b, report) = quantize(&f32_model, target, |_, _| {}).unwrap();
+    b.config_mut().kv_cache = kv;
     // Relative weight error per tensor: int8 ~1%, int4 ~10% (16 levels).
     let budget = if target == Target::Int4 { 0.2 } else { 0.02 };
     assert!(
@@ -80,6 +86,31 @@ fn smollm2_int8_agrees_with_f32_and_answers_paris() {
     );
     assert!(agree >= 0.95, "int8 top-1 agreement {agree}");
     assert_answers_paris(&q, "int8");
+}
+
+#[test]
+fn smollm2_int8_with_int8_kv_cache_agrees_with_f32_and_answers_paris() {
+    let (agree, q) = agreement_kv(Target::Int8, KvCache::I8);
+    let m = Model::from_bytes(q.bytes()).unwrap();
+    let run = RunConfig { max_seq: 512 };
+    let f32_cache = Model::from_bytes(reference().file.bytes())
+        .unwrap()
+        .arena_bytes(&run)
+        .unwrap();
+    let int8_cache = m.arena_bytes(&run).unwrap();
+    eprintln!(
+        "SmolLM2 int8, int8 KV cache: top-1 agreement with f32 {:.2}% over {} tokens; arena at 512 tokens {int8_cache} B (f32 cache: {f32_cache} B)",
+        100.0 * agree,
+        reference().ids.len()
+    );
+    assert!(agree >= 0.95, "int8 KV cache top-1 agreement {agree}");
+    // The cache is most of a decoder's arena at long context: int8 rows
+    // plus one scale per head are a little over a quarter of f32 rows.
+    assert!(
+        (int8_cache as f64) < 0.35 * f32_cache as f64,
+        "arena {int8_cache} vs {f32_cache}"
+    );
+    assert_answers_paris(&q, "int8-kv8");
 }
 
 /// Greedy generation with the quantized model still answers the France prompt.

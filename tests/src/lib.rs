@@ -40,6 +40,7 @@ pub fn tiny_encoder_config() -> Config {
         embedding_norm: true,
         n_classes: 0,
         input_dim: 0,
+        kv_cache: mote_core::KvCache::F32,
     }
 }
 
@@ -71,6 +72,7 @@ pub fn tiny_decoder_config() -> Config {
         embedding_norm: false,
         n_classes: 0,
         input_dim: 0,
+        kv_cache: mote_core::KvCache::F32,
     }
 }
 

@@ -284,7 +284,15 @@ fn config_errors() {
         })
     );
     assert_eq!(
-        cfg(25, 1),
+        cfg(25, 2),
+        Err(Error::BadConfig {
+            field: "kv_cache",
+            value: 2
+        })
+    );
+    assert!(cfg(25, 1).is_ok(), "an int8 attention cache is a valid config");
+    assert_eq!(
+        cfg(26, 1),
         Err(Error::BadConfig {
             field: "reserved",
             value: 1

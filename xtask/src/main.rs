@@ -352,18 +352,23 @@ fn parity_models(mote: &Path) -> Result<Vec<(PathBuf, Option<firmware::Input>)>>
             .arg(&model))?;
         let big = kind == "kws" || kind == "textcls" || kind == "decoder-100k";
         let dtypes: &[&str] = if big {
-            &["int8", "int4"]
+            &["int8", "int4", "int8-kv8"]
         } else {
-            &["int8", "int8-row", "int4"]
+            &["int8", "int8-row", "int4", "int8-kv8"]
         };
         for dtype in dtypes {
             let q = dir.join(format!("{kind}-{dtype}.mote"));
+            // `-kv8`: int8 weights and an int8 attention cache.
+            let (weights, kv) = match dtype.strip_suffix("-kv8") {
+                Some(w) => (w, "int8"),
+                None => (*dtype, "f32"),
+            };
             run(Command::new(mote)
                 .arg("quantize")
                 .arg(&model)
                 .arg("-o")
                 .arg(&q)
-                .args(["--dtype", dtype, "--json"])
+                .args(["--dtype", weights, "--kv", kv, "--json"])
                 .stdout(std::process::Stdio::null()))?;
             models.push((q, None));
         }

@@ -647,6 +647,7 @@ fn text_config(cfg: &TrainConfig, vocab: u32, classes: u32) -> Config {
         embedding_norm: false,
         n_classes: classes,
         input_dim: 0,
+        kv_cache: mote_core::KvCache::F32,
     }
 }
 
