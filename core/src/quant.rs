@@ -2,7 +2,7 @@
 //! accumulation, and TFLite-style fixed-point requantization.
 //!
 //! The scalar functions are the definition. SIMD variants (x86_64 AVX2 and
-//! SSE4.1 here) sit behind one safe dispatcher per family and must return
+//! SSE4.1, aarch64 NEON with and without `SDOT`, Arm DSP and Helium) sit behind one safe dispatcher per family and must return
 //! exactly the scalar bits; tests force each available variant.
 //!
 //! Inputs: weights are any `i8`; activations must lie in `[-127, 127]` (the
@@ -20,8 +20,11 @@ pub enum Backend {
     Sse41,
     /// x86_64 AVX2.
     Avx2,
-    /// aarch64 NEON (Advanced SIMD).
+    /// aarch64 NEON (Advanced SIMD): widening multiplies, pairwise adds.
     Neon,
+    /// aarch64 NEON with the dot-product extension (`SDOT`: Armv8.2+, e.g.
+    /// Cortex-A55/A76): sixteen int8 MACs an instruction.
+    NeonDot,
     /// Arm DSP extension (`SXTB16`/`SMLAD`: Cortex-M4/M7/M33), two rows at a time.
     Dsp,
     /// Arm Helium (M-profile Vector Extension, Cortex-M55/M85): `VMLADAVA`, 16 MACs an instruction.
@@ -30,11 +33,12 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend.
-    pub const ALL: [Backend; 6] = [
+    pub const ALL: [Backend; 7] = [
         Backend::Scalar,
         Backend::Sse41,
         Backend::Avx2,
         Backend::Neon,
+        Backend::NeonDot,
         Backend::Dsp,
         Backend::Helium,
     ];
@@ -46,6 +50,7 @@ impl Backend {
             Backend::Sse41 => "sse4.1",
             Backend::Avx2 => "avx2",
             Backend::Neon => "neon",
+            Backend::NeonDot => "neon-dot",
             Backend::Dsp => "dsp",
             Backend::Helium => "helium",
         }
@@ -70,6 +75,10 @@ impl Backend {
             Backend::Avx2 => cfg!(target_feature = "avx2"),
             #[cfg(target_arch = "aarch64")]
             Backend::Neon => cfg!(target_feature = "neon"),
+            #[cfg(all(target_arch = "aarch64", feature = "std"))]
+            Backend::NeonDot => std::arch::is_aarch64_feature_detected!("dotprod"),
+            #[cfg(all(target_arch = "aarch64", not(feature = "std")))]
+            Backend::NeonDot => cfg!(target_feature = "dotprod"),
             #[cfg(target_arch = "arm")]
             Backend::Dsp => cfg!(target_feature = "dsp"),
             // Rust reports MVE-integer cores (M55/M85) as `neon` + `mclass`;
@@ -92,7 +101,9 @@ impl Backend {
         {
             return b;
         }
-        if Backend::Neon.available() {
+        if Backend::NeonDot.available() {
+            Backend::NeonDot
+        } else if Backend::Neon.available() {
             Backend::Neon
         } else if Backend::Helium.available() {
             Backend::Helium
@@ -161,6 +172,11 @@ pub fn gemv_i8_with(backend: Backend, out: &mut [i32], w: &[i8], x: &[i8]) -> Op
         }
         #[cfg(target_arch = "aarch64")]
         Backend::Neon => rows.for_each(|(o, r)| *o = arm::dot_i8_neon(r, x)),
+        #[cfg(target_arch = "aarch64")]
+        Backend::NeonDot => {
+            // SAFETY: `available()` confirmed the dot-product extension.
+            rows.for_each(|(o, r)| *o = unsafe { arm::dot_i8_sdot(r, x) })
+        }
         #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
         Backend::Dsp => rows.for_each(|(o, r)| *o = dsp::dot_i8(r, x)),
         #[cfg(all(
@@ -298,6 +314,22 @@ pub fn gemv_i8_blocked_with(
                 .enumerate()
             {
                 p[b % 8] += arm::dot_i8_neon(wb, xb) as f32 * block_scale(*s, ws, b);
+            }
+            *o = finish(r, reduce8(p), w);
+        }),
+        #[cfg(target_arch = "aarch64")]
+        Backend::NeonDot => rows.for_each(|(r, (o, w))| {
+            let mut p = [0.0f32; 8];
+            let ws = row_scales(r);
+            for (b, ((wb, xb), s)) in w
+                .chunks(BLOCK)
+                .zip(x.chunks(BLOCK))
+                .zip(x_scales)
+                .enumerate()
+            {
+                // SAFETY: `available()` confirmed the dot-product extension.
+                let d = unsafe { arm::dot_i8_sdot(wb, xb) };
+                p[b % 8] += d as f32 * block_scale(*s, ws, b);
             }
             *o = finish(r, reduce8(p), w);
         }),
@@ -882,6 +914,37 @@ mod arm {
             vaddvq_s32(acc)
         };
         total.wrapping_add(super::dot_i8_scalar(&a[i..n], &b[i..n]))
+    }
+
+    /// NEON dot-product-extension int8 dot product: `SDOT` adds four i8·i8
+    /// products into each i32 lane, exactly, so the result is the scalar
+    /// definition's (wrapping) for any inputs.
+    ///
+    /// # Safety
+    /// The CPU must support the dot-product extension (`dotprod`).
+    #[target_feature(enable = "neon,dotprod")]
+    pub(super) unsafe fn dot_i8_sdot(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len().min(b.len());
+        let mut i = 0;
+        let mut acc = vdupq_n_s32(0);
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n <= len of both slices; vld1q has no alignment need.
+            let (va, vb) = unsafe { (vld1q_s8(a.as_ptr().add(i)), vld1q_s8(b.as_ptr().add(i))) };
+            // SAFETY: SDOT only reads and writes the three vector registers;
+            // the caller guarantees the CPU has it.
+            unsafe {
+                core::arch::asm!(
+                    "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+                    acc = inout(vreg) acc,
+                    a = in(vreg) va,
+                    b = in(vreg) vb,
+                    options(pure, nomem, nostack, preserves_flags),
+                );
+            }
+            i += 16;
+        }
+        let (ta, tb) = (a.get(i..n).unwrap_or(&[]), b.get(i..n).unwrap_or(&[]));
+        vaddvq_s32(acc).wrapping_add(super::dot_i8_scalar(ta, tb))
     }
 }
 

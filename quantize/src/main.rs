@@ -244,7 +244,26 @@ fn arch_name(a: Architecture) -> &'static str {
     }
 }
 
+/// Output piped into a command that stops reading (`mote inspect m | head`)
+/// ends the process quietly, as other command-line tools do, instead of
+/// panicking on the failed write: Rust ignores SIGPIPE by default.
+#[cfg(unix)]
+fn default_sigpipe() {
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: restores the default action of one signal before any thread
+    // starts; no handler of ours is involved.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
+    }
+}
+
 fn main() {
+    #[cfg(unix)]
+    default_sigpipe();
     let cli = Cli::parse();
     // MOTE_BACKEND=scalar|sse4.1|avx2|neon pins the integer kernels (for parity checks).
     if let Ok(name) = std::env::var("MOTE_BACKEND") {

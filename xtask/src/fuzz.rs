@@ -42,11 +42,13 @@ fn seeds(host: bool) -> Result<()> {
     if dir.join(marker).exists() {
         return Ok(());
     }
+    // The dev profile (optimised dependencies and mote-core): `cargo xtask
+    // test` has built it already, where a release build would compile
+    // candle and the rest again.
     let mut c = cargo();
     c.args([
         "run",
         "-q",
-        "--release",
         "-p",
         "mote-tests",
         "--example",

@@ -421,6 +421,18 @@ fn firmware_parity() -> Result<()> {
         "aarch64-unknown-linux-gnu",
         "-Zbuild-std=std,panic_abort",
     ]))?;
+    // Every aarch64 integer backend (NEON, NEON + SDOT) against the scalar
+    // definition on odd shapes, before whole models.
+    let check = output(
+        Command::new("timeout")
+            .args(["120", "qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"])
+            .arg(&edge)
+            .arg("--check-kernels"),
+    )?;
+    if !check.contains("neon-dot") {
+        bail!("aarch64: the dot-product backend did not run under qemu-aarch64: {check}");
+    }
+    eprintln!("aarch64: {}", check.trim());
     let models = parity_models(&mote)?;
     let mut arena = 0;
     for (m, input) in &models {
@@ -461,7 +473,7 @@ fn firmware_parity() -> Result<()> {
         let reference = pick(&host_run(None)?).context("host printed no output line")?;
         let mut runs: Vec<(String, String)> =
             vec![("host scalar".into(), host_run(Some("scalar"))?)];
-        for backend in ["neon", "scalar"] {
+        for backend in ["neon-dot", "neon", "scalar"] {
             let mut c = Command::new("timeout");
             c.args(["120", "qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"])
                 .arg(&edge)
