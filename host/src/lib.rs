@@ -9,7 +9,14 @@ pub mod import;
 pub mod parallel;
 pub mod quantize;
 pub mod tokenizer;
+#[cfg(feature = "train")]
 pub mod train;
+/// Without the `train` feature, only the training-data readers.
+#[cfg(not(feature = "train"))]
+pub mod train {
+    #[path = "data.rs"]
+    pub mod data;
+}
 pub mod writer;
 
 pub use writer::{ModelBuilder, ModelFile, VocabData};

@@ -6,10 +6,13 @@ use crate::{cargo, root, run};
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
-/// Targets that need only `mote-core` (quick to build: the CI smoke runs these).
+/// Targets that need only `mote-core`.
 pub const CORE_TARGETS: [&str; 2] = ["model", "kernels"];
-/// Targets that need `mote-host` (the `host` feature of the fuzz crate).
+/// Targets that need `mote-host` (the `host` feature of the fuzz crate;
+/// mote-host without training, so no candle under AddressSanitizer).
 pub const HOST_TARGETS: [&str; 4] = ["gguf", "safetensors", "tokenizer", "data"];
+/// Every target (the CI smoke runs them all).
+pub const ALL_TARGETS: [&str; 6] = ["model", "kernels", "gguf", "safetensors", "tokenizer", "data"];
 
 /// Installs cargo-fuzz from crates.io when it is missing.
 fn ensure_cargo_fuzz() -> Result<()> {
@@ -70,7 +73,7 @@ pub fn fuzz(targets: &[&str], seconds: u64) -> Result<()> {
     for t in targets {
         let host = HOST_TARGETS.contains(t);
         if !host && !CORE_TARGETS.contains(t) {
-            bail!("unknown fuzz target {t:?} (model, kernels, gguf, safetensors, tokenizer)");
+            bail!("unknown fuzz target {t:?} (one of {ALL_TARGETS:?})");
         }
         let mut c = Command::new("cargo");
         c.current_dir(root().join("fuzz"))
@@ -114,7 +117,7 @@ pub fn main(args: &[String]) -> Result<()> {
         }
     }
     if targets.is_empty() {
-        targets = CORE_TARGETS.iter().chain(&HOST_TARGETS).copied().collect();
+        targets = ALL_TARGETS.to_vec();
     }
     fuzz(&targets, (minutes * 60.0).round().max(1.0) as u64)
 }

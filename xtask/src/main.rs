@@ -269,8 +269,8 @@ fn test() -> Result<()> {
             firmware::panic_free_proof,
         ),
         (
-            "fuzz smoke: model reader + inference, SIMD kernels vs scalar (ASan), 20 s each",
-            || fuzz::fuzz(&fuzz::CORE_TARGETS, 20),
+            "fuzz smoke (ASan): model reader + inference, SIMD kernels vs scalar, GGUF, safetensors, tokenizers, training-data readers, 15 s each",
+            || fuzz::fuzz(&fuzz::ALL_TARGETS, 15),
         ),
     ];
     // Every step runs even when an earlier one fails; each reports its time.
