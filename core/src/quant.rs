@@ -287,51 +287,36 @@ pub fn gemv_i8_blocked_with(
                 w,
             )
         }),
+        // One row at a time through a per-block dot kernel: the scalar
+        // definition's float sequence, the kernel's exact block sums.
         #[cfg(target_arch = "x86_64")]
         Backend::Sse41 => rows.for_each(|(r, (o, w))| {
-            let mut p = [0.0f32; 8];
-            let ws = row_scales(r);
-            for (b, ((wb, xb), s)) in w
-                .chunks(BLOCK)
-                .zip(x.chunks(BLOCK))
-                .zip(x_scales)
-                .enumerate()
-            {
-                let s = block_scale(*s, ws, b);
-                // SAFETY: `available()` confirmed SSE4.1 on this CPU.
-                p[b % 8] += unsafe { x86::dot_i8_sse41(wb, xb) } as f32 * s;
-            }
-            *o = finish(r, reduce8(p), w);
+            // SAFETY: `available()` confirmed SSE4.1 on this CPU.
+            let dot = |a: &[i8], b: &[i8]| unsafe { x86::dot_i8_sse41(a, b) };
+            *o = finish(
+                r,
+                blocked_row_by(dot, w, x, x_scales, row_scales(r), 0, [0.0; 8]),
+                w,
+            );
         }),
         #[cfg(target_arch = "aarch64")]
         Backend::Neon => rows.for_each(|(r, (o, w))| {
-            let mut p = [0.0f32; 8];
-            let ws = row_scales(r);
-            for (b, ((wb, xb), s)) in w
-                .chunks(BLOCK)
-                .zip(x.chunks(BLOCK))
-                .zip(x_scales)
-                .enumerate()
-            {
-                p[b % 8] += arm::dot_i8_neon(wb, xb) as f32 * block_scale(*s, ws, b);
-            }
-            *o = finish(r, reduce8(p), w);
+            let dot = arm::dot_i8_neon;
+            *o = finish(
+                r,
+                blocked_row_by(dot, w, x, x_scales, row_scales(r), 0, [0.0; 8]),
+                w,
+            );
         }),
         #[cfg(target_arch = "aarch64")]
         Backend::NeonDot => rows.for_each(|(r, (o, w))| {
-            let mut p = [0.0f32; 8];
-            let ws = row_scales(r);
-            for (b, ((wb, xb), s)) in w
-                .chunks(BLOCK)
-                .zip(x.chunks(BLOCK))
-                .zip(x_scales)
-                .enumerate()
-            {
-                // SAFETY: `available()` confirmed the dot-product extension.
-                let d = unsafe { arm::dot_i8_sdot(wb, xb) };
-                p[b % 8] += d as f32 * block_scale(*s, ws, b);
-            }
-            *o = finish(r, reduce8(p), w);
+            // SAFETY: `available()` confirmed the dot-product extension.
+            let dot = |a: &[i8], b: &[i8]| unsafe { arm::dot_i8_sdot(a, b) };
+            *o = finish(
+                r,
+                blocked_row_by(dot, w, x, x_scales, row_scales(r), 0, [0.0; 8]),
+                w,
+            );
         }),
         #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
         Backend::Dsp => two_rows(
@@ -555,6 +540,20 @@ fn blocked_row_scalar(
     x_scales: &[f32],
     w_scales: Option<&[f32]>,
     first: usize,
+    p: [f32; 8],
+) -> f32 {
+    blocked_row_by(dot_i8_scalar, w, x, x_scales, w_scales, first, p)
+}
+
+/// [`blocked_row_scalar`] with the exact block sums from `dot` (any kernel
+/// equal to [`dot_i8_scalar`]): the same floats in the same order.
+fn blocked_row_by(
+    dot: impl Fn(&[i8], &[i8]) -> i32,
+    w: &[i8],
+    x: &[i8],
+    x_scales: &[f32],
+    w_scales: Option<&[f32]>,
+    first: usize,
     mut p: [f32; 8],
 ) -> f32 {
     let start = first * BLOCK;
@@ -566,7 +565,7 @@ fn blocked_row_scalar(
         .enumerate()
     {
         let b = first + k;
-        p[b % 8] += dot_i8_scalar(wb, xb) as f32 * block_scale(*s, w_scales, b);
+        p[b % 8] += dot(wb, xb) as f32 * block_scale(*s, w_scales, b);
     }
     reduce8(p)
 }

@@ -585,7 +585,14 @@ fn attend_head_i8(
     let row = cfg.kv_row_floats();
     let vals = cfg.kv_dim().div_ceil(4);
     // (int8 head, its scale) of cached row `j`.
-    fn cached(c: &[f32], j: usize, row: usize, vals: usize, h: usize, hd: usize) -> Option<(&[i8], f32)> {
+    fn cached(
+        c: &[f32],
+        j: usize,
+        row: usize,
+        vals: usize,
+        h: usize,
+        hd: usize,
+    ) -> Option<(&[i8], f32)> {
         let r = c.get(j * row..(j + 1) * row)?;
         let (bytes, scales) = r.split_at(vals.min(r.len()));
         let q: &[i8] = bytemuck::cast_slice(bytes);
@@ -655,9 +662,7 @@ fn block_row(
                 (h / group) * hd,
                 scale,
             ),
-            KvCache::I8 => {
-                attend_head_i8(cfg, out, q, s.lin.xq, kc, vc, n_keys, h / group, scale)
-            }
+            KvCache::I8 => attend_head_i8(cfg, out, q, s.lin.xq, kc, vc, n_keys, h / group, scale),
         }
     }
     linear(s.o, lw.wo, s.att, lw.bo, &mut s.lin);
