@@ -139,6 +139,11 @@ pub struct Config {
     pub input_dim: u32,
     /// Storage of the attention cache.
     pub kv_cache: KvCache,
+    /// Integer-only inference: int8 activations with static scales from
+    /// calibration (`act` and `L<i>.act` tensors), integer norms, softmax,
+    /// activations and RoPE, an int8 cache at static scales. Needs int8
+    /// matrices with one scale per row.
+    pub integer: bool,
 }
 
 fn flag(field: &'static str, value: u32) -> Result<bool> {
@@ -181,6 +186,10 @@ impl Config {
     /// the arena: `kv_dim` floats, or for an int8 cache `kv_dim` bytes
     /// (padded to whole slots) followed by one scale per key/value head.
     pub fn kv_row_floats(&self) -> usize {
+        if self.integer {
+            // int8 at the layer's static key/value scale.
+            return self.kv_dim().div_ceil(4);
+        }
         match self.kv_cache {
             KvCache::F32 => self.kv_dim(),
             KvCache::I8 => self.kv_dim().div_ceil(4) + self.n_kv_heads as usize,
@@ -279,8 +288,9 @@ impl Config {
                     })
                 }
             },
+            integer: flag("integer", w[26])?,
         };
-        if let Some(&v) = w[26..].iter().find(|&&v| v != 0) {
+        if let Some(&v) = w[27..].iter().find(|&&v| v != 0) {
             return Err(Error::BadConfig {
                 field: "reserved",
                 value: v,
@@ -363,7 +373,7 @@ impl Config {
             self.n_classes,
             self.input_dim,
             self.kv_cache as u32,
-            0,
+            self.integer as u32,
             0,
         ]
     }

@@ -196,6 +196,12 @@ pub enum Error {
         /// Dtype code found.
         code: u8,
     },
+    /// An integer-only model (config `integer`) has a matrix that is not
+    /// int8 with one scale per row.
+    NotIntegerReady {
+        /// Tensor name (the matrix, or its scales).
+        tensor: TensorName,
+    },
     /// The vocabulary section is malformed at this byte offset within it.
     BadVocab {
         /// Offset inside the vocabulary section.
@@ -350,6 +356,10 @@ impl fmt::Display for Error {
                     "tensor `{tensor}` has dtype {code}, which this architecture cannot run"
                 )
             }
+            NotIntegerReady { tensor } => write!(
+                f,
+                "integer-only model: matrix `{tensor}` must be int8 with one scale per row"
+            ),
             BadVocab { offset } => write!(f, "vocabulary section malformed at byte {offset}"),
             ArenaTooSmall { needed, got } => {
                 write!(f, "arena too small: needs {needed} bytes, got {got}")

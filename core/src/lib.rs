@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fixed;
 pub mod format;
 pub mod kernels;
 pub mod model;
@@ -27,7 +28,7 @@ pub use config::{Activation, Architecture, Config, KvCache, NormKind, Pooling, P
 pub use error::{Error, TensorName};
 pub use format::{Dtype, SectionKind, TensorInfo, FORMAT_VERSION, MAGIC};
 pub use model::{Model, Weight};
-pub use session::{Input, Join, RunConfig, Session};
+pub use session::{integer, Input, Join, RunConfig, Session};
 pub use vocab::{PreTokenizer, TokenizerKind, Vocab};
 
 /// Result type of every fallible `mote-core` call.

@@ -155,6 +155,8 @@ enum Role {
     /// one per row and 32-column block `[rows, ceil(cols / 32)]`.
     /// `<matrix>.m` (offsets of an asymmetric i4 matrix) is always per block.
     Scale([u32; 4], [u32; 4]),
+    /// An i32 table (integer-only models' phase steps).
+    Table([u32; 4]),
 }
 
 fn role(cfg: &Config, name: &[u8]) -> Option<Role> {
@@ -179,6 +181,9 @@ fn role(cfg: &Config, name: &[u8]) -> Option<Role> {
         let (row, block) = scale_shapes(base)?;
         return Some(Role::Scale(row, block));
     }
+    if let Some(shape) = integer_shape(cfg, name) {
+        return Some(shape);
+    }
     expected_shape(cfg, name).map(|(shape, m)| {
         if m {
             Role::Matrix(shape)
@@ -186,6 +191,43 @@ fn role(cfg: &Config, name: &[u8]) -> Option<Role> {
             Role::Plain(shape)
         }
     })
+}
+
+/// The tensors only integer-only models have: static activation scales
+/// (`act`, `L<i>.act`) and the phase steps of sinusoidal or rotary positions.
+fn integer_shape(cfg: &Config, name: &[u8]) -> Option<Role> {
+    use crate::integer::{GLOBAL_SCALES, LAYER_SCALES};
+    if !cfg.integer {
+        return None;
+    }
+    if name == b"act" {
+        return Some(Role::Plain([GLOBAL_SCALES as u32, 0, 0, 0]));
+    }
+    if name == b"turns" {
+        let n = match cfg.positions {
+            PositionKind::Rope => cfg.head_dim / 2,
+            PositionKind::Sinusoidal => cfg.d_model / 2,
+            PositionKind::Learned => return None,
+        };
+        return Some(Role::Table([n, 0, 0, 0]));
+    }
+    let rest = name.strip_prefix(b"L")?;
+    let dot = rest.iter().position(|&b| b == b'.')?;
+    let (num, suffix) = (&rest[..dot], &rest[dot + 1..]);
+    let layer = core::str::from_utf8(num).ok()?;
+    if layer.is_empty() || (layer.len() > 1 && layer.starts_with('0')) {
+        return None;
+    }
+    let layer: u32 = layer.parse().ok()?;
+    if layer >= cfg.n_layers {
+        return None;
+    }
+    let n = match suffix {
+        b"act" => LAYER_SCALES as u32,
+        b"smooth_attn" | b"smooth_ffn" => cfg.d_model,
+        _ => return None,
+    };
+    Some(Role::Plain([n, 0, 0, 0]))
 }
 
 /// The shape `name` must have under `cfg` and whether it is a (quantizable)
@@ -381,6 +423,7 @@ impl<'a> Model<'a> {
             let (shape, dtype_ok) =
                 match role(&config, name).ok_or(Error::UnknownTensor { tensor: info.name })? {
                     Role::Plain(s) => (s, info.dtype == Dtype::F32),
+                    Role::Table(s) => (s, info.dtype == Dtype::I32),
                     Role::Scale(row, block) => (
                         if info.dims == block { block } else { row },
                         info.dtype == Dtype::F32,
@@ -402,6 +445,16 @@ impl<'a> Model<'a> {
                     tensor: info.name,
                     code: info.dtype as u8,
                 });
+            }
+            // The integer-only path multiplies whole int8 rows and
+            // requantizes once per row.
+            let per_row = match role(&config, name) {
+                Some(Role::Matrix(_)) => info.dtype == Dtype::I8,
+                Some(Role::Scale(..)) => info.rank == 1,
+                _ => true,
+            };
+            if config.integer && !per_row {
+                return Err(Error::NotIntegerReady { tensor: info.name });
             }
         }
         // Scales belong to i8/i4 matrices, and those have scales (i4: per block).
@@ -455,6 +508,23 @@ impl<'a> Model<'a> {
                 return Err(Error::MissingTensor {
                     tensor: TensorName::new(n.as_bytes()),
                 });
+            }
+        }
+        // An integer-only model's static scales and phase steps.
+        if config.integer {
+            let need = |n: NameBuf| match integer_shape(&config, n.as_bytes()) {
+                Some(_) if model.find(n.as_bytes(), 0).is_none() => Err(Error::MissingTensor {
+                    tensor: TensorName::new(n.as_bytes()),
+                }),
+                _ => Ok(()),
+            };
+            need(NameBuf::global("act"))?;
+            need(NameBuf::global("turns"))?;
+            for layer in 0..config.n_layers {
+                need(NameBuf::layer(layer, "act"))?;
+                for t in crate::integer::SMOOTH {
+                    need(NameBuf::layer(layer, t))?;
+                }
             }
         }
         let mut hint = 0;
@@ -572,6 +642,20 @@ impl<'a> Model<'a> {
     /// The elements of an `f32` tensor, read in place.
     pub fn tensor_f32(&self, t: &TensorInfo) -> Result<&'a [f32]> {
         if t.dtype != Dtype::F32 {
+            return Err(Error::UnsupportedDtype {
+                tensor: t.name,
+                code: t.dtype as u8,
+            });
+        }
+        bytemuck::try_cast_slice(self.tensor_bytes(t)?).map_err(|_| Error::MisalignedTensor {
+            tensor: t.name,
+            offset: t.offset,
+        })
+    }
+
+    /// An i32 tensor's elements, read in place.
+    pub fn tensor_i32(&self, t: &TensorInfo) -> Result<&'a [i32]> {
+        if t.dtype != Dtype::I32 {
             return Err(Error::UnsupportedDtype {
                 tensor: t.name,
                 code: t.dtype as u8,

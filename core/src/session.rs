@@ -13,6 +13,9 @@ use crate::kernels;
 use crate::model::{Model, NameBuf, Weight};
 use crate::quant;
 use crate::{Error, Result, TensorName};
+use integer::{Observe, Point};
+
+pub mod integer;
 
 /// What one session must be able to hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +102,9 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
     let gated = cfg.activation == Activation::SwiGlu;
     // Widest input of any matrix: int8 activations and f16 row conversion need that much.
     let widest = d.max(q).max(ff).max(cfg.input_dim as u64);
+    // The integer path has no per-block scales, inlier copies or int4
+    // rows; its attention keeps one score per key in the outlier buffer.
+    let int = cfg.integer;
     let raw: [Option<u64>; 16] = [
         rows.checked_mul(d),
         cache_layers
@@ -129,17 +135,24 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
         } else {
             0
         }),
+        // Integer models keep their outlier pairs here.
         Some(if model.has_f16() || model.has_i8() {
             widest
         } else {
             0
         }),
-        Some(if model.has_i8() {
+        Some(if model.has_i8() && !int {
             widest.div_ceil(quant::BLOCK as u64)
         } else {
             0
         }),
-        Some(if model.has_i8() { widest } else { 0 }),
+        Some(if int {
+            widest.max(seq)
+        } else if model.has_i8() {
+            widest
+        } else {
+            0
+        }),
         // Bytes for two unpacked rows, counted in f32 slots.
         Some(if model.has_i4() {
             (2 * widest).div_ceil(4)
@@ -174,6 +187,21 @@ struct Scratch<'a> {
     f2: &'a mut [f32],
     rope: &'a mut [f32],
     lin: LinearScratch<'a>,
+    watch: Watch<'a>,
+}
+
+/// Where the f32 path shows its activations during calibration.
+struct Watch<'a> {
+    obs: Option<&'a mut (dyn Observe + Send)>,
+    layer: u32,
+}
+
+impl Watch<'_> {
+    fn see(&mut self, point: Point, x: &[f32]) {
+        if let Some(o) = self.obs.as_deref_mut() {
+            o.see(self.layer, point, x);
+        }
+    }
 }
 
 /// The weights of one block, resolved from the tensor table.
@@ -358,6 +386,8 @@ struct LinearScratch<'s> {
     outliers: &'s mut [u32],
     /// Two rows' worth of unpacked int4 weights (one per thread half).
     unpack: &'s mut [i8],
+    /// Outlier pairs in `wrow` (integer-only models).
+    n_outliers: usize,
 }
 
 /// `out = W x (+ bias)` for any stored weight type. int8 weights take an
@@ -371,6 +401,7 @@ fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut L
         wrow,
         outliers,
         unpack,
+        ..
     } = s;
     let join = *join;
     let (xq, xs, wrow, outliers) = (&mut **xq, &mut **xs, &mut **wrow, &mut **outliers);
@@ -529,6 +560,7 @@ fn project_kv(
     if cfg.pre_norm {
         norm(cfg, s.t, lw.attn_norm);
     }
+    s.watch.see(Point::AttnIn, s.t);
     // Computed in the query and attention buffers (free until `block_row`),
     // then stored in the cache's form.
     let kv = cfg.kv_dim();
@@ -539,6 +571,8 @@ fn project_kv(
         kernels::rope_table(s.rope, pos, cfg.rope_theta);
         kernels::rope(kf, s.rope);
     }
+    s.watch.see(Point::Key, kf);
+    s.watch.see(Point::Value, vf);
     store_row(cfg, k, kf);
     store_row(cfg, v, vf);
 }
@@ -641,6 +675,7 @@ fn block_row(
         kernels::rope_table(s.rope, pos, cfg.rope_theta);
         kernels::rope(s.q, s.rope);
     }
+    s.watch.see(Point::Query, s.q);
     let hd = cfg.head_dim as usize;
     // Both counts are validated non-zero; `max(1)` keeps a division by zero out of the code.
     let group = ((cfg.n_heads / cfg.n_kv_heads.max(1)) as usize).max(1);
@@ -665,15 +700,19 @@ fn block_row(
             KvCache::I8 => attend_head_i8(cfg, out, q, s.lin.xq, kc, vc, n_keys, h / group, scale),
         }
     }
+    s.watch.see(Point::Context, s.att);
     linear(s.o, lw.wo, s.att, lw.bo, &mut s.lin);
     add(x, s.o);
+    s.watch.see(Point::Residual, x);
     if cfg.pre_norm {
         copy(s.t, x);
         norm(cfg, s.t, lw.ffn_norm);
     } else {
         norm(cfg, x, lw.attn_norm);
+        s.watch.see(Point::Residual, x);
         copy(s.t, x);
     }
+    s.watch.see(Point::FfnIn, s.t);
     linear(s.f1, lw.w1, s.t, lw.b1, &mut s.lin);
     match (cfg.activation, lw.w3) {
         (Activation::SwiGlu, Some(w3)) => {
@@ -693,10 +732,13 @@ fn block_row(
             }
         }
     }
+    s.watch.see(Point::Mid, s.f1);
     linear(s.o, lw.w2, s.f1, lw.b2, &mut s.lin);
     add(x, s.o);
+    s.watch.see(Point::Residual, x);
     if !cfg.pre_norm {
         norm(cfg, x, lw.ffn_norm);
+        s.watch.see(Point::Residual, x);
     }
 }
 
@@ -713,14 +755,23 @@ pub struct Session<'m, 'a> {
     pos: usize,
 }
 
+/// The LM head's tensor name.
+fn lm_head(cfg: &Config) -> &'static str {
+    if cfg.tied_embeddings {
+        "tok_emb"
+    } else {
+        "lm_head"
+    }
+}
+
 /// `s[at..at + len]`: in range by the arena plan; empty (never a panic) if not.
-fn span(s: &[f32], at: usize, len: usize) -> &[f32] {
+fn span<T>(s: &[T], at: usize, len: usize) -> &[T] {
     s.get(at..at.saturating_add(len)).unwrap_or(&[])
 }
 
 /// [`span`], mutable.
-fn span_mut(s: &mut [f32], at: usize, len: usize) -> &mut [f32] {
-    s.get_mut(at..at.saturating_add(len)).unwrap_or_default()
+fn span_mut<T>(s: &mut [T], at: usize, len: usize) -> &mut [T] {
+    s.get_mut(at..at.saturating_add(len)).unwrap_or(&mut [])
 }
 
 /// Copies the common length of `src` into `dst` (no length-mismatch panic).
@@ -789,6 +840,11 @@ impl<'m, 'a> Session<'m, 'a> {
                 wrow: &mut [],
                 outliers: &mut [],
                 unpack: &mut [],
+                n_outliers: 0,
+            },
+            watch: Watch {
+                obs: None,
+                layer: 0,
             },
         };
         let out_len = if cfg.arch == Architecture::Decoder {
@@ -806,6 +862,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 xs: take(&mut rest, s[XS], s[XS]),
                 outliers: bytemuck::cast_slice_mut(take(&mut rest, s[OUTL], s[OUTL])),
                 unpack: bytemuck::cast_slice_mut(take(&mut rest, s[UNPACK], s[UNPACK])),
+                n_outliers: 0,
             },
             ..scratch
         };
@@ -826,6 +883,12 @@ impl<'m, 'a> Session<'m, 'a> {
     /// (threads on a host). Results are bit-identical with and without.
     pub fn set_join(&mut self, join: &'a dyn Join) {
         self.scratch.lin.join = Some(join);
+    }
+
+    /// Shows `obs` the activations of every later f32 run (calibration:
+    /// see [`integer::Point`]). Integer models run without observing.
+    pub fn set_observer(&mut self, obs: &'a mut (dyn Observe + Send)) {
+        self.scratch.watch.obs = Some(obs);
     }
 
     /// The model's config.
@@ -872,6 +935,66 @@ impl<'m, 'a> Session<'m, 'a> {
         }
         embedding_row(x, lookup.matrix(NameBuf::global("tok_emb"))?, id as usize);
         self.finish_embedding(lookup, x, pos, ty)
+    }
+
+    /// [`Session::embed_row`] for an integer model, in residual units.
+    fn embed_row_i(
+        &self,
+        lookup: &mut Lookup<'_, 'm>,
+        g: &integer::Globals,
+        x: &mut [i32],
+        id: u32,
+        pos: usize,
+        ty: u32,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        if id >= cfg.vocab_size {
+            return Err(Error::TokenOutOfRange {
+                id,
+                vocab: cfg.vocab_size,
+            });
+        }
+        let w = lookup.matrix(NameBuf::global("tok_emb"))?;
+        integer::embedding_row(x, w, id as usize, g);
+        self.finish_embedding_i(lookup, g, x, pos, ty)
+    }
+
+    /// [`Session::finish_embedding`] for an integer model.
+    fn finish_embedding_i(
+        &self,
+        lookup: &mut Lookup<'_, 'm>,
+        g: &integer::Globals,
+        x: &mut [i32],
+        pos: usize,
+        ty: u32,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let d = cfg.d_model as usize;
+        let row = |t: &'m [f32], i: usize| t.get(i * d..(i + 1) * d).unwrap_or(&[]);
+        match cfg.positions {
+            PositionKind::Learned => {
+                integer::add_constants(x, row(lookup.get(NameBuf::global("pos_emb"))?, pos), g)
+            }
+            PositionKind::Sinusoidal => integer::add_sinusoidal(x, pos, g),
+            PositionKind::Rope => {}
+        }
+        if cfg.n_token_types > 0 {
+            if ty >= cfg.n_token_types {
+                return Err(Error::TokenOutOfRange {
+                    id: ty,
+                    vocab: cfg.n_token_types,
+                });
+            }
+            let t = lookup.get(NameBuf::global("type_emb"))?;
+            integer::add_constants(x, row(t, ty as usize), g);
+        }
+        if cfg.embedding_norm {
+            let ln = cfg.norm == NormKind::LayerNorm;
+            let w = lookup.get(NameBuf::global("emb_norm.w"))?;
+            let b = lookup.opt(NameBuf::global("emb_norm.b"), ln)?;
+            integer::norm_residual(cfg, x, (w, b), g);
+        }
+        Ok(())
     }
 
     /// Adds position and token type to an embedded row `x`, then the embedding norm.
@@ -941,6 +1064,28 @@ impl<'m, 'a> Session<'m, 'a> {
     /// Runs an encoder over `ids` (token types all 0 unless given) and returns
     /// the final hidden rows, `ids.len() × d_model`.
     pub fn encode(&mut self, ids: &[u32], types: Option<&[u32]>) -> Result<&[f32]> {
+        let n = self.encode_rows(ids, types)?;
+        self.hidden_f32(n)
+    }
+
+    /// The first `n` hidden rows as f32 (an integer model's are converted
+    /// from residual units in place).
+    fn hidden_f32(&mut self, n: usize) -> Result<&[f32]> {
+        let d = self.cfg.d_model as usize;
+        if self.cfg.integer {
+            let mut lookup = Lookup {
+                model: self.model,
+                hint: 0,
+            };
+            let g = integer::globals(&self.cfg, &mut lookup)?;
+            integer::to_f32(span_mut(self.h, 0, n * d), &g);
+        }
+        Ok(span(self.h, 0, n * d))
+    }
+
+    /// [`Session::encode`] leaving the rows in the arena (residual units
+    /// for an integer model); returns the row count.
+    fn encode_rows(&mut self, ids: &[u32], types: Option<&[u32]>) -> Result<usize> {
         let n = ids.len();
         self.check_encoder_input(false, n)?;
         if let Some(t) = types {
@@ -955,20 +1100,36 @@ impl<'m, 'a> Session<'m, 'a> {
         let model = self.model;
         let mut lookup = Lookup { model, hint: 0 };
         let h = core::mem::take(&mut self.h);
-        let embedded = ids.iter().enumerate().try_for_each(|(r, &id)| {
-            let ty = types.and_then(|t| t.get(r)).copied().unwrap_or(0);
-            self.embed_row(&mut lookup, span_mut(h, r * d, d), id, r, ty)
-        });
+        let ty = |r: usize| types.and_then(|t| t.get(r)).copied().unwrap_or(0);
+        let embedded = if self.cfg.integer {
+            integer::globals(&self.cfg, &mut lookup).and_then(|g| {
+                let hi = integer::ints(h);
+                ids.iter().enumerate().try_for_each(|(r, &id)| {
+                    self.embed_row_i(&mut lookup, &g, span_mut(hi, r * d, d), id, r, ty(r))
+                })
+            })
+        } else {
+            ids.iter().enumerate().try_for_each(|(r, &id)| {
+                self.embed_row(&mut lookup, span_mut(h, r * d, d), id, r, ty(r))
+            })
+        };
         // Put the rows back before reporting a bad token, so the session stays usable.
         self.h = h;
         embedded?;
-        self.encoder_layers(&mut lookup, n)
+        self.encoder_layers(&mut lookup, n)?;
+        Ok(n)
     }
 
     /// Runs an encoder whose input is rows of `input_dim` features (image
     /// patches, audio frames; `in_proj` maps each to `d_model`) and returns
     /// the final hidden rows, `rows × d_model`.
     pub fn encode_features(&mut self, features: &[f32]) -> Result<&[f32]> {
+        let n = self.encode_feature_rows(features)?;
+        self.hidden_f32(n)
+    }
+
+    /// [`Session::encode_features`] leaving the rows in the arena.
+    fn encode_feature_rows(&mut self, features: &[f32]) -> Result<usize> {
         let width = self.cfg.input_dim as usize;
         if width > 0 && !features.len().is_multiple_of(width) {
             return Err(Error::FeatureShape {
@@ -984,26 +1145,47 @@ impl<'m, 'a> Session<'m, 'a> {
         let w = lookup.matrix(NameBuf::global("in_proj.w"))?;
         let b = lookup.get(NameBuf::global("in_proj.b"))?;
         let h = core::mem::take(&mut self.h);
-        let embedded = features
-            .chunks_exact(width.max(1))
-            .enumerate()
-            .try_for_each(|(r, f)| {
+        let rows = features.chunks_exact(width.max(1)).enumerate();
+        let embedded = if self.cfg.integer {
+            integer::globals(&self.cfg, &mut lookup).and_then(|g| {
+                let hi = integer::ints(h);
+                rows.into_iter().try_for_each(|(r, f)| {
+                    let x = span_mut(hi, r * d, d);
+                    let fq = span_mut(self.scratch.lin.xq, 0, width);
+                    integer::features_i8(fq, f, &g);
+                    integer::input_projection(x, w, fq, b, &g, self.scratch.lin.join);
+                    self.finish_embedding_i(&mut lookup, &g, x, r, 0)
+                })
+            })
+        } else {
+            rows.into_iter().try_for_each(|(r, f)| {
                 let x = span_mut(h, r * d, d);
+                self.scratch.watch.see(Point::Features, f);
                 linear(x, w, f, Some(b), &mut self.scratch.lin);
                 self.finish_embedding(&mut lookup, x, r, 0)
-            });
+            })
+        };
         self.h = h;
         embedded?;
-        self.encoder_layers(&mut lookup, n)
+        self.encoder_layers(&mut lookup, n)?;
+        Ok(n)
     }
 
     /// The transformer blocks and final norm over `n` embedded rows.
-    fn encoder_layers(&mut self, lookup: &mut Lookup<'_, 'm>, n: usize) -> Result<&[f32]> {
+    fn encoder_layers(&mut self, lookup: &mut Lookup<'_, 'm>, n: usize) -> Result<()> {
         let cfg = self.cfg;
+        if cfg.integer {
+            return self.encoder_layers_i(lookup, n);
+        }
         let d = cfg.d_model as usize;
         let kv = cfg.kv_row_floats();
+        self.scratch.watch.layer = 0;
+        for x in span(self.h, 0, n * d).chunks_exact(d.max(1)) {
+            self.scratch.watch.see(Point::Residual, x);
+        }
         for l in 0..cfg.n_layers {
             let lw = lookup.layer(&cfg, l)?;
+            self.scratch.watch.layer = l;
             for r in 0..n {
                 let (k, v) = (span_mut(self.kc, r * kv, kv), span_mut(self.vc, r * kv, kv));
                 project_kv(
@@ -1022,6 +1204,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 block_row(&cfg, &lw, &mut self.scratch, x, self.kc, self.vc, r, n_keys);
             }
         }
+        self.scratch.watch.layer = 0;
         if cfg.pre_norm {
             let w = lookup.get(NameBuf::global("out_norm.w"))?;
             let b = lookup.opt(
@@ -1030,9 +1213,54 @@ impl<'m, 'a> Session<'m, 'a> {
             )?;
             for x in span_mut(self.h, 0, n * d).chunks_exact_mut(d.max(1)) {
                 norm(&cfg, x, (w, b));
+                self.scratch.watch.see(Point::Residual, x);
             }
         }
-        Ok(span(self.h, 0, n * d))
+        Ok(())
+    }
+
+    /// [`Session::encoder_layers`] for an integer model.
+    fn encoder_layers_i(&mut self, lookup: &mut Lookup<'_, 'm>, n: usize) -> Result<()> {
+        let cfg = self.cfg;
+        let d = cfg.d_model as usize;
+        let kv = cfg.kv_row_floats();
+        let g = integer::globals(&cfg, lookup)?;
+        for l in 0..cfg.n_layers {
+            let lw = lookup.layer(&cfg, l)?;
+            let ls = integer::layer_scales(lookup, l)?;
+            for r in 0..n {
+                let (k, v) = (span_mut(self.kc, r * kv, kv), span_mut(self.vc, r * kv, kv));
+                let x = span_mut(integer::ints(self.h), r * d, d);
+                integer::project_kv(&cfg, &lw, &ls, &g, &mut self.scratch, x, k, v, r);
+            }
+            for r in 0..n {
+                let n_keys = if cfg.causal { r + 1 } else { n };
+                let x = span_mut(integer::ints(self.h), r * d, d);
+                integer::block_row(
+                    &cfg,
+                    &lw,
+                    &ls,
+                    &g,
+                    &mut self.scratch,
+                    x,
+                    self.kc,
+                    self.vc,
+                    r,
+                    n_keys,
+                );
+            }
+        }
+        if cfg.pre_norm {
+            let w = lookup.get(NameBuf::global("out_norm.w"))?;
+            let b = lookup.opt(
+                NameBuf::global("out_norm.b"),
+                cfg.norm == NormKind::LayerNorm,
+            )?;
+            for x in span_mut(integer::ints(self.h), 0, n * d).chunks_exact_mut(d.max(1)) {
+                integer::norm_residual(&cfg, x, (w, b), &g);
+            }
+        }
+        Ok(())
     }
 
     /// Pools the first `n` hidden rows into `out` (mean or first row).
@@ -1056,16 +1284,22 @@ impl<'m, 'a> Session<'m, 'a> {
     /// Runs an encoder and pools its rows into one L2-normalised vector
     /// (mean over all tokens, or the first token), as sentence-transformers does.
     pub fn embed(&mut self, ids: &[u32]) -> Result<&[f32]> {
-        self.encode(ids, None)?;
-        Ok(self.pooled_embedding(ids.len()))
+        let n = self.encode_rows(ids, None)?;
+        Ok(self.pooled_embedding(n))
     }
 
     /// The first `n` hidden rows pooled into `out` and L2-normalised.
     fn pooled_embedding(&mut self, n: usize) -> &[f32] {
         let d = self.cfg.d_model as usize;
         let out = core::mem::take(&mut self.out);
-        self.pool(span_mut(out, 0, d), n);
-        kernels::l2_normalize(span_mut(out, 0, d));
+        if self.cfg.integer {
+            let pooled = span_mut(integer::ints(self.scratch.t), 0, d);
+            integer::pool(&self.cfg, pooled, integer::ints(self.h), n);
+            integer::l2_normalize(span_mut(out, 0, d), pooled);
+        } else {
+            self.pool(span_mut(out, 0, d), n);
+            kernels::l2_normalize(span_mut(out, 0, d));
+        }
         self.out = out;
         span(self.out, 0, d)
     }
@@ -1074,15 +1308,14 @@ impl<'m, 'a> Session<'m, 'a> {
     /// `n_classes` logits (`cls.w · pool(rows) + cls.b`, pooled without normalising).
     pub fn classify(&mut self, ids: &[u32]) -> Result<&[f32]> {
         self.check_head()?;
-        self.encode(ids, None)?;
-        self.head(ids.len())
+        let n = self.encode_rows(ids, None)?;
+        self.head(n)
     }
 
     /// [`Session::classify`] for a feature-input encoder ([`Session::encode_features`]).
     pub fn classify_features(&mut self, features: &[f32]) -> Result<&[f32]> {
         self.check_head()?;
-        self.encode_features(features)?;
-        let n = features.len() / (self.cfg.input_dim as usize).max(1);
+        let n = self.encode_feature_rows(features)?;
         self.head(n)
     }
 
@@ -1103,8 +1336,17 @@ impl<'m, 'a> Session<'m, 'a> {
         };
         let w = lookup.matrix(NameBuf::global("cls.w"))?;
         let b = lookup.get(NameBuf::global("cls.b"))?;
+        if self.cfg.integer {
+            let g = integer::globals(&self.cfg, &mut lookup)?;
+            let pooled = span_mut(integer::ints(self.scratch.t), 0, d);
+            integer::pool(&self.cfg, pooled, integer::ints(self.h), n);
+            let out = span_mut(self.out, 0, k);
+            integer::head_logits(out, w, pooled, Some(b), &mut self.scratch.lin, &g);
+            return Ok(span(self.out, 0, k));
+        }
         let pooled = core::mem::take(&mut self.scratch.t);
         self.pool(span_mut(pooled, 0, d), n);
+        self.scratch.watch.see(Point::HeadIn, span(pooled, 0, d));
         linear(
             span_mut(self.out, 0, k),
             w,
@@ -1152,6 +1394,9 @@ impl<'m, 'a> Session<'m, 'a> {
             });
         }
         let cfg = self.cfg;
+        if cfg.integer {
+            return self.decode_step_i(token);
+        }
         let d = cfg.d_model as usize;
         let kv = cfg.kv_row_floats();
         let layer_stride = self.run.max_seq as usize * kv;
@@ -1161,8 +1406,11 @@ impl<'m, 'a> Session<'m, 'a> {
         let embedded = self.embed_row(&mut lookup, span_mut(h, 0, d), token, pos, 0);
         self.h = h;
         embedded?;
+        self.scratch.watch.layer = 0;
+        self.scratch.watch.see(Point::Residual, span(self.h, 0, d));
         for l in 0..cfg.n_layers as usize {
             let lw = lookup.layer(&cfg, l as u32)?;
+            self.scratch.watch.layer = l as u32;
             let kc = span_mut(self.kc, l * layer_stride, layer_stride);
             let vc = span_mut(self.vc, l * layer_stride, layer_stride);
             let (k, v) = (span_mut(kc, pos * kv, kv), span_mut(vc, pos * kv, kv));
@@ -1186,13 +1434,64 @@ impl<'m, 'a> Session<'m, 'a> {
             )?;
             norm(&cfg, span_mut(self.h, 0, d), (w, b));
         }
-        let head = if cfg.tied_embeddings {
-            "tok_emb"
-        } else {
-            "lm_head"
-        };
-        let w = lookup.matrix(NameBuf::global(head))?;
+        self.scratch.watch.layer = 0;
+        self.scratch.watch.see(Point::HeadIn, span(self.h, 0, d));
+        let w = lookup.matrix(NameBuf::global(lm_head(&cfg)))?;
         linear(self.out, w, span(self.h, 0, d), None, &mut self.scratch.lin);
+        self.pos = pos + 1;
+        Ok(self.out)
+    }
+
+    /// [`Session::decode_step`] for an integer model.
+    fn decode_step_i(&mut self, token: u32) -> Result<&[f32]> {
+        let pos = self.pos;
+        let cfg = self.cfg;
+        let d = cfg.d_model as usize;
+        let kv = cfg.kv_row_floats();
+        let layer_stride = self.run.max_seq as usize * kv;
+        let mut lookup = Lookup {
+            model: self.model,
+            hint: 0,
+        };
+        let g = integer::globals(&cfg, &mut lookup)?;
+        let h = core::mem::take(&mut self.h);
+        let x = span_mut(integer::ints(h), 0, d);
+        let embedded = self.embed_row_i(&mut lookup, &g, x, token, pos, 0);
+        self.h = h;
+        embedded?;
+        for l in 0..cfg.n_layers as usize {
+            let lw = lookup.layer(&cfg, l as u32)?;
+            let ls = integer::layer_scales(&mut lookup, l as u32)?;
+            let kc = span_mut(self.kc, l * layer_stride, layer_stride);
+            let vc = span_mut(self.vc, l * layer_stride, layer_stride);
+            let (k, v) = (span_mut(kc, pos * kv, kv), span_mut(vc, pos * kv, kv));
+            let x = span_mut(integer::ints(self.h), 0, d);
+            integer::project_kv(&cfg, &lw, &ls, &g, &mut self.scratch, x, k, v, pos);
+            let x = span_mut(integer::ints(self.h), 0, d);
+            integer::block_row(
+                &cfg,
+                &lw,
+                &ls,
+                &g,
+                &mut self.scratch,
+                x,
+                kc,
+                vc,
+                pos,
+                pos + 1,
+            );
+        }
+        let x = span_mut(integer::ints(self.h), 0, d);
+        if cfg.pre_norm {
+            let w = lookup.get(NameBuf::global("out_norm.w"))?;
+            let b = lookup.opt(
+                NameBuf::global("out_norm.b"),
+                cfg.norm == NormKind::LayerNorm,
+            )?;
+            integer::norm_residual(&cfg, x, (w, b), &g);
+        }
+        let w = lookup.matrix(NameBuf::global(lm_head(&cfg)))?;
+        integer::head_logits(self.out, w, x, None, &mut self.scratch.lin, &g);
         self.pos = pos + 1;
         Ok(self.out)
     }

@@ -138,6 +138,7 @@ pub fn import_bert_dir(dir: &Path) -> Result<ModelBuilder> {
         n_classes: 0,
         input_dim: 0,
         kv_cache: mote_core::KvCache::F32,
+        integer: false,
     };
     let mut b = ModelBuilder::new(config);
     let mut put = |ours: &str, theirs: &str| -> Result<()> {
@@ -352,6 +353,7 @@ pub fn import_gguf(g: &Gguf) -> Result<ModelBuilder> {
         n_classes: 0,
         input_dim: 0,
         kv_cache: mote_core::KvCache::F32,
+        integer: false,
     };
     let mut b = ModelBuilder::new(config);
     let mut put = |ours: &str, theirs: &str| -> Result<()> {

@@ -3,6 +3,7 @@
 //! own vocabulary, and pinned model packages from the registries.
 #![deny(missing_docs)]
 
+pub mod calibrate;
 pub mod fetch;
 pub mod gguf;
 pub mod import;

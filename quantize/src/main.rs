@@ -51,6 +51,19 @@ enum Command {
         /// per row and head scales). Default: as the input model.
         #[arg(long)]
         kv: Option<String>,
+        /// Calibration samples (a file or a directory of .txt, .json or .csv
+        /// files): writes an integer-only model (static activation scales,
+        /// int8 weights with one scale per row; needs --dtype int8).
+        #[arg(long)]
+        calib: Option<PathBuf>,
+        /// How each int8 activation's range is chosen from the calibration
+        /// run: minmax, percentile (99.99%) or mse.
+        #[arg(long, default_value = "percentile", requires = "calib")]
+        method: String,
+        /// SmoothQuant migration strength for the normed matrix inputs
+        /// (0 < alpha ≤ 1), or "off".
+        #[arg(long, default_value = "0.5", requires = "calib")]
+        smooth: String,
         /// Print the per-tensor error report as JSON.
         #[arg(long)]
         json: bool,
@@ -344,9 +357,28 @@ fn run(cli: Cli) -> Result<()> {
             output,
             dtype,
             kv,
+            calib,
+            method,
+            smooth,
             json,
         } => {
             let target: mote_host::quantize::Target = dtype.parse()?;
+            let method: mote_host::calibrate::Method = method.parse()?;
+            let smooth = match smooth.as_str() {
+                "off" => None,
+                a => match a.parse::<f32>() {
+                    Ok(a) if a > 0.0 && a <= 1.0 => Some(a),
+                    _ => bail!("--smooth {a:?}: expected a number in (0, 1] or off"),
+                },
+            };
+            if calib.is_some()
+                && !matches!(
+                    target,
+                    mote_host::quantize::Target::Int8 | mote_host::quantize::Target::Int8Row
+                )
+            {
+                bail!("--calib writes an integer-only int8 model: use --dtype int8");
+            }
             let kv = match kv.as_deref() {
                 None => None,
                 Some("f32") => Some(mote_core::KvCache::F32),
@@ -374,19 +406,63 @@ fn run(cli: Cli) -> Result<()> {
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let (mut b, report) =
-                mote_host::quantize::quantize(&m, target, |i, _| bar.set_position(i as u64))?;
+            let mut activations = None;
+            let (mut b, report) = match &calib {
+                None => {
+                    mote_host::quantize::quantize(&m, target, |i, _| bar.set_position(i as u64))?
+                }
+                Some(path) => {
+                    let samples = mote_host::calibrate::load_samples(
+                        &m,
+                        path,
+                        m.config().max_seq.min(128) as usize,
+                    )?;
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "calibrating {bar:40} {pos}/{len} runs {elapsed}",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    );
+                    let c =
+                        mote_host::calibrate::calibrate(&m, &samples, method, smooth, |i, n| {
+                            bar.set_length(n as u64);
+                            bar.set_position(i as u64);
+                        })?;
+                    let out = mote_host::calibrate::integer_model(&m, &c, |_, _| {})?;
+                    activations = Some(c);
+                    out
+                }
+            };
             if let Some(kv) = kv {
                 b.config_mut().kv_cache = kv;
             }
             bar.finish_and_clear();
             let bytes = b.write(&output)?;
             if json {
+                let acts = activations.as_ref().map(mote_host::calibrate::report_json);
                 println!(
                     "{}",
-                    serde_json::json!({"output": output, "bytes": bytes, "tensors": mote_host::quantize::report_json(&report)})
+                    serde_json::json!({"output": output, "bytes": bytes, "tensors": mote_host::quantize::report_json(&report), "activations": acts})
                 );
             } else {
+                if let Some(c) = &activations {
+                    println!(
+                        "{:<8} {:<10} {:>10} {:>10} {:>12} {:>9}",
+                        "layer", "point", "max |x|", "clip", "scale", "clipped"
+                    );
+                    for r in &c.report {
+                        let layer = r.layer.map_or("-".to_string(), |l| l.to_string());
+                        println!(
+                            "{:<8} {:<10} {:>10.4} {:>10.4} {:>12.4e} {:>8.4}%",
+                            layer,
+                            format!("{:?}", r.point),
+                            r.max,
+                            r.clip,
+                            r.scale,
+                            100.0 * r.clipped
+                        );
+                    }
+                }
                 println!(
                     "{:<24} {:>5} {:>12} {:>12} {:>12}",
                     "tensor", "dtype", "rel error", "max |err|", "bytes"
@@ -424,7 +500,7 @@ fn run(cli: Cli) -> Result<()> {
                 "file_bytes": m.file_len(), "payload_bytes": m.payload_len(),
                 "architecture": arch_name(c.arch), "d_model": c.d_model, "n_layers": c.n_layers,
                 "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads, "head_dim": c.head_dim, "d_ff": c.d_ff,
-                "vocab_size": c.vocab_size, "max_seq": c.max_seq, "n_classes": c.n_classes, "input_dim": c.input_dim, "kv_cache": kv_name(c.kv_cache), "norm": format!("{:?}", c.norm),
+                "vocab_size": c.vocab_size, "max_seq": c.max_seq, "n_classes": c.n_classes, "input_dim": c.input_dim, "kv_cache": kv_name(c.kv_cache), "integer": c.integer, "norm": format!("{:?}", c.norm),
                 "pre_norm": c.pre_norm, "activation": format!("{:?}", c.activation),
                 "positions": format!("{:?}", c.positions), "parameters": c.parameter_count(),
                 "tokenizer": format!("{:?}", v.kind), "vocab_tokens": v.len(), "merges": v.merge_count(),
@@ -462,6 +538,9 @@ fn run(cli: Cli) -> Result<()> {
                     c.tied_embeddings,
                     kv_name(c.kv_cache)
                 );
+                if c.integer {
+                    println!("  integer-only: static activation scales, integer norms, softmax and activations");
+                }
                 println!(
                     "  tokenizer {:?}: {} tokens, {} merges, chat template {}",
                     v.kind,

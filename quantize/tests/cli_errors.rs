@@ -69,7 +69,14 @@ fn bad_inputs_get_one_line_errors() {
     );
     let never = work_dir().join(format!("cli-kv-{}.mote", std::process::id()));
     fails_with(
-        &["quantize", dec_s, "-o", never.to_str().unwrap(), "--kv", "int3"],
+        &[
+            "quantize",
+            dec_s,
+            "-o",
+            never.to_str().unwrap(),
+            "--kv",
+            "int3",
+        ],
         "--kv \"int3\": expected f32 or int8",
     );
     assert!(!never.exists());
@@ -129,7 +136,15 @@ fn good_inputs_work() {
     assert_eq!(v["kv_cache"], "f32");
     // `--kv int8` stores the attention cache as int8: the arena shrinks.
     let kv8 = work_dir().join(format!("cli-kv8-{}.mote", std::process::id()));
-    let (ok, _, err) = mote(&["quantize", enc.to_str().unwrap(), "-o", kv8.to_str().unwrap(), "--kv", "int8", "--json"]);
+    let (ok, _, err) = mote(&[
+        "quantize",
+        enc.to_str().unwrap(),
+        "-o",
+        kv8.to_str().unwrap(),
+        "--kv",
+        "int8",
+        "--json",
+    ]);
     assert!(ok, "{err}");
     let (ok, out, err) = mote(&["inspect", kv8.to_str().unwrap(), "--json", "--seq", "8"]);
     assert!(ok, "{err}");

@@ -8,9 +8,12 @@
 //! | SmolLM2-135M | int4 weights (asymmetric 32-blocks: scale + offset; embedding/output int8), int8 activations | top-1 agreement ≥ 85% |
 //! | SmolLM2-135M | f16 weights | top-1 agreement ≥ 99% |
 //! | MiniLM-L6 | int8 | mean cosine to f32 ≥ 0.99, min ≥ 0.98, and at least as close as the peer int8 ONNX |
+//! | MiniLM-L6 | integer-only (static scales from `tests/golden/calibration.txt`, `percentile`) | mean cosine ≥ 0.99, min ≥ 0.98 |
+//! | SmolLM2-135M | integer-only, as above | top-1 agreement ≥ 75% (measured 80.6%; the 95% int8 budget is met by the int8 path with f32 activations, not this one) |
 #![allow(clippy::unwrap_used)]
 
 use mote_core::{kernels::argmax, KvCache, Model, RunConfig, Session};
+use mote_host::calibrate::{calibrate, integer_model, load_samples, Method, SMOOTH_ALPHA};
 use mote_host::quantize::{quantize, Target};
 use mote_host::tokenizer::Tokenizer;
 use mote_host::ModelFile;
@@ -216,4 +219,72 @@ fn minilm_int8_is_closer_to_f32_than_the_peer_int8() {
         mean(&ours) >= mean(&peer),
         "the peer's int8 is closer to f32"
     );
+}
+
+/// The integer-only form of `m`, calibrated with `method` on
+/// `tests/golden/calibration.txt` (42 sentences written for calibration;
+/// none is in the held-out text or the MiniLM golden set).
+fn integer_only(m: &Model, method: Method) -> ModelFile {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/calibration.txt");
+    let samples = load_samples(m, &path, 64).unwrap();
+    let calib = calibrate(m, &samples, method, Some(SMOOTH_ALPHA), |_, _| {}).unwrap();
+    ModelFile::from_vec(integer_model(m, &calib, |_, _| {}).unwrap().0.to_bytes())
+}
+
+/// MiniLM-L6 on the integer-only path (static scales, integer LayerNorm,
+/// GELU and softmax) against f32 on the 60 golden sentences.
+#[test]
+fn minilm_integer_only_meets_the_int8_budget() {
+    let f = ModelFile::read(&minilm()).unwrap();
+    let m32 = Model::from_bytes(f.bytes()).unwrap();
+    let g = golden("minilm_peer_int8.json");
+    let cases = g["cases"].as_array().unwrap();
+    let mut results = Vec::new();
+    for method in [Method::Mse, Method::Percentile, Method::MinMax] {
+        let q = integer_only(&m32, method);
+        let mi = Model::from_bytes(q.bytes()).unwrap();
+        assert!(mi.config().integer);
+        let mut cos = Vec::new();
+        for c in cases {
+            let ids: Vec<u32> = c["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            cos.push(cosine(&embed(&mi, &ids), &embed(&m32, &ids)));
+        }
+        let mean = cos.iter().sum::<f64>() / cos.len() as f64;
+        let min = cos.iter().cloned().fold(1.0, f64::min);
+        eprintln!("MiniLM integer-only ({method:?}) vs f32 over {} sentences: mean {mean:.5} min {min:.5}", cases.len());
+        results.push((method, mean, min));
+    }
+    for (method, mean, min) in results {
+        if method == Method::Percentile {
+            assert!(mean >= 0.99 && min >= 0.98, "mean {mean} min {min}");
+        }
+    }
+}
+
+/// SmolLM2 on the integer-only path: top-1 agreement with f32 under
+/// teacher forcing on the held-out text.
+#[test]
+fn smollm2_integer_only_agreement() {
+    let r = reference();
+    let m32 = Model::from_bytes(r.file.bytes()).unwrap();
+    let q = integer_only(&m32, Method::Percentile);
+    let m = Model::from_bytes(q.bytes()).unwrap();
+    let top1 = teacher_forced_top1(&m, &r.ids);
+    let same = top1.iter().zip(&r.top1).filter(|(a, b)| a == b).count();
+    let agree = same as f64 / top1.len() as f64;
+    eprintln!(
+        "SmolLM2 integer-only top-1 agreement with f32: {:.2}% of {}",
+        100.0 * agree,
+        top1.len()
+    );
+    // The int8 budget (95%) is met by the f32-activation int8 path above,
+    // not by this one: 80.6% with static per-tensor scales (docs/NUMERICS.md
+    // says where it loses). This floor guards what it reaches.
+    assert!(agree >= 0.75, "integer-only top-1 agreement {agree}");
 }

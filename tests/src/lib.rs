@@ -5,6 +5,7 @@
 use mote_core::config::{
     Activation, Architecture, Config, NormKind, Pooling, PositionKind, NO_TOKEN,
 };
+use mote_host::calibrate::{calibrate, integer_model, Method, Sample};
 use mote_host::{ModelBuilder, ModelFile};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -41,6 +42,7 @@ pub fn tiny_encoder_config() -> Config {
         n_classes: 0,
         input_dim: 0,
         kv_cache: mote_core::KvCache::F32,
+        integer: false,
     }
 }
 
@@ -73,6 +75,7 @@ pub fn tiny_decoder_config() -> Config {
         n_classes: 0,
         input_dim: 0,
         kv_cache: mote_core::KvCache::F32,
+        integer: false,
     }
 }
 
@@ -265,4 +268,41 @@ pub fn decoder_100k_config() -> Config {
     cfg.vocab_size = 256;
     cfg.max_seq = 64;
     cfg
+}
+
+/// Random calibration samples for a seeded model: `n` id sequences of
+/// `len` tokens (`seed` picks them).
+pub fn random_samples(cfg: &Config, n: usize, len: usize, seed: u64) -> Vec<Sample> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            Sample::Ids(
+                (0..len.min(cfg.max_seq as usize))
+                    .map(|_| {
+                        s = s
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        ((s >> 33) % cfg.vocab_size as u64) as u32
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// The integer-only form of an f32 model, calibrated (`percentile`) on random samples.
+pub fn integer_model_file(m: &mote_core::Model, seed: u64) -> ModelFile {
+    let cfg = m.config();
+    let samples = random_samples(cfg, 8, cfg.max_seq as usize, seed);
+    let calib = calibrate(
+        m,
+        &samples,
+        Method::Percentile,
+        Some(mote_host::calibrate::SMOOTH_ALPHA),
+        |_, _| {},
+    )
+    .unwrap();
+    ModelFile::from_vec(integer_model(m, &calib, |_, _| {}).unwrap().0.to_bytes())
 }

@@ -1,4 +1,4 @@
-//! Whole int8 models (f32 and int8 attention caches) give byte-identical outputs on every integer backend
+//! Whole int8 models (f32 and int8 attention caches, and integer-only models) give byte-identical outputs on every integer backend
 //! this machine runs (scalar, SSE4.1, AVX2 here; NEON is checked under
 //! qemu-aarch64 by `cargo xtask test`).
 #![allow(clippy::unwrap_used)]
@@ -67,6 +67,8 @@ fn int8_models_are_bit_identical_on_every_backend() {
         let mut b = quantize(&m, Target::Int8, |_, _| {}).unwrap().0;
         b.config_mut().kv_cache = mote_core::KvCache::I8;
         models.push(ModelFile::from_vec(b.to_bytes()));
+        // Integer-only: whole-row int8 products, requantized per row.
+        models.push(integer_model_file(&m, seed));
     }
     let real = ModelFile::read(&minilm()).unwrap();
     let real_m = Model::from_bytes(real.bytes()).unwrap();

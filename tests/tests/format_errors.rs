@@ -290,9 +290,26 @@ fn config_errors() {
             value: 2
         })
     );
-    assert!(cfg(25, 1).is_ok(), "an int8 attention cache is a valid config");
+    assert!(
+        cfg(25, 1).is_ok(),
+        "an int8 attention cache is a valid config"
+    );
+    // Word 26 marks an integer-only model: an f32 file is not one.
     assert_eq!(
         cfg(26, 1),
+        Err(Error::NotIntegerReady {
+            tensor: name("tok_emb")
+        })
+    );
+    assert_eq!(
+        cfg(26, 2),
+        Err(Error::BadConfig {
+            field: "integer",
+            value: 2
+        })
+    );
+    assert_eq!(
+        cfg(27, 1),
         Err(Error::BadConfig {
             field: "reserved",
             value: 1
@@ -834,4 +851,134 @@ fn run_anything(m: &Model) {
             let _ = s.prefill(&ids);
         }
     }
+}
+
+/// Integer-only models: the config word, the matrices' form, the static
+/// scales and phase tables each have their own error.
+#[test]
+fn integer_model_errors() {
+    let f32m = random_model_file(tiny_decoder_config(), 3);
+    let m = Model::from_bytes(f32m.bytes()).unwrap();
+    let good = integer_model_file(&m, 3);
+    assert!(Model::from_bytes(good.bytes()).unwrap().config().integer);
+    // Rebuilds the integer model with one tensor changed (or dropped).
+    // `change(name)`: `None` keeps the tensor, `Some(None)` drops it,
+    // `Some(Some(..))` replaces it.
+    type Change<'c> = &'c dyn Fn(&str) -> Option<Option<(Dtype, Vec<u32>, Vec<u8>)>>;
+    let rebuild = |change: Change, integer: u32| {
+        let g = Model::from_bytes(good.bytes()).unwrap();
+        let mut c = *g.config();
+        c.integer = integer == 1;
+        let mut b = ModelBuilder::new(c);
+        for i in 0..g.tensor_count() {
+            let t = g.tensor_at(i).unwrap();
+            let n = t.name.as_str();
+            let (dt, dims, data) = match change(n) {
+                Some(None) => continue,
+                Some(Some(x)) => x,
+                None => (
+                    t.dtype,
+                    t.dims[..t.rank as usize].to_vec(),
+                    g.tensor_bytes(&t).unwrap().to_vec(),
+                ),
+            };
+            b.add_raw(n, dt, &dims, data).unwrap();
+        }
+        let mut bytes = b.to_bytes();
+        if integer > 1 {
+            // Config word 26 is `integer`: only 0 and 1 are valid.
+            let at = section_offset(&bytes, 1) + 26 * 4;
+            put32(&mut bytes, at, integer);
+            mote_host::writer::seal(&mut bytes);
+        }
+        load(&bytes)
+    };
+    assert_eq!(rebuild(&|_| None, 1), Ok(()));
+    assert_eq!(
+        rebuild(&|_| None, 2),
+        Err(Error::BadConfig {
+            field: "integer",
+            value: 2
+        })
+    );
+    // The same tensors without the flag: `act` and friends are unknown.
+    assert!(matches!(
+        rebuild(&|_| None, 0),
+        Err(Error::UnknownTensor { .. })
+    ));
+    // Static scales missing.
+    assert_eq!(
+        rebuild(&|n| (n == "L1.act").then_some(None), 1),
+        Err(Error::MissingTensor {
+            tensor: name("L1.act")
+        })
+    );
+    assert_eq!(
+        rebuild(&|n| (n == "act").then_some(None), 1),
+        Err(Error::MissingTensor {
+            tensor: name("act")
+        })
+    );
+    assert_eq!(
+        rebuild(&|n| (n == "turns").then_some(None), 1),
+        Err(Error::MissingTensor {
+            tensor: name("turns")
+        })
+    );
+    assert_eq!(
+        rebuild(&|n| (n == "L0.smooth_ffn").then_some(None), 1),
+        Err(Error::MissingTensor {
+            tensor: name("L0.smooth_ffn")
+        })
+    );
+    // A phase table of the wrong type or length.
+    assert!(matches!(
+        rebuild(
+            &|n| (n == "turns").then(|| Some((Dtype::F32, vec![2], vec![0; 8]))),
+            1
+        ),
+        Err(Error::UnsupportedDtype { .. })
+    ));
+    assert!(matches!(
+        rebuild(
+            &|n| (n == "turns").then(|| Some((Dtype::I32, vec![3], vec![0; 12]))),
+            1
+        ),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    // A matrix with per-block scales (the integer path needs one per row).
+    let wq = m.tensor("L0.wq").unwrap();
+    let (rows, cols) = (wq.dims[0], wq.dims[1]);
+    let nb = cols.div_ceil(32);
+    assert_eq!(
+        rebuild(
+            &|n| (n == "L0.wq.s").then(|| Some((
+                Dtype::F32,
+                vec![rows, nb],
+                vec![0; (4 * rows * nb) as usize]
+            ))),
+            1
+        ),
+        Err(Error::NotIntegerReady {
+            tensor: name("L0.wq.s")
+        })
+    );
+    // An f16 matrix.
+    assert_eq!(
+        rebuild(
+            &|n| match n {
+                "L0.wq" => Some(Some((
+                    Dtype::F16,
+                    vec![rows, cols],
+                    vec![0; (2 * rows * cols) as usize]
+                ))),
+                "L0.wq.s" => Some(None),
+                _ => None,
+            },
+            1
+        ),
+        Err(Error::NotIntegerReady {
+            tensor: name("L0.wq")
+        })
+    );
 }

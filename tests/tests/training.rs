@@ -246,7 +246,7 @@ fn classifier_and_feature_inputs_have_their_own_errors() {
         );
     }
     let mut w = encoder(0).to_words();
-    w[26] = 1;
+    w[27] = 1;
     assert_eq!(
         Config::from_words(&w).err(),
         Some(Error::BadConfig {

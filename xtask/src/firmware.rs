@@ -155,13 +155,19 @@ fn qemu_command(b: &Board, elf: &Path, image: &Path) -> Result<Command> {
     }
     let (slot_a, ..) = layout(b);
     let mut c = Command::new("timeout");
-    c.args(["600", b.qemu, "-machine", b.qemu_machine, "-cpu", b.qemu_cpu]);
+    c.args([
+        "600",
+        b.qemu,
+        "-machine",
+        b.qemu_machine,
+        "-cpu",
+        b.qemu_cpu,
+    ]);
     if b.qemu == "qemu-system-riscv32" {
         // No firmware below ours: QEMU starts the ELF itself, in M-mode.
         c.args(["-bios", "none"]);
     }
-    c
-    .args([
+    c.args([
         "-nographic",
         "-monitor",
         "none",
@@ -448,11 +454,14 @@ fn elf_sizes(elf: &Path) -> Result<(u64, u64, u64)> {
     let (mut text, mut data, mut bss) = (0, 0, 0);
     for line in listing.lines() {
         let mut f = line.split_whitespace();
-        let (Some(name), Some(size)) = (f.next(), f.next().and_then(|v| v.parse::<u64>().ok())) else {
+        let (Some(name), Some(size)) = (f.next(), f.next().and_then(|v| v.parse::<u64>().ok()))
+        else {
             continue;
         };
         match name {
-            ".vector_table" | ".text" | ".rodata" | ".init" | ".init.rust" | ".trap" => text += size,
+            ".vector_table" | ".text" | ".rodata" | ".init" | ".init.rust" | ".trap" => {
+                text += size
+            }
             ".data" => data += size,
             ".bss" | ".uninit" => bss += size,
             _ => {}
@@ -473,7 +482,7 @@ pub fn cost_table(mote: &Path, models: &[PathBuf], ids: &Input) -> Result<String
     let dir = root().join("target/firmware-images");
     std::fs::create_dir_all(&dir)?;
     let mut table = String::from(
-        "| board | model | instructions / inference | matrix MACs | instr / MAC (whole run) | int8 GEMV 64×256 instr / MAC | code (flash) | model (flash) | arena | stack | static RAM |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| board | model | instructions / inference | matrix MACs | instr / MAC (whole run) | int8 GEMV 64×256 instr / MAC (blocked, f32 epilogue) | int8 GEMV 64×256 instr / MAC (whole rows, integer path) | code (flash) | model (flash) | arena | stack | static RAM |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for b in BOARDS.iter().filter(|b| !b.qemu_machine.is_empty()) {
         let elf = build(b, arena)?;
@@ -497,7 +506,7 @@ pub fn cost_table(mote: &Path, models: &[PathBuf], ids: &Input) -> Result<String
                 Ok(i) => i,
                 Err(e) => {
                     table.push_str(&format!(
-                        "| {} | {name} | — ({e}) | | | | | | | | |\n",
+                        "| {} | {name} | — ({e}) | | | | | | | | | |\n",
                         b.name
                     ));
                     continue;
@@ -515,13 +524,22 @@ pub fn cost_table(mote: &Path, models: &[PathBuf], ids: &Input) -> Result<String
                 .to_string();
             let total = count(b, &elf, &image, &plugin, "mote_mark_start", "mote_mark_end")?;
             let gemv = count(b, &elf, &image, &plugin, "mote_gemv_start", "mote_gemv_end")?;
+            let igemv = count(
+                b,
+                &elf,
+                &image,
+                &plugin,
+                "mote_igemv_start",
+                "mote_igemv_end",
+            )?;
             let macs = matrix_macs(&bytes, rows_for(mote, m, ids)? as u64)?;
             let need = arena_for(mote, m, ids)?;
             table.push_str(&format!(
-                "| {} | {name} | {total} | {macs} | {:.2} | {:.2} | {text} B | {} B | {need} B (static {arena} B) | {stack} | {} B |\n",
+                "| {} | {name} | {total} | {macs} | {:.2} | {:.2} | {:.2} | {text} B | {} B | {need} B (static {arena} B) | {stack} | {} B |\n",
                 b.name,
                 total as f64 / macs as f64,
                 gemv as f64 / (64.0 * 256.0),
+                igemv as f64 / (64.0 * 256.0),
                 bytes.len(),
                 data + bss
             ));

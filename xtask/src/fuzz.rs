@@ -12,7 +12,14 @@ pub const CORE_TARGETS: [&str; 2] = ["model", "kernels"];
 /// mote-host without training, so no candle under AddressSanitizer).
 pub const HOST_TARGETS: [&str; 4] = ["gguf", "safetensors", "tokenizer", "data"];
 /// Every target (the CI smoke runs them all).
-pub const ALL_TARGETS: [&str; 6] = ["model", "kernels", "gguf", "safetensors", "tokenizer", "data"];
+pub const ALL_TARGETS: [&str; 6] = [
+    "model",
+    "kernels",
+    "gguf",
+    "safetensors",
+    "tokenizer",
+    "data",
+];
 
 /// Installs cargo-fuzz from crates.io when it is missing.
 fn ensure_cargo_fuzz() -> Result<()> {

@@ -352,24 +352,39 @@ fn parity_models(mote: &Path) -> Result<Vec<(PathBuf, Option<firmware::Input>)>>
             .arg(&model))?;
         let big = kind == "kws" || kind == "textcls" || kind == "decoder-100k";
         let dtypes: &[&str] = if big {
-            &["int8", "int4", "int8-kv8"]
+            &["int8", "int4", "int8-kv8", "integer"]
         } else {
-            &["int8", "int8-row", "int4", "int8-kv8"]
+            &["int8", "int8-row", "int4", "int8-kv8", "integer"]
         };
+        // Calibration ids for the integer-only models: four seeded sequences.
+        let info: serde_json::Value = serde_json::from_str(&output(
+            Command::new(mote).arg("inspect").arg(&model).arg("--json"),
+        )?)?;
+        let vocab = info["vocab_size"].as_u64().unwrap_or(1).max(1);
+        let len = info["max_seq"].as_u64().unwrap_or(1).min(16);
+        let calib = dir.join(format!("{kind}-calib.json"));
+        let seqs: Vec<Vec<u64>> = (0..4u64)
+            .map(|s| (0..len).map(|i| (i * 7 + s * 13 + 3) % vocab).collect())
+            .collect();
+        std::fs::write(&calib, serde_json::to_string(&seqs)?)?;
         for dtype in dtypes {
             let q = dir.join(format!("{kind}-{dtype}.mote"));
-            // `-kv8`: int8 weights and an int8 attention cache.
-            let (weights, kv) = match dtype.strip_suffix("-kv8") {
-                Some(w) => (w, "int8"),
-                None => (*dtype, "f32"),
-            };
-            run(Command::new(mote)
-                .arg("quantize")
+            let mut c = Command::new(mote);
+            c.arg("quantize")
                 .arg(&model)
                 .arg("-o")
                 .arg(&q)
-                .args(["--dtype", weights, "--kv", kv, "--json"])
-                .stdout(std::process::Stdio::null()))?;
+                .arg("--json");
+            match *dtype {
+                // Integer-only: static scales calibrated on the ids above.
+                "integer" => c.args(["--dtype", "int8", "--calib"]).arg(&calib),
+                // `-kv8`: int8 weights and an int8 attention cache.
+                d => match d.strip_suffix("-kv8") {
+                    Some(w) => c.args(["--dtype", w, "--kv", "int8"]),
+                    None => c.args(["--dtype", d, "--kv", "f32"]),
+                },
+            };
+            run(c.stdout(std::process::Stdio::null()))?;
             models.push((q, None));
         }
         if !big {
@@ -605,15 +620,22 @@ fn main() -> Result<()> {
         Some("bench") if args.get(1).map(String::as_str) == Some("--firmware") => {
             let mote = mote_bin()?;
             let models = parity_models(&mote)?;
-            let pick: Vec<PathBuf> = ["kws-int8", "textcls-int8", "decoder-100k-int8"]
-                .iter()
-                .filter_map(|n| {
-                    models
-                        .iter()
-                        .find(|(m, _)| m.ends_with(format!("{n}.mote")))
-                        .map(|(m, _)| m.clone())
-                })
-                .collect();
+            let pick: Vec<PathBuf> = [
+                "kws-int8",
+                "textcls-int8",
+                "decoder-100k-int8",
+                "kws-integer",
+                "textcls-integer",
+                "decoder-100k-integer",
+            ]
+            .iter()
+            .filter_map(|n| {
+                models
+                    .iter()
+                    .find(|(m, _)| m.ends_with(format!("{n}.mote")))
+                    .map(|(m, _)| m.clone())
+            })
+            .collect();
             let ids = firmware::Input::Ids((1..=8).collect());
             let table = firmware::cost_table(&mote, &pick, &ids)?;
             println!("{table}");

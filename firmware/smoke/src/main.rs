@@ -80,8 +80,23 @@ mod markers {
     pub extern "C" fn mote_gemv_end(x: u32) -> u32 {
         core::hint::black_box(x).rotate_left(7)
     }
+    /// Around the integer-only path's whole-row GEMV probe.
+    #[no_mangle]
+    #[inline(never)]
+    pub extern "C" fn mote_igemv_start(x: u32) -> u32 {
+        core::hint::black_box(x).wrapping_mul(5)
+    }
+    /// See [`mote_igemv_start`].
+    #[no_mangle]
+    #[inline(never)]
+    pub extern "C" fn mote_igemv_end(x: u32) -> u32 {
+        core::hint::black_box(x).rotate_left(11)
+    }
 }
-use markers::{mote_gemv_end, mote_gemv_start, mote_mark_end, mote_mark_start};
+use markers::{
+    mote_gemv_end, mote_gemv_start, mote_igemv_end, mote_igemv_start, mote_mark_end,
+    mote_mark_start,
+};
 
 /// The int8 GEMV probe: `GEMV_ROWS × GEMV_COLS` int8 weights (per-row
 /// scales) times an int8 vector, the kernel every int8 matrix goes through,
@@ -97,6 +112,7 @@ struct Probe {
     xs: [f32; GEMV_COLS / mote_core::quant::BLOCK],
     ws: [f32; GEMV_ROWS * GEMV_COLS / mote_core::quant::BLOCK],
     out: [f32; GEMV_ROWS],
+    iout: [i32; GEMV_ROWS],
 }
 
 static PROBE: rt::Once<Probe> = rt::Once::new(Probe {
@@ -106,6 +122,7 @@ static PROBE: rt::Once<Probe> = rt::Once::new(Probe {
     xs: [0.0; GEMV_COLS / mote_core::quant::BLOCK],
     ws: [0.0; GEMV_ROWS * GEMV_COLS / mote_core::quant::BLOCK],
     out: [0.0; GEMV_ROWS],
+    iout: [0; GEMV_ROWS],
 });
 
 /// The arena, in `.bss`.
@@ -153,12 +170,28 @@ fn gemv_probe() {
                 checked += 1;
             }
         }
+        // The integer path's whole-row products.
+        let w = &p.w[..rows * cols];
+        let mut want = [0i32; 16];
+        let _ = mote_core::quant::gemv_i8_with(mote_core::quant::Backend::Scalar, &mut want[..rows], w, &p.x[..cols]);
+        for b in mote_core::quant::Backend::ALL.into_iter().filter(|b| b.available()) {
+            let mut got = [0i32; 16];
+            let _ = mote_core::quant::gemv_i8_with(b, &mut got[..rows], w, &p.x[..cols]);
+            if got != want {
+                fail("kernel check: a whole-row backend differs from the scalar definition");
+            }
+            checked += 1;
+        }
     }
     println!("kernel check: {checked} shape/backend pairs equal the scalar bits (best: {})", mote_core::quant::Backend::best().name());
     let m = mote_gemv_start(0);
     mote_core::quant::gemv_i8_blocked(&mut p.out, &p.w, mote_core::quant::WeightScales::Row(&p.ws), &act, None);
     let _ = mote_gemv_end(m);
     println!("gemv probe: {}x{} int8, out[0] bits {:08x}", GEMV_ROWS, GEMV_COLS, p.out[0].to_bits());
+    let m = mote_igemv_start(0);
+    mote_core::quant::gemv_i8(&mut p.iout, &p.w, &p.x);
+    let _ = mote_igemv_end(m);
+    println!("integer gemv probe: out[0] {}", p.iout[0]);
 }
 
 #[rt::entry]

@@ -648,6 +648,7 @@ fn text_config(cfg: &TrainConfig, vocab: u32, classes: u32) -> Config {
         n_classes: classes,
         input_dim: 0,
         kv_cache: mote_core::KvCache::F32,
+        integer: false,
     }
 }
 

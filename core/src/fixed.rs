@@ -1,0 +1,373 @@
+//! Fixed-point arithmetic for the integer-only path: real multipliers in
+//! TFLite's Q31 form derived from f32 bit patterns with integer operations
+//! only, and integer `exp`, sigmoid, GELU, SiLU, square root and sine.
+//!
+//! Nothing here executes a floating-point instruction: a model's f32
+//! constants (scales, norm weights, biases) are read as bit patterns and
+//! turned into integers with shifts and multiplies, so a core without an FPU
+//! runs the integer path without soft-float calls. Reals inside these
+//! functions are in Q16 (`v · 2^16` in an `i32`) or Q30.
+
+use crate::quant::multiply_by_quantized_multiplier;
+
+/// Fractional bits of the Q16 format used between integer operations.
+pub const Q16: i32 = 16;
+/// `1.0` in Q30.
+pub const ONE_Q30: i64 = 1 << 30;
+
+/// A non-negative real `m · 2^(shift - 31)` with `m` in `[2^30, 2^31)` (or
+/// zero): the multiplier form of TFLite's `MultiplyByQuantizedMultiplier`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mult {
+    /// Q31 mantissa in `[2^30, 2^31)`, or 0.
+    pub m: i32,
+    /// Power-of-two exponent.
+    pub shift: i32,
+}
+
+impl Mult {
+    /// The real 0.
+    pub const ZERO: Mult = Mult { m: 0, shift: 0 };
+    /// The real 1.
+    pub const ONE: Mult = Mult {
+        m: 1 << 30,
+        shift: 1,
+    };
+
+    /// `|v|` from its f32 bits, exactly (a 24-bit mantissa fits in 31 bits);
+    /// zero, subnormal, infinite and NaN values give [`Mult::ZERO`].
+    pub fn from_f32(v: f32) -> Mult {
+        let b = v.to_bits() & 0x7fff_ffff;
+        let e = (b >> 23) as i32;
+        if e == 0 || e == 255 {
+            return Mult::ZERO;
+        }
+        let mant = (b & 0x7f_ffff) | 0x80_0000;
+        // v = mant · 2^(e - 150) = (mant << 7) · 2^(e - 157) = m · 2^(shift - 31).
+        Mult {
+            m: (mant << 7) as i32,
+            shift: e - 126,
+        }
+    }
+
+    /// `2^k`.
+    pub fn pow2(k: i32) -> Mult {
+        Mult {
+            m: 1 << 30,
+            shift: k + 1,
+        }
+    }
+
+    /// An integer `v`, exactly up to 31 significant bits.
+    pub fn from_int(v: u64) -> Mult {
+        Mult::normalize(v, 31)
+    }
+
+    /// Normalises a positive mantissa held in a `u64` with exponent `shift`.
+    fn normalize(mut p: u64, mut shift: i32) -> Mult {
+        if p == 0 {
+            return Mult::ZERO;
+        }
+        while p >= 1 << 31 {
+            // Round half up on the bit shifted out.
+            p = (p >> 1) + (p & 1);
+            shift += 1;
+        }
+        while p < 1 << 30 {
+            p <<= 1;
+            shift -= 1;
+        }
+        Mult { m: p as i32, shift }
+    }
+
+    /// The product, rounded to 31 bits.
+    pub fn times(self, o: Mult) -> Mult {
+        if self.m == 0 || o.m == 0 {
+            return Mult::ZERO;
+        }
+        // (a·2^(sa-31))·(b·2^(sb-31)) = (a·b >> 31)·2^(sa+sb-31).
+        let p = self.m as u64 * o.m as u64;
+        Mult::normalize((p >> 31) + ((p >> 30) & 1), self.shift + o.shift)
+    }
+
+    /// The quotient `self / o`, rounded to 31 bits (zero for a zero divisor).
+    pub fn over(self, o: Mult) -> Mult {
+        if self.m == 0 || o.m == 0 {
+            return Mult::ZERO;
+        }
+        // (a << 31) / b is in (2^30, 2^32).
+        let n = (self.m as u64) << 31;
+        let d = o.m as u64;
+        Mult::normalize(
+            (n + d / 2).checked_div(d).unwrap_or(0),
+            self.shift - o.shift,
+        )
+    }
+
+    /// `round(x · self)`, TFLite's `MultiplyByQuantizedMultiplier` (saturating).
+    pub fn apply(self, x: i32) -> i32 {
+        if self.m == 0 || self.shift < -31 {
+            return 0;
+        }
+        if self.shift > 30 {
+            return match x {
+                0 => 0,
+                x if x > 0 => i32::MAX,
+                _ => i32::MIN,
+            };
+        }
+        multiply_by_quantized_multiplier(x, self.m, self.shift)
+    }
+
+    /// `round(x · self)` for a wide `x`, rounding half away from zero,
+    /// saturating to `i64`.
+    pub fn apply64(self, x: i64) -> i64 {
+        if self.m == 0 || x == 0 {
+            return 0;
+        }
+        let p = x as i128 * self.m as i128;
+        let right = 31 - self.shift;
+        let r = if right <= 0 {
+            p.checked_shl((-right) as u32)
+                .unwrap_or(p.signum() * i128::MAX)
+        } else if right >= 120 {
+            0
+        } else {
+            let half = 1i128 << (right - 1);
+            if p >= 0 {
+                (p + half) >> right
+            } else {
+                -((-p + half) >> right)
+            }
+        };
+        r.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
+}
+
+/// `round(v / scale)` for an f32 constant `v`, given `inv = 1 / scale`,
+/// saturated to `i32`; integer operations only.
+pub fn to_fixed(v: f32, inv: Mult) -> i32 {
+    let r = inv.times(Mult::from_f32(v)).apply64(1);
+    let r = r.clamp(i32::MIN as i64 + 1, i32::MAX as i64) as i32;
+    if v.to_bits() >> 31 != 0 {
+        -r
+    } else {
+        r
+    }
+}
+
+/// Saturates to the int8 activation range `[-127, 127]`.
+pub fn sat_i8(x: i32) -> i8 {
+    x.clamp(-127, 127) as i8
+}
+
+/// `floor(sqrt(x))`, bit by bit.
+pub fn isqrt(x: u64) -> u64 {
+    let mut rem = x;
+    let mut root = 0u64;
+    let mut bit = 1u64 << 62;
+    while bit > x {
+        bit >>= 2;
+    }
+    while bit != 0 {
+        if rem >= root + bit {
+            rem -= root + bit;
+            root = (root >> 1) + bit;
+        } else {
+            root >>= 1;
+        }
+        bit >>= 2;
+    }
+    root
+}
+
+/// `log2(e)` in Q30.
+const LOG2E_Q30: i64 = 1_549_082_005;
+
+/// `2^f` for `f` in `[0, 1)` as Q30 (so in `[2^30, 2^31)`): Taylor series in
+/// `f·ln 2` to degree 7 (relative error below 2e-7), Horner in Q30.
+fn exp2_frac_q30(f: i64) -> i64 {
+    // ln2^k / k! in Q30.
+    const C1: i64 = 744_261_118;
+    const C2: i64 = 257_941_248;
+    const C3: i64 = 59_597_083;
+    const C4: i64 = 10_327_387;
+    const C5: i64 = 1_431_680;
+    const C6: i64 = 165_394;
+    const C7: i64 = 16_377;
+    let mut p = C7;
+    for c in [C6, C5, C4, C3, C2, C1] {
+        p = c + ((p * f) >> 30);
+    }
+    ONE_Q30 + ((p * f) >> 30)
+}
+
+/// `e^x` for `x ≤ 0` in Q16, as Q30 (`e^0 = 2^30`); integer only.
+pub fn exp_q30(x: i32) -> i64 {
+    // y = x·log2(e) in Q30 (≤ 0).
+    let y = (x.min(0) as i64 * LOG2E_Q30) >> Q16;
+    let n = y >> 30; // floor
+    let f = y - (n << 30);
+    if n < -62 {
+        return 0;
+    }
+    let r = exp2_frac_q30(f);
+    // r · 2^n with rounding.
+    let s = (-n) as u32;
+    if s == 0 {
+        r
+    } else {
+        (r + (1 << (s - 1))) >> s
+    }
+}
+
+/// The logistic function of a Q16 value, as Q30.
+pub fn sigmoid_q30(x: i32) -> i64 {
+    let e = exp_q30(-(x.saturating_abs()));
+    let den = ONE_Q30 + e;
+    if x >= 0 {
+        ((ONE_Q30 << 30) + den / 2).checked_div(den).unwrap_or(0)
+    } else {
+        ((e << 30) + den / 2).checked_div(den).unwrap_or(0)
+    }
+}
+
+/// SiLU `x·σ(x)` in Q16.
+pub fn silu_q16(x: i32) -> i32 {
+    ((x as i64 * sigmoid_q30(x) + (1 << 29)) >> 30) as i32
+}
+
+/// GELU in Q16, in its tanh form `x·σ(2·√(2/π)·(x + 0.044715·x³))`
+/// (within 5e-4 of the erf form, below int8 resolution).
+pub fn gelu_q16(x: i32) -> i32 {
+    const EIGHT: i32 = 8 << Q16;
+    if x >= EIGHT {
+        return x;
+    }
+    if x <= -EIGHT {
+        return 0;
+    }
+    let xl = x as i64;
+    // 0.044715 and 2·√(2/π) = 1.5957691 in Q30.
+    const A: i64 = 48_012_366;
+    const B: i64 = 1_713_444_047;
+    let x3 = (((xl * xl) >> Q16) * xl) >> Q16;
+    let inner = xl + ((A * x3) >> 30);
+    let arg = ((B * inner) >> 30) as i32;
+    ((xl * sigmoid_q30(arg) + (1 << 29)) >> 30) as i32
+}
+
+/// `sin(2π · phase / 2^32)` as Q30; integer only (quarter-wave symmetry and
+/// a Taylor series to degree 11, error below 1e-8).
+pub fn sin_turns_q30(phase: u32) -> i32 {
+    let quadrant = phase >> 30;
+    let mut t = (phase & 0x3fff_ffff) as i64; // fraction of a quarter turn, Q30
+    if quadrant & 1 == 1 {
+        t = ONE_Q30 - t;
+    }
+    // a = t·π/2 in Q30.
+    const HALF_PI_Q30: i64 = 1_686_629_713;
+    let a = (t * HALF_PI_Q30) >> 30;
+    let a2 = (a * a) >> 30;
+    // sin a = a·(1 − a²/6·(1 − a²/20·(1 − a²/42·(1 − a²/72·(1 − a²/110))))).
+    let mut p = ONE_Q30;
+    for k in [110i64, 72, 42, 20, 6] {
+        p = ONE_Q30 - (((a2 * p) >> 30) / k);
+    }
+    let s = ((a * p) >> 30).min(ONE_Q30);
+    if quadrant >= 2 {
+        -(s as i32)
+    } else {
+        s as i32
+    }
+}
+
+/// `cos(2π · phase / 2^32)` as Q30.
+pub fn cos_turns_q30(phase: u32) -> i32 {
+    sin_turns_q30(phase.wrapping_add(1 << 30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn real(m: Mult) -> f64 {
+        m.m as f64 * 2f64.powi(m.shift - 31)
+    }
+
+    #[test]
+    fn multipliers_from_f32_bits_are_exact_and_multiply() {
+        for v in [1.0f32, 0.5, 3.0e-7, 1234.5678, 0.007_812_5, 6.1e4] {
+            assert_eq!(real(Mult::from_f32(v)), v as f64);
+            assert_eq!(real(Mult::from_f32(-v)), v as f64);
+        }
+        assert_eq!(Mult::from_f32(0.0), Mult::ZERO);
+        assert_eq!(Mult::from_f32(f32::NAN), Mult::ZERO);
+        assert_eq!(real(Mult::ONE), 1.0);
+        assert_eq!(real(Mult::pow2(-16)), 2f64.powi(-16));
+        let (a, b) = (Mult::from_f32(0.0123), Mult::from_f32(37.5));
+        let rel = |x: f64, y: f64| ((x - y) / y).abs();
+        assert!(rel(real(a.times(b)), 0.0123f32 as f64 * 37.5) < 1e-9);
+        assert!(rel(real(a.over(b)), 0.0123f32 as f64 / 37.5) < 1e-9);
+        assert_eq!(Mult::from_f32(0.25).apply(100), 25);
+        assert_eq!(Mult::from_f32(0.3).apply(-10), -3);
+        assert_eq!(Mult::from_f32(1e12).apply(5), i32::MAX);
+        assert_eq!(Mult::from_f32(1e-12).apply(5), 0);
+        assert_eq!(Mult::from_f32(0.5).apply64(-3), -2);
+        assert_eq!(Mult::from_f32(3.0).apply64(1 << 40), 3 << 40);
+        let inv = Mult::ONE.over(Mult::from_f32(0.01));
+        assert_eq!(to_fixed(1.234, inv), 123);
+        assert_eq!(to_fixed(-1.236, inv), -124);
+        assert_eq!(to_fixed(0.0, inv), 0);
+    }
+
+    #[test]
+    fn integer_functions_track_their_definitions() {
+        for x in [
+            0u64,
+            1,
+            2,
+            3,
+            4,
+            15,
+            16,
+            17,
+            1 << 40,
+            u64::MAX,
+            999_999_999_999,
+        ] {
+            let r = isqrt(x);
+            assert!(
+                r * r <= x && (r + 1).checked_mul(r + 1).is_none_or(|s| s > x),
+                "{x}"
+            );
+        }
+        let q16 = |v: f64| (v * 65536.0).round() as i32;
+        let mut worst = [0f64; 4];
+        for i in -4000..=4000 {
+            // −16 ..= 16, on the Q16 grid.
+            let v = q16(i as f64 / 250.0) as f64 / 65536.0;
+            let e = exp_q30(q16(v.min(0.0))) as f64 / ONE_Q30 as f64;
+            worst[0] = worst[0].max((e - v.min(0.0).exp()).abs());
+            let s = sigmoid_q30(q16(v)) as f64 / ONE_Q30 as f64;
+            worst[1] = worst[1].max((s - 1.0 / (1.0 + (-v).exp())).abs());
+            let g = gelu_q16(q16(v)) as f64 / 65536.0;
+            let gref = 0.5 * v * (1.0 + libm::erf(v / 2f64.sqrt()));
+            worst[2] = worst[2].max((g - gref).abs());
+            let si = silu_q16(q16(v)) as f64 / 65536.0;
+            worst[3] = worst[3].max((si - v / (1.0 + (-v).exp())).abs());
+        }
+        assert!(worst[0] < 1e-6, "exp {}", worst[0]);
+        assert!(worst[1] < 1e-6, "sigmoid {}", worst[1]);
+        assert!(worst[2] < 1e-3, "gelu {}", worst[2]);
+        assert!(worst[3] < 1e-4, "silu {}", worst[3]);
+        let mut worst = 0f64;
+        for i in 0..4096u32 {
+            let phase = i.wrapping_mul(1_048_573).wrapping_add(i);
+            let a = phase as f64 / 4294967296.0 * core::f64::consts::TAU;
+            worst = worst.max((sin_turns_q30(phase) as f64 / ONE_Q30 as f64 - a.sin()).abs());
+            worst = worst.max((cos_turns_q30(phase) as f64 / ONE_Q30 as f64 - a.cos()).abs());
+        }
+        assert!(worst < 1e-7, "sin/cos {worst}");
+    }
+}

@@ -1,0 +1,599 @@
+//! Calibration and the integer-only model (`mote quantize --calib`).
+//!
+//! The f32 model runs over real samples with an observer
+//! ([`mote_core::integer::Observe`]) that keeps, per layer and point
+//! ([`Point`]), a histogram of `|x|` on a log scale (the top 16 bits of the
+//! f32: 7 mantissa bits, so bins 0.8% wide over the whole f32 range). Each
+//! int8 point's clip value `c` (scale `c / 127`) comes from that histogram:
+//!
+//! - `minmax`: the largest `|x|` seen;
+//! - `percentile`: the 99.99th percentile of `|x|`;
+//! - `mse`: the `c` among 200 candidates (0.5%–100% of the maximum) with
+//!   the least expected squared error, counting rounding noise `(c/127)²/12`
+//!   inside the range and `(|x| − c)²` for clipped values.
+//!
+//! The residual stream is `i32` in the core, so it takes the largest `|x|`
+//! with 256× headroom (`max / 2^22`) whatever the method.
+//!
+//! Outliers: activations of transformer layers have a few channels far
+//! larger than the rest (LLM.int8(), SmoothQuant). With one static scale
+//! per tensor, `mse` and `percentile` clip the rare extreme values instead
+//! of spending the whole int8 range on them; the residual stream, where
+//! the largest ones live, is never int8.
+
+use crate::quantize::{quantize, Target, TensorReport};
+use crate::writer::ModelBuilder;
+use anyhow::{bail, Context, Result};
+use mote_core::integer::{Observe, Point, GLOBAL_SCALES, LAYER_SCALES};
+use mote_core::{Architecture, Input, Model, PositionKind, RunConfig, Session};
+use std::collections::HashMap;
+
+/// How an int8 point's clip value is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// The largest magnitude seen.
+    MinMax,
+    /// The 99.99th percentile of magnitudes.
+    Percentile,
+    /// Least expected squared error.
+    Mse,
+}
+
+impl std::str::FromStr for Method {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "minmax" => Ok(Method::MinMax),
+            "percentile" => Ok(Method::Percentile),
+            "mse" => Ok(Method::Mse),
+            other => bail!("unknown --method {other:?} (minmax, percentile, mse)"),
+        }
+    }
+}
+
+/// One calibration input.
+#[derive(Debug, Clone)]
+pub enum Sample {
+    /// Token ids.
+    Ids(Vec<u32>),
+    /// Feature rows, flattened.
+    Features(Vec<f32>),
+}
+
+/// Bins: the top 16 bits of a non-negative f32.
+const BINS: usize = 1 << 15;
+
+/// Magnitudes seen at one point.
+#[derive(Clone)]
+struct Stats {
+    hist: Vec<u64>,
+    max: f32,
+    count: u64,
+}
+
+impl Stats {
+    fn new() -> Self {
+        Stats {
+            hist: vec![0; BINS],
+            max: 0.0,
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, x: &[f32]) {
+        for &v in x {
+            let a = v.abs();
+            if !a.is_finite() {
+                continue;
+            }
+            self.hist[(a.to_bits() >> 16) as usize] += 1;
+            self.max = self.max.max(a);
+            self.count += 1;
+        }
+    }
+
+    /// The middle of bin `b`.
+    fn value(b: usize) -> f64 {
+        f32::from_bits(((b as u32) << 16) | 0x8000) as f64
+    }
+
+    fn percentile(&self, p: f64) -> f32 {
+        let target = (self.count as f64 * p).ceil() as u64;
+        let mut seen = 0;
+        for (b, &n) in self.hist.iter().enumerate() {
+            seen += n;
+            if seen >= target && n > 0 {
+                return (Stats::value(b) as f32).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    fn mse_clip(&self) -> f32 {
+        let bins: Vec<(f64, f64)> = self
+            .hist
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(b, &n)| (Stats::value(b).min(self.max as f64), n as f64))
+            .collect();
+        let max = self.max as f64;
+        let mut best = (f64::INFINITY, max);
+        for k in 0..200 {
+            let c = max * (1.0 - k as f64 * 0.995 / 199.0);
+            let noise = (c / 127.0).powi(2) / 12.0;
+            let err: f64 = bins
+                .iter()
+                .map(|&(v, n)| n * if v <= c { noise } else { (v - c).powi(2) })
+                .sum();
+            if err < best.0 {
+                best = (err, c);
+            }
+        }
+        best.1 as f32
+    }
+
+    /// Fraction of values beyond `c`.
+    fn clipped(&self, c: f32) -> f64 {
+        let beyond: u64 = self
+            .hist
+            .iter()
+            .enumerate()
+            .filter(|(b, _)| Stats::value(*b) as f32 > c)
+            .map(|(_, &n)| n)
+            .sum();
+        beyond as f64 / self.count.max(1) as f64
+    }
+}
+
+/// Collects [`Stats`] per (layer, point), and per-channel maxima of the
+/// int8 matrix inputs; with `smooth` set, those inputs are seen multiplied
+/// by their smoothing factors.
+#[derive(Default)]
+struct Collector {
+    stats: HashMap<(u32, usize), Stats>,
+    channels: HashMap<(u32, usize), Vec<f32>>,
+    smooth: Option<Vec<[Vec<f32>; 2]>>,
+}
+
+/// The smoothed matrix input a point is (`SMOOTH` order), if any: the
+/// normed rows that enter attention and the feed-forward block, as in
+/// SmoothQuant. (Smoothing `wo`'s and `w2`'s inputs as well made MiniLM
+/// worse: mean cosine to f32 0.963 against 0.991.)
+fn smoothed_input(p: Point) -> Option<usize> {
+    match p {
+        Point::AttnIn => Some(0),
+        Point::FfnIn => Some(1),
+        _ => None,
+    }
+}
+
+/// The matrices that read each smoothed input.
+const CONSUMERS: [&[&str]; 2] = [&["wq", "wk", "wv"], &["w1", "w3"]];
+
+fn point_index(p: Point) -> usize {
+    Point::ALL.iter().position(|&q| q == p).unwrap_or(0)
+}
+
+impl Observe for Collector {
+    fn see(&mut self, layer: u32, point: Point, x: &[f32]) {
+        let layer = if point.slot().0 { layer } else { 0 };
+        let stats = self
+            .stats
+            .entry((layer, point_index(point)))
+            .or_insert_with(Stats::new);
+        let Some(input) = smoothed_input(point) else {
+            stats.add(x);
+            return;
+        };
+        let ch = self
+            .channels
+            .entry((layer, input))
+            .or_insert_with(|| vec![0.0; x.len()]);
+        for (m, v) in ch.iter_mut().zip(x) {
+            *m = m.max(v.abs());
+        }
+        match self.smooth.as_ref().and_then(|s| s.get(layer as usize)) {
+            Some(k) => {
+                let y: Vec<f32> = x.iter().zip(&k[input]).map(|(v, k)| v * k).collect();
+                stats.add(&y);
+            }
+            None => stats.add(x),
+        }
+    }
+}
+
+/// One point's calibration result.
+#[derive(Debug, Clone)]
+pub struct PointReport {
+    /// Layer (`None`: global).
+    pub layer: Option<u32>,
+    /// The point.
+    pub point: Point,
+    /// Values seen.
+    pub count: u64,
+    /// Largest magnitude seen.
+    pub max: f32,
+    /// Clip value chosen (the int8 range maps to `±clip`).
+    pub clip: f32,
+    /// The stored scale.
+    pub scale: f32,
+    /// Fraction of the values seen beyond the clip.
+    pub clipped: f64,
+}
+
+/// Static scales for every point, and how they were chosen.
+#[derive(Debug, Clone)]
+pub struct Calibration {
+    /// The global `act` tensor.
+    pub global: [f32; GLOBAL_SCALES],
+    /// One `L<i>.act` per layer.
+    pub layers: Vec<[f32; LAYER_SCALES]>,
+    /// Per layer, the activation multipliers of the two smoothed int8
+    /// matrix inputs (`mote_core::integer::SMOOTH` order); all 1 without smoothing.
+    pub smooth: Vec<[Vec<f32>; 2]>,
+    /// The per-point table.
+    pub report: Vec<PointReport>,
+}
+
+/// SmoothQuant's migration strength `α` (the paper's default for most models).
+pub const SMOOTH_ALPHA: f32 = 0.5;
+
+/// Runs `model` over `samples` once, showing `collector` every activation.
+fn observe(
+    model: &Model,
+    samples: &[Sample],
+    collector: &mut Collector,
+    progress: &mut impl FnMut(usize, usize),
+    done: usize,
+    total: usize,
+) -> Result<()> {
+    let cfg = *model.config();
+    let max_seq = cfg.max_seq;
+    let run = RunConfig { max_seq };
+    let mut arena = vec![
+        0u8;
+        model
+            .arena_bytes(&run)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            + 16
+    ];
+    let mut s = Session::new(model, &mut arena, run).map_err(|e| anyhow::anyhow!("{e}"))?;
+    s.set_observer(collector);
+    for (i, sample) in samples.iter().enumerate() {
+        progress(done + i, total);
+        s.reset();
+        let r = match sample {
+            Sample::Ids(ids) => {
+                let ids = &ids[..ids.len().min(max_seq as usize)];
+                s.run(Input::Ids(ids)).map(|_| ())
+            }
+            Sample::Features(f) => {
+                let w = (cfg.input_dim as usize).max(1);
+                let rows = (f.len() / w).min(max_seq as usize);
+                s.run(Input::Features(&f[..rows * w])).map(|_| ())
+            }
+        };
+        r.map_err(|e| anyhow::anyhow!("calibration sample {i}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Largest `|w|` of each input column over the matrices that read input
+/// `input` of layer `l`.
+fn column_max(model: &Model, l: u32, input: usize) -> Result<Vec<f32>> {
+    let mut out: Vec<f32> = Vec::new();
+    for name in CONSUMERS[input] {
+        let Some(t) = model.tensor(&format!("L{l}.{name}")) else {
+            continue;
+        };
+        let cols = t.dims[1] as usize;
+        let w = match model.weight(&t).map_err(|e| anyhow::anyhow!("{e}"))? {
+            mote_core::Weight::F32(w) => w,
+            _ => bail!("calibrate an f32 model"),
+        };
+        out.resize(cols, 0.0);
+        for row in w.chunks_exact(cols.max(1)) {
+            for (m, v) in out.iter_mut().zip(row) {
+                *m = m.max(v.abs());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the f32 `model` over `samples` and picks every static scale.
+pub fn calibrate(
+    model: &Model,
+    samples: &[Sample],
+    method: Method,
+    smooth: Option<f32>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Calibration> {
+    let cfg = *model.config();
+    if samples.is_empty() {
+        bail!("no calibration samples");
+    }
+    let mut collector = Collector::default();
+    let passes = if smooth.is_some() { 2 } else { 1 };
+    let total = passes * samples.len();
+    observe(model, samples, &mut collector, &mut progress, 0, total)?;
+    let widths = |_: usize| cfg.d_model as usize;
+    let mut factors: Vec<[Vec<f32>; 2]> = (0..cfg.n_layers)
+        .map(|_| core::array::from_fn(|i| vec![1.0; widths(i)]))
+        .collect();
+    if let Some(alpha) = smooth {
+        // s_j = max|X_j|^α / max|W_j|^(1-α); the input is multiplied by 1/s_j.
+        for (l, f) in factors.iter_mut().enumerate() {
+            for (input, k) in f.iter_mut().enumerate() {
+                let (Some(xm), wm) = (
+                    collector.channels.get(&(l as u32, input)),
+                    column_max(model, l as u32, input)?,
+                ) else {
+                    continue;
+                };
+                for ((k, &x), &w) in k.iter_mut().zip(xm).zip(&wm) {
+                    if x > 0.0 && w > 0.0 {
+                        let s = (x.powf(alpha) / w.powf(1.0 - alpha)).clamp(1e-5, 1e5);
+                        *k = 1.0 / s;
+                    }
+                }
+            }
+        }
+        collector = Collector {
+            smooth: Some(factors.clone()),
+            ..Collector::default()
+        };
+        observe(
+            model,
+            samples,
+            &mut collector,
+            &mut progress,
+            samples.len(),
+            total,
+        )?;
+    }
+    progress(total, total);
+    let mut global = [1.0f32; GLOBAL_SCALES];
+    let mut layers = vec![[1.0f32; LAYER_SCALES]; cfg.n_layers as usize];
+    let mut report = Vec::new();
+    for l in 0..cfg.n_layers {
+        for &p in &Point::ALL {
+            let (per_layer, slot) = p.slot();
+            if !per_layer && l > 0 {
+                continue;
+            }
+            let Some(st) = collector.stats.get(&(l, point_index(p))) else {
+                continue;
+            };
+            if st.count == 0 || st.max == 0.0 {
+                continue;
+            }
+            let (clip, scale) = if p == Point::Residual {
+                (st.max, st.max / (1u32 << 22) as f32)
+            } else {
+                let c = match method {
+                    Method::MinMax => st.max,
+                    Method::Percentile => st.percentile(0.9999),
+                    Method::Mse => st.mse_clip(),
+                };
+                let c = c.max(st.max * 1e-3);
+                (c, c / 127.0)
+            };
+            if per_layer {
+                layers[l as usize][slot] = scale;
+            } else {
+                global[slot] = scale;
+            }
+            report.push(PointReport {
+                layer: per_layer.then_some(l),
+                point: p,
+                count: st.count,
+                max: st.max,
+                clip,
+                scale,
+                clipped: st.clipped(clip),
+            });
+        }
+    }
+    Ok(Calibration {
+        global,
+        layers,
+        smooth: factors,
+        report,
+    })
+}
+
+/// Phase steps (`u32` turns per position) of sinusoidal or rotary positions.
+pub fn phase_turns(cfg: &mote_core::Config) -> Option<Vec<i32>> {
+    let turns = |freq: f64| {
+        let t = freq / std::f64::consts::TAU;
+        ((t - t.floor()) * 4294967296.0).round() as u64 as u32 as i32
+    };
+    match cfg.positions {
+        PositionKind::Rope => {
+            let hd = cfg.head_dim as f64;
+            Some(
+                (0..cfg.head_dim / 2)
+                    .map(|i| turns((cfg.rope_theta as f64).powf(-2.0 * i as f64 / hd)))
+                    .collect(),
+            )
+        }
+        PositionKind::Sinusoidal => {
+            let d = cfg.d_model as f64;
+            Some(
+                (0..cfg.d_model / 2)
+                    .map(|i| turns(1.0 / 10000f64.powf(2.0 * i as f64 / d)))
+                    .collect(),
+            )
+        }
+        PositionKind::Learned => None,
+    }
+}
+
+/// The integer-only model: int8 weights with one scale per row, the static
+/// scales of `calib`, the phase table, config `integer` set.
+pub fn integer_model(
+    m: &Model,
+    calib: &Calibration,
+    progress: impl FnMut(usize, usize),
+) -> Result<(ModelBuilder, Vec<TensorReport>)> {
+    if m.has_i8() || m.has_f16() {
+        bail!("calibrate an f32 model (this one is already quantized)");
+    }
+    let smoothed = smoothed_weights(m, calib)?;
+    let sm = Model::from_bytes(smoothed.bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (mut b, report) = quantize(&sm, Target::Int8Row, progress)?;
+    b.config_mut().integer = true;
+    for (l, f) in calib.smooth.iter().enumerate() {
+        for (k, name) in f.iter().zip(mote_core::integer::SMOOTH) {
+            b.add_f32(&format!("L{l}.{name}"), &[k.len() as u32], k)?;
+        }
+    }
+    b.add_f32("act", &[GLOBAL_SCALES as u32], &calib.global)?;
+    for (l, s) in calib.layers.iter().enumerate() {
+        b.add_f32(&format!("L{l}.act"), &[LAYER_SCALES as u32], s)?;
+    }
+    if let Some(t) = phase_turns(m.config()) {
+        b.add_raw(
+            "turns",
+            mote_core::Dtype::I32,
+            &[t.len() as u32],
+            bytemuck::cast_slice(&t).to_vec(),
+        )?;
+    }
+    Ok((b, report))
+}
+
+/// `m` with column `j` of every matrix that reads a smoothed input scaled
+/// by `s_j` (the inverse of the input's multiplier), so `W·x` is unchanged.
+fn smoothed_weights(m: &Model, calib: &Calibration) -> Result<crate::ModelFile> {
+    let mut b = ModelBuilder::new(*m.config());
+    if let Some(v) = crate::quantize::vocab_data(m) {
+        b.set_vocab(v);
+    }
+    for i in 0..m.tensor_count() {
+        let t = m.tensor_at(i).context("tensor table")?;
+        let name = t.name.as_str();
+        let dims = &t.dims[..t.rank as usize];
+        let bytes = m.tensor_bytes(&t).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let input = name.split_once('.').and_then(|(layer, rest)| {
+            let l: usize = layer.strip_prefix('L')?.parse().ok()?;
+            let i = CONSUMERS.iter().position(|c| c.contains(&rest))?;
+            Some(&calib.smooth.get(l)?[i])
+        });
+        match input {
+            Some(k) if t.dtype == mote_core::Dtype::F32 => {
+                let w: &[f32] = bytemuck::cast_slice(bytes);
+                let cols = dims[1] as usize;
+                let scaled: Vec<f32> = w
+                    .iter()
+                    .enumerate()
+                    .map(|(e, &v)| v / k.get(e % cols).copied().unwrap_or(1.0))
+                    .collect();
+                b.add_f32(name, dims, &scaled)?;
+            }
+            _ => b.add_raw(name, t.dtype, dims, bytes.to_vec())?,
+        }
+    }
+    Ok(crate::ModelFile::from_vec(b.to_bytes()))
+}
+
+/// Calibration samples from a file or a directory of files: `.txt` text
+/// (one sample per non-empty line, tokenized with the model's vocabulary,
+/// longer lines cut into windows of `window` tokens), `.json` (an array
+/// of token-id arrays or of feature arrays) or `.csv` (one sample a line).
+pub fn load_samples(model: &Model, path: &std::path::Path, window: usize) -> Result<Vec<Sample>> {
+    let files: Vec<std::path::PathBuf> = if path.is_dir() {
+        let mut v: Vec<_> = std::fs::read_dir(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let cfg = model.config();
+    let features = cfg.input_dim > 0;
+    let mut out = Vec::new();
+    for f in &files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        match f.extension().and_then(|e| e.to_str()) {
+            Some("txt") => {
+                if features {
+                    bail!(
+                        "{}: this model takes feature rows; give .json or .csv",
+                        f.display()
+                    );
+                }
+                let tok = crate::tokenizer::Tokenizer::from_model(model.vocab(), cfg)?;
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    let ids = tok.encode(line)?;
+                    for w in ids.chunks(window.max(1)) {
+                        if w.len() > 1 || cfg.arch == Architecture::Encoder {
+                            out.push(Sample::Ids(w.to_vec()));
+                        }
+                    }
+                }
+            }
+            Some("json") => {
+                let v: Vec<Vec<f64>> = serde_json::from_str(&text).with_context(|| {
+                    format!("{}: expected an array of number arrays", f.display())
+                })?;
+                for s in v {
+                    out.push(sample_of(&s, features, f)?);
+                }
+            }
+            Some("csv") => {
+                for (i, line) in text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty())
+                {
+                    let s: Vec<f64> = line
+                        .split(',')
+                        .map(|v| v.trim().parse::<f64>())
+                        .collect::<std::result::Result<_, _>>()
+                        .with_context(|| format!("{} line {}: not numbers", f.display(), i + 1))?;
+                    out.push(sample_of(&s, features, f)?);
+                }
+            }
+            _ => bail!("{}: calibration files are .txt, .json or .csv", f.display()),
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no calibration samples", path.display());
+    }
+    Ok(out)
+}
+
+fn sample_of(s: &[f64], features: bool, f: &std::path::Path) -> Result<Sample> {
+    if features {
+        return Ok(Sample::Features(s.iter().map(|&v| v as f32).collect()));
+    }
+    s.iter()
+        .map(|&v| {
+            if v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64 {
+                Ok(v as u32)
+            } else {
+                bail!("{}: token id {v} is not a whole number", f.display())
+            }
+        })
+        .collect::<Result<Vec<u32>>>()
+        .map(Sample::Ids)
+}
+
+/// The per-point table as JSON.
+pub fn report_json(c: &Calibration) -> serde_json::Value {
+    serde_json::json!(c
+        .report
+        .iter()
+        .map(|r| serde_json::json!({
+            "layer": r.layer, "point": format!("{:?}", r.point), "count": r.count,
+            "max": r.max, "clip": r.clip, "scale": r.scale, "clipped": r.clipped,
+        }))
+        .collect::<Vec<_>>())
+}
