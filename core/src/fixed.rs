@@ -64,6 +64,7 @@ impl Mult {
     }
 
     /// Normalises a positive mantissa held in a `u64` with exponent `shift`.
+    #[inline(never)]
     fn normalize(mut p: u64, mut shift: i32) -> Mult {
         if p == 0 {
             return Mult::ZERO;
@@ -81,6 +82,7 @@ impl Mult {
     }
 
     /// The product, rounded to 31 bits.
+    #[inline(never)]
     pub fn times(self, o: Mult) -> Mult {
         if self.m == 0 || o.m == 0 {
             return Mult::ZERO;
@@ -91,6 +93,7 @@ impl Mult {
     }
 
     /// The quotient `self / o`, rounded to 31 bits (zero for a zero divisor).
+    #[inline(never)]
     pub fn over(self, o: Mult) -> Mult {
         if self.m == 0 || o.m == 0 {
             return Mult::ZERO;
@@ -121,6 +124,7 @@ impl Mult {
 
     /// `round(x · self)` for a wide `x`, rounding half away from zero,
     /// saturating to `i64`.
+    #[inline(never)]
     pub fn apply64(self, x: i64) -> i64 {
         if self.m == 0 || x == 0 {
             return 0;
@@ -146,6 +150,7 @@ impl Mult {
 
 /// `round(v / scale)` for an f32 constant `v`, given `inv = 1 / scale`,
 /// saturated to `i32`; integer operations only.
+#[inline(never)]
 pub fn to_fixed(v: f32, inv: Mult) -> i32 {
     let r = inv.times(Mult::from_f32(v)).apply64(1);
     let r = r.clamp(i32::MIN as i64 + 1, i32::MAX as i64) as i32;
@@ -162,6 +167,7 @@ pub fn sat_i8(x: i32) -> i8 {
 }
 
 /// `floor(sqrt(x))`, bit by bit.
+#[inline(never)]
 pub fn isqrt(x: u64) -> u64 {
     let mut rem = x;
     let mut root = 0u64;
@@ -203,6 +209,7 @@ fn exp2_frac_q30(f: i64) -> i64 {
 }
 
 /// `e^x` for `x ≤ 0` in Q16, as Q30 (`e^0 = 2^30`); integer only.
+#[inline(never)]
 pub fn exp_q30(x: i32) -> i64 {
     // y = x·log2(e) in Q30 (≤ 0).
     let y = (x.min(0) as i64 * LOG2E_Q30) >> Q16;
@@ -222,6 +229,7 @@ pub fn exp_q30(x: i32) -> i64 {
 }
 
 /// The logistic function of a Q16 value, as Q30.
+#[inline(never)]
 pub fn sigmoid_q30(x: i32) -> i64 {
     let e = exp_q30(-(x.saturating_abs()));
     let den = ONE_Q30 + e;
@@ -233,12 +241,14 @@ pub fn sigmoid_q30(x: i32) -> i64 {
 }
 
 /// SiLU `x·σ(x)` in Q16.
+#[inline(never)]
 pub fn silu_q16(x: i32) -> i32 {
     ((x as i64 * sigmoid_q30(x) + (1 << 29)) >> 30) as i32
 }
 
 /// GELU in Q16, in its tanh form `x·σ(2·√(2/π)·(x + 0.044715·x³))`
 /// (within 5e-4 of the erf form, below int8 resolution).
+#[inline(never)]
 pub fn gelu_q16(x: i32) -> i32 {
     const EIGHT: i32 = 8 << Q16;
     if x >= EIGHT {
@@ -259,6 +269,7 @@ pub fn gelu_q16(x: i32) -> i32 {
 
 /// `sin(2π · phase / 2^32)` as Q30; integer only (quarter-wave symmetry and
 /// a Taylor series to degree 11, error below 1e-8).
+#[inline(never)]
 pub fn sin_turns_q30(phase: u32) -> i32 {
     let quadrant = phase >> 30;
     let mut t = (phase & 0x3fff_ffff) as i64; // fraction of a quarter turn, Q30

@@ -77,18 +77,20 @@ impl NameBuf {
             len: 0,
         };
         n.push(b"L");
+        // Decimal digits, most significant first, without an index the
+        // compiler has to prove in range (a u32 has at most 10).
         let mut digits = [0u8; 10];
         let mut k = digits.len();
         let mut v = layer;
-        loop {
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
             k -= 1;
-            digits[k] = b'0' + (v % 10) as u8;
             v /= 10;
             if v == 0 {
                 break;
             }
         }
-        n.push(&digits[k..]);
+        n.push(digits.get(k..).unwrap_or(&[]));
         n.push(b".");
         n.push(suffix.as_bytes());
         n
@@ -96,8 +98,8 @@ impl NameBuf {
 
     pub(crate) fn push(&mut self, s: &[u8]) {
         for &b in s {
-            if self.len < self.buf.len() {
-                self.buf[self.len] = b;
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = b;
                 self.len += 1;
             }
         }

@@ -775,7 +775,7 @@ fn span_mut<T>(s: &mut [T], at: usize, len: usize) -> &mut [T] {
 }
 
 /// Copies the common length of `src` into `dst` (no length-mismatch panic).
-fn copy(dst: &mut [f32], src: &[f32]) {
+fn copy<T: Copy>(dst: &mut [T], src: &[T]) {
     for (d, v) in dst.iter_mut().zip(src) {
         *d = *v;
     }

@@ -9,7 +9,7 @@
 //! | SmolLM2-135M | f16 weights | top-1 agreement ≥ 99% |
 //! | MiniLM-L6 | int8 | mean cosine to f32 ≥ 0.99, min ≥ 0.98, and at least as close as the peer int8 ONNX |
 //! | MiniLM-L6 | integer-only (static scales from `tests/golden/calibration.txt`, `percentile`) | mean cosine ≥ 0.99, min ≥ 0.98 |
-//! | SmolLM2-135M | integer-only, as above | top-1 agreement ≥ 75% (measured 80.6%; the 95% int8 budget is met by the int8 path with f32 activations, not this one) |
+//! | SmolLM2-135M | integer-only, as above | top-1 agreement ≥ 85% (measured 88.4%; the 95% int8 budget is met by the int8 path with f32 activations, not this one) |
 #![allow(clippy::unwrap_used)]
 
 use mote_core::{kernels::argmax, KvCache, Model, RunConfig, Session};
@@ -284,7 +284,7 @@ fn smollm2_integer_only_agreement() {
         top1.len()
     );
     // The int8 budget (95%) is met by the f32-activation int8 path above,
-    // not by this one: 80.6% with static per-tensor scales (docs/NUMERICS.md
+    // not by this one: 88.4% with static per-tensor scales (docs/NUMERICS.md
     // says where it loses). This floor guards what it reaches.
-    assert!(agree >= 0.75, "integer-only top-1 agreement {agree}");
+    assert!(agree >= 0.85, "integer-only top-1 agreement {agree}");
 }

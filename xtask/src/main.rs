@@ -153,6 +153,18 @@ fn demo() -> Result<()> {
             .stdout(std::process::Stdio::null()))?;
     }
 
+    // Integer-only MiniLM: static scales calibrated on the repository's
+    // calibration sentences (none of them is shown below).
+    let minilm_int = out.join("minilm-integer.mote");
+    run(Command::new(&mote)
+        .arg("quantize")
+        .arg(&minilm)
+        .arg("-o")
+        .arg(&minilm_int)
+        .args(["--dtype", "int8", "--json", "--calib"])
+        .arg(root().join("tests/golden/calibration.txt"))
+        .stdout(std::process::Stdio::null()))?;
+
     let sentences = [
         "A man is eating food.",
         "A man is eating a piece of bread.",
@@ -161,7 +173,11 @@ fn demo() -> Result<()> {
         "A monkey is playing drums.",
         "Someone in a gorilla costume is playing a set of drums.",
     ];
-    for (label, model) in [("f32", &minilm), ("int8", &minilm8)] {
+    for (label, model) in [
+        ("f32", &minilm),
+        ("int8", &minilm8),
+        ("integer-only int8", &minilm_int),
+    ] {
         let mut embs = Vec::new();
         for s in sentences {
             let j = output(

@@ -24,7 +24,7 @@
 //! Outputs leave as f32 only at the API: logits are produced in Q16 and
 //! converted (`v / 2^16`), hidden rows as `v · s_residual`.
 
-use super::{span, span_mut, Join, Layer, LinearScratch, Lookup, Scratch, SPLIT_ROWS};
+use super::{copy, span, span_mut, Join, Layer, LinearScratch, Lookup, Scratch, SPLIT_ROWS};
 use crate::config::{Activation, Config, NormKind, PositionKind};
 use crate::fixed::{self, sat_i8, Mult, Q16};
 use crate::model::{NameBuf, Weight};
@@ -226,19 +226,27 @@ impl Outliers<'_> {
     }
 }
 
-/// Rounds `src[j] · m_j` to int8 into `dst` (a matrix input at its static
-/// scale). A value beyond ±127 is not clipped: it goes to `out` with 8 more
-/// bits (channel `base + j`) and its int8 slot is 0, so the product adds it
-/// exactly. Only when `out` is full does a value saturate.
+/// Rounds `src[j] · m · smooth[j]` (no `smooth`: `src[j] · m`) to int8
+/// into `dst` (a matrix input at its static scale). A value beyond ±127 is
+/// not clipped: it goes to `out` with 8 more bits (channel `base + j`) and
+/// its int8 slot is 0, so the product adds it exactly. Only when `out` is
+/// full does a value saturate.
+#[inline(never)]
 fn quantize_input(
     dst: &mut [i8],
     src: &[i32],
-    m: impl Fn(usize) -> Mult,
+    m: Mult,
+    smooth: Option<&[f32]>,
     base: usize,
     out: &mut Outliers,
 ) {
+    let fine_m = m.times(Mult::pow2(FINE));
     for (j, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
-        let fine = m(j).times(Mult::pow2(FINE)).apply(v);
+        let mj = match smooth {
+            Some(k) => Mult::from_f32(k.get(j).copied().unwrap_or(1.0)).times(fine_m),
+            None => fine_m,
+        };
+        let fine = mj.apply(v);
         let q = fine.saturating_add(1 << (FINE - 1)) >> FINE;
         if (-127..=127).contains(&q) {
             *d = q as i8;
@@ -256,16 +264,10 @@ fn quantize_input(
     }
 }
 
-/// [`quantize_input`] with one multiplier, or with per-channel smoothing.
+/// [`quantize_input`] of a whole normed row with per-channel smoothing.
 fn quantize_smooth(dst: &mut [i8], src: &[i32], m: Mult, smooth: &[f32], out: &mut Outliers) {
     out.clear();
-    quantize_input(
-        dst,
-        src,
-        |j| Mult::from_f32(smooth.get(j).copied().unwrap_or(1.0)).times(m),
-        0,
-        out,
-    );
+    quantize_input(dst, src, m, Some(smooth), 0, out);
 }
 
 /// `out[r] = round(Σ_c w[r,c]·x[c] · s_w[r] · sx_out) + round(b[r] / s_out)`
@@ -273,6 +275,7 @@ fn quantize_smooth(dst: &mut [i8], src: &[i32], m: Mult, smooth: &[f32], out: &m
 /// dot product per row, then one requantization per row. Outlier channels
 /// (`(c, x_c · 2^FINE)` pairs) add `Σ w[r,c]·x_c` exactly, in `i64`.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn linear(
     out: &mut [i32],
     w: Weight,
@@ -332,6 +335,7 @@ fn linear(
 /// in units of `1 / out_inv`. Integer mean and variance (after shifting the
 /// deviations to about 20 bits), integer square root, one multiplier per
 /// channel for `γ_c / (σ · s_out)`, the bias rounded to output units.
+#[inline(never)]
 fn norm(cfg: &Config, x: &mut [i32], w: (&[f32], Option<&[f32]>), s_r: Mult, out_inv: Mult) {
     let n = x.len() as i64;
     if n == 0 {
@@ -384,6 +388,7 @@ fn norm(cfg: &Config, x: &mut [i32], w: (&[f32], Option<&[f32]>), s_r: Mult, out
 }
 
 /// `x += y`, kept within [`RESIDUAL_LIMIT`].
+#[inline(never)]
 fn add(x: &mut [i32], y: &[i32]) {
     for (a, &b) in x.iter_mut().zip(y) {
         *a = a.saturating_add(b).clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT);
@@ -391,6 +396,7 @@ fn add(x: &mut [i32], y: &[i32]) {
 }
 
 /// Fills `table` with Q30 `(cos, sin)` pairs of phase `pos · turns[i]`.
+#[inline(never)]
 fn rope_table(table: &mut [i32], turns: &[i32], pos: usize) {
     for (pair, &t) in table.chunks_exact_mut(2).zip(turns) {
         let phase = (pos as u32).wrapping_mul(t as u32);
@@ -400,6 +406,7 @@ fn rope_table(table: &mut [i32], turns: &[i32], pos: usize) {
 }
 
 /// Rotates the pairs of every head of `x` (Q16) by `table` (Q30).
+#[inline(never)]
 fn rope(x: &mut [i32], table: &[i32]) {
     let hd = table.len();
     if hd == 0 {
@@ -425,6 +432,7 @@ fn inv_sqrt(n: usize) -> Mult {
 /// The projection of `x` through `w` in Q16, rotated when the model uses
 /// RoPE, then quantized to int8 at `to` (query or key).
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn project_q16(
     cfg: &Config,
     s: &mut Scratch,
@@ -462,9 +470,10 @@ fn x_scale_len<'x>(cfg: &Config, x: &'x [i8]) -> &'x [i8] {
 
 /// The normed row of `x` that enters attention (`AttnIn`), as int8 in
 /// `s.lin.xq`.
+#[inline(never)]
 fn attn_input(cfg: &Config, lw: &Layer, ls: &LayerScales, g: &Globals, s: &mut Scratch, x: &[i32]) {
     let t = span_mut(ints(s.t), 0, x.len());
-    t.copy_from_slice(x);
+    copy(t, x);
     let to = at(ls, Point::AttnIn);
     let s_r = residual(g);
     let xq = &mut *s.lin.xq;
@@ -531,6 +540,7 @@ pub(super) fn project_kv(
 /// softmax (probabilities in Q20), and `acc = Σ_j p_j · v_j` over the int8
 /// values (below 2^27 in magnitude, as the probabilities sum to 2^20).
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn attend_head(
     acc: &mut [i32],
     q: &[i8],
@@ -638,7 +648,7 @@ pub(super) fn block_row(
                 score_m,
                 scores,
             );
-            quantize_input(c8, acc, |_| ctx_m, h * hd, &mut out);
+            quantize_input(c8, acc, ctx_m, None, h * hd, &mut out);
         }
     }
     let n_out = out.n;
@@ -657,7 +667,7 @@ pub(super) fn block_row(
     let xq = span_mut_to(&mut *s.lin.xq, d);
     if cfg.pre_norm {
         let t = span_mut(ints(s.t), 0, d);
-        t.copy_from_slice(x);
+        copy(t, x);
         norm(cfg, t, lw.ffn_norm, s_r.s, Mult::pow2(Q16));
         quantize_smooth(xq, t, Mult::pow2(-Q16).times(fin.inv), smooth, &mut out);
     } else {
@@ -691,7 +701,7 @@ pub(super) fn block_row(
     let mid = at(ls, Point::Mid);
     let mut out = outliers(s.lin.wrow, 0);
     let m = Mult::pow2(-Q16).times(mid.inv);
-    quantize_input(span_mut_to(&mut *s.lin.xq, ff), f1, |_| m, 0, &mut out);
+    quantize_input(span_mut_to(&mut *s.lin.xq, ff), f1, m, None, 0, &mut out);
     let n_out = out.n;
     let xmid = &span_mut_to(&mut *s.lin.xq, ff)[..];
     let outl = outliers(s.lin.wrow, n_out);
@@ -714,6 +724,7 @@ pub(super) fn block_row(
 }
 
 /// Row `id` of the int8 token embedding in residual units.
+#[inline(never)]
 pub(super) fn embedding_row(x: &mut [i32], w: Weight, id: usize, g: &Globals) {
     let d = x.len();
     let Weight::I8 {
@@ -732,6 +743,7 @@ pub(super) fn embedding_row(x: &mut [i32], w: Weight, id: usize, g: &Globals) {
 }
 
 /// Adds f32 constants (a position or token-type row) in residual units.
+#[inline(never)]
 pub(super) fn add_constants(x: &mut [i32], row: &[f32], g: &Globals) {
     let inv = residual(g).inv;
     for (o, &v) in x.iter_mut().zip(row) {
@@ -740,6 +752,7 @@ pub(super) fn add_constants(x: &mut [i32], row: &[f32], g: &Globals) {
 }
 
 /// Adds sinusoidal positions: `sin, cos` of phase `pos · turns[i]` to pair `i`.
+#[inline(never)]
 pub(super) fn add_sinusoidal(x: &mut [i32], pos: usize, g: &Globals) {
     let m = Mult::pow2(-30).times(residual(g).inv);
     for (pair, &t) in x.chunks_exact_mut(2).zip(g.turns) {
@@ -781,6 +794,7 @@ pub(super) fn input_projection(
 
 /// Logits in Q16 of a head matrix over the residual row `x` (already normed
 /// when the model has a final norm), converted to f32 (`v / 2^16`).
+#[inline(never)]
 pub(super) fn head_logits(
     out: &mut [f32],
     w: Weight,
@@ -793,7 +807,7 @@ pub(super) fn head_logits(
     let xq = span_mut_to(&mut *lin.xq, x.len());
     let mut o = outliers(lin.wrow, 0);
     let m = residual(g).s.times(hin.inv);
-    quantize_input(xq, x, |_| m, 0, &mut o);
+    quantize_input(xq, x, m, None, 0, &mut o);
     let n_out = o.n;
     let logits: &mut [i32] = bytemuck::cast_slice_mut(out);
     let outl = outliers(lin.wrow, n_out);
@@ -805,6 +819,7 @@ pub(super) fn head_logits(
 }
 
 /// Mean (or first row) of `n` residual rows of `h`, in residual units.
+#[inline(never)]
 pub(super) fn pool(cfg: &Config, out: &mut [i32], h: &[i32], n: usize) {
     let d = out.len();
     match cfg.pooling {
@@ -817,11 +832,12 @@ pub(super) fn pool(cfg: &Config, out: &mut [i32], h: &[i32], n: usize) {
                 *o = (2 * sum + n).checked_div_euclid(2 * n).unwrap_or(0) as i32;
             }
         }
-        crate::config::Pooling::Cls => out.copy_from_slice(span(h, 0, d)),
+        crate::config::Pooling::Cls => copy(out, span(h, 0, d)),
     }
 }
 
 /// L2-normalises an integer row into f32 (`x / ‖x‖`, computed in Q30).
+#[inline(never)]
 pub(super) fn l2_normalize(out: &mut [f32], x: &[i32]) {
     let max = x.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as u64;
     let k = (64 - max.leading_zeros() as i32 - 20).max(0);
