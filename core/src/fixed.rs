@@ -152,8 +152,8 @@ impl Mult {
 /// saturated to `i32`; integer operations only.
 #[inline(never)]
 pub fn to_fixed(v: f32, inv: Mult) -> i32 {
-    let r = inv.times(Mult::from_f32(v)).apply64(1);
-    let r = r.clamp(i32::MIN as i64 + 1, i32::MAX as i64) as i32;
+    // `round(1 · m · 2^shift)`, saturating (a 32-bit path: no i128).
+    let r = inv.times(Mult::from_f32(v)).apply(1).max(i32::MIN + 1);
     if v.to_bits() >> 31 != 0 {
         -r
     } else {
@@ -232,12 +232,30 @@ pub fn exp_q30(x: i32) -> i64 {
 #[inline(never)]
 pub fn sigmoid_q30(x: i32) -> i64 {
     let e = exp_q30(-(x.saturating_abs()));
-    let den = ONE_Q30 + e;
+    // 1 / (1 + e) with 1 + e in [1, 2]: no division instruction (a 64-bit
+    // division is a long library call on a Cortex-M).
+    let r = recip_1_2_q30(ONE_Q30 + e);
     if x >= 0 {
-        ((ONE_Q30 << 30) + den / 2).checked_div(den).unwrap_or(0)
+        r
     } else {
-        ((e << 30) + den / 2).checked_div(den).unwrap_or(0)
+        (e * r + (1 << 29)) >> 30
     }
+}
+
+/// `1 / y` for `y` in `[1, 2]` (Q30 in, Q30 out): the linear start
+/// `24/17 − 8/17·y` (relative error ≤ 1/17) and three Newton steps
+/// `r ← r·(2 − y·r)` (error below 2^-30 before rounding).
+fn recip_1_2_q30(y: i64) -> i64 {
+    let y = y.clamp(ONE_Q30, 2 * ONE_Q30);
+    // 24/17 and 8/17 in Q30.
+    const A: i64 = 1_515_870_810;
+    const B: i64 = 505_290_270;
+    let mut r = A - ((B * y) >> 30);
+    for _ in 0..3 {
+        let t = (y * r) >> 30;
+        r = (r * (2 * ONE_Q30 - t)) >> 30;
+    }
+    r
 }
 
 /// SiLU `x·σ(x)` in Q16.

@@ -195,12 +195,13 @@ pub fn gemv_i8_with(backend: Backend, out: &mut [i32], w: &[i8], x: &[i8]) -> Op
 /// kernel (the activation block is loaded and unpacked once for both
 /// rows); an odd last row by `dot`. Sums wrap, as the scalar definition's.
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[inline(always)]
 fn rows_by_two(
     out: &mut [i32],
     w: &[i8],
     x: &[i8],
-    block2: fn(&[i8], &[i8], &[i8]) -> [i32; 2],
-    dot: fn(&[i8], &[i8]) -> i32,
+    block2: impl Fn(&[i8], &[i8], &[i8]) -> [i32; 2],
+    dot: impl Fn(&[i8], &[i8]) -> i32,
 ) {
     let cols = x.len();
     for (o, pair) in out.chunks_exact_mut(2).zip(w.chunks_exact(2 * cols)) {
@@ -824,18 +825,21 @@ mod dsp {
     }
 
     /// Exact `Σ w_r[i]·x[i]` for four consecutive rows (`w` holds them,
-    /// `cols` bytes apart) over one 32-element block of `x` starting at
-    /// column `at`: per activation word, one load and two unpacks shared by
-    /// the four rows, then per row a load, two unpacks and two `SMLAD`s —
-    /// 23 instructions per 16 MACs.
+    /// `cols` bytes apart) over the first `nb` whole 32-element blocks of
+    /// `x`: per activation word, one load and two unpacks shared by the four
+    /// rows, then per row a load, two unpacks and two `SMLAD`s — 23
+    /// instructions per 16 MACs — and the block loop inside the asm, so the
+    /// four sums stay in registers across the row.
     #[inline(always)]
-    pub(super) fn block4(w: &[i8], cols: usize, at: usize, x: &[i8; 32]) -> Option<[i32; 4]> {
-        // Rows 0..4 of this block: w[r·cols + at ..][..32] for r < 4.
-        let end = (3 * cols).checked_add(at)?.checked_add(32)?;
-        if end > w.len() {
+    pub(super) fn rows4(w: &[i8], cols: usize, x: &[i8], nb: usize) -> Option<[i32; 4]> {
+        let (mut a0, mut a1, mut a2, mut a3) = (0i32, 0i32, 0i32, 0i32);
+        if nb == 0 {
+            return Some([0; 4]);
+        }
+        let span = nb.checked_mul(32)?;
+        if span > cols || span > x.len() || (3 * cols).checked_add(span)? > w.len() {
             return None;
         }
-        let (mut a0, mut a1, mut a2, mut a3) = (0i32, 0i32, 0i32, 0i32);
         macro_rules! step {
             () => {
                 concat!(
@@ -865,18 +869,23 @@ mod dsp {
                 )
             };
         }
-        // SAFETY: `end <= w.len()` above, so rows 0–3 (at `pa`, `pa + s`,
-        // `pb = pa + 2s`, `pb + s`) each have 32 readable bytes from column
-        // `at`, read as eight post-incremented (or register-offset) word
-        // loads; `x` is a 32-byte array. Unaligned LDR is allowed on
-        // Armv7E-M/Armv8-M. Pointer registers are scratch; DSP only.
+        // SAFETY: checked above: rows 0–3 (at `pa`, `pa + s`, `pb = pa +
+        // 2s`, `pb + s`) and `x` each have `32·nb` readable bytes, read as
+        // post-incremented (or register-offset) word loads, eight per block,
+        // `nb ≥ 1` blocks. Unaligned LDR is allowed on Armv7E-M/Armv8-M.
+        // Pointer and counter registers are scratch; the loop's `SUBS`
+        // sets the flags (not preserved).
         unsafe {
             asm!(
+                "2:",
                 step!(), step!(), step!(), step!(), step!(), step!(), step!(), step!(),
+                "subs {n}, {n}, #1",
+                "bne 2b",
                 px = inout(reg) x.as_ptr() => _,
-                pa = inout(reg) w.as_ptr().add(at) => _,
-                pb = inout(reg) w.as_ptr().add(2 * cols + at) => _,
+                pa = inout(reg) w.as_ptr() => _,
+                pb = inout(reg) w.as_ptr().add(2 * cols) => _,
                 s = in(reg) cols,
+                n = inout(reg) nb => _,
                 a0 = inout(reg) a0,
                 a1 = inout(reg) a1,
                 a2 = inout(reg) a2,
@@ -891,29 +900,20 @@ mod dsp {
         Some([a0, a1, a2, a3])
     }
 
-    /// Whole-row products four rows at a time ([`block4`] on whole blocks,
-    /// the scalar definition on a short last block), then the remaining
-    /// rows two at a time.
+    /// Whole-row products four rows at a time ([`rows4`] over the whole
+    /// blocks, the scalar definition on a short last block), then the
+    /// remaining rows two at a time.
     pub(super) fn gemv(out: &mut [i32], w: &[i8], x: &[i8]) {
         let cols = x.len();
-        let whole = cols / 32 * 32;
+        let nb = cols / 32;
+        let whole = nb * 32;
+        let xt = x.get(whole..).unwrap_or(&[]);
         let mut r = 0;
         for o in out.chunks_exact_mut(4) {
             let Some(rows) = w.get(r * cols..(r + 4) * cols) else {
                 break;
             };
-            let mut acc = [0i32; 4];
-            for (b, xb) in x.chunks_exact(32).enumerate() {
-                let Ok(xb) = <&[i8; 32]>::try_from(xb) else {
-                    continue;
-                };
-                if let Some(s) = block4(rows, cols, 32 * b, xb) {
-                    for (a, s) in acc.iter_mut().zip(s) {
-                        *a = a.wrapping_add(s);
-                    }
-                }
-            }
-            let xt = x.get(whole..).unwrap_or(&[]);
+            let acc = rows4(rows, cols, x, nb).unwrap_or([0; 4]);
             for (k, (a, o)) in acc.iter().zip(o.iter_mut()).enumerate() {
                 let tail = rows.get(k * cols + whole..(k + 1) * cols).unwrap_or(&[]);
                 *o = a.wrapping_add(super::dot_i8_scalar(tail, xt));

@@ -40,6 +40,10 @@ fn main() {
             let q = quantize(&m, t, |_, _| {}).unwrap().0.to_bytes();
             std::fs::write(dir.join(format!("model/{name}-{tag}.mote")), q).unwrap();
         }
+        // Integer-only: mutations reach the static scales, phase table and
+        // the integer norms, softmax and outlier lists.
+        let q = mote_tests::integer_model_file(&m, 5);
+        std::fs::write(dir.join(format!("model/{name}-integer.mote")), q.bytes()).unwrap();
     }
     if core_only {
         println!("{}", dir.display());

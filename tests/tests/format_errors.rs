@@ -982,3 +982,59 @@ fn integer_model_errors() {
         })
     );
 }
+
+/// Hostile values inside an integer-only model's own tensors (static
+/// scales of 0, NaN, ±∞, 1e±38, negative; smoothing factors likewise; any
+/// phase steps) load and run without a panic (arithmetic overflow checks
+/// are on in tests).
+#[test]
+fn integer_model_hostile_values_never_panic() {
+    let mut ran = 0;
+    for (cfg, seed) in [(tiny_decoder_config(), 4), (tiny_encoder_config(), 5)] {
+        let f32m = random_model_file(cfg, seed);
+        let m = Model::from_bytes(f32m.bytes()).unwrap();
+        let good = integer_model_file(&m, seed);
+        let g = Model::from_bytes(good.bytes()).unwrap();
+        let values = [
+            0.0f32,
+            f32::NAN,
+            f32::INFINITY,
+            -f32::INFINITY,
+            1e38,
+            1e-38,
+            -3.0,
+            1e-45,
+            65504.0,
+        ];
+        for i in 0..g.tensor_count() {
+            let t = g.tensor_at(i).unwrap();
+            let n = t.name.as_str();
+            let ours = n == "act" || n == "turns" || n.ends_with(".act") || n.contains(".smooth_");
+            if !ours {
+                continue;
+            }
+            for (k, v) in values.iter().enumerate() {
+                let mut bytes = good.bytes().to_vec();
+                let at = t.offset as usize;
+                let count = t.byte_len as usize / 4;
+                for e in 0..count {
+                    // Every element, or every other one, gets the value.
+                    if k % 2 == 0 || e % 2 == 0 {
+                        let word = if n == "turns" {
+                            (v.to_bits() ^ (e as u32 * 0x9e37_79b9)).to_le_bytes()
+                        } else {
+                            v.to_le_bytes()
+                        };
+                        bytes[at + 4 * e..at + 4 * e + 4].copy_from_slice(&word);
+                    }
+                }
+                seal(&mut bytes);
+                let f = ModelFile::from_vec(bytes);
+                let model = Model::from_bytes(f.bytes()).unwrap();
+                run_anything(&model);
+                ran += 1;
+            }
+        }
+    }
+    assert!(ran > 50, "{ran}");
+}

@@ -379,7 +379,11 @@ fn norm(cfg: &Config, x: &mut [i32], w: (&[f32], Option<&[f32]>), s_r: Mult, out
     for (c, v) in x.iter_mut().enumerate() {
         let g = w.0.get(c).copied().unwrap_or(1.0);
         let y = Mult::from_f32(g).times(base).apply(dev(*v));
-        let y = if g.is_sign_negative() { -y } else { y };
+        let y = if g.is_sign_negative() {
+            y.saturating_neg()
+        } else {
+            y
+        };
         let b =
             w.1.and_then(|b| b.get(c))
                 .map_or(0, |&b| fixed::to_fixed(b, out_inv));
