@@ -515,6 +515,7 @@ fn firmware_parity() -> Result<()> {
         }
         let bytes = std::fs::read(model)?;
         let mut skipped = Vec::new();
+        let mut jobs = Vec::new();
         for (b, elf) in &elfs {
             let image = img_dir.join(format!("{}.img", b.name));
             let img = match firmware::flash_image(
@@ -533,7 +534,24 @@ fn firmware_parity() -> Result<()> {
                 }
             };
             std::fs::write(&image, img)?;
-            let (ok, text) = firmware::qemu(b, elf, &image)?;
+            jobs.push((b, elf, image));
+        }
+        // QEMU's TCG runs one thread per machine: the boards run side by side.
+        let results: Vec<Result<(bool, String)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(b, elf, image)| scope.spawn(move || firmware::qemu(b, elf, image)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a QEMU thread panicked")))
+                })
+                .collect()
+        });
+        for ((b, _, _), result) in jobs.iter().zip(results) {
+            let (ok, text) = result?;
             if !ok {
                 bail!("{name} on {}: the firmware failed:\n{text}", b.name);
             }
