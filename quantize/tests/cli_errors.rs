@@ -218,3 +218,89 @@ fn bad_training_input_gets_one_line_errors() {
         "unknown field",
     );
 }
+
+/// `mote quantize --calib`: every bad calibration input gets its own
+/// one-line error and leaves no output file; good samples make an
+/// integer-only model that `inspect` reports and `run` runs.
+#[test]
+fn calibration_inputs() {
+    let enc = tiny("calib-enc");
+    let enc_s = enc.to_str().unwrap();
+    let dir = work_dir().join(format!("calib-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out.mote");
+    let out_s = out.to_str().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let ids = file("ids.json", "[[1,2,3,4],[5,6,7]]");
+    // `mote quantize <enc> -o <out> <extra…>`.
+    let q = |extra: &[&str]| -> Vec<String> {
+        ["quantize", enc_s, "-o", out_s]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let fails = |extra: &[&str], needle: &str| {
+        let v = q(extra);
+        fails_with(&v.iter().map(String::as_str).collect::<Vec<_>>(), needle)
+    };
+    fails(&["--dtype", "int4", "--calib", &ids], "use --dtype int8");
+    fails(&["--calib", &ids, "--method", "median"], "unknown --method");
+    fails(&["--calib", &ids, "--smooth", "2"], "--smooth");
+    fails(&["--calib", "/nonexistent/calib.json"], "calib.json");
+    fails(
+        &["--calib", &file("x.bin", "")],
+        "calibration files are .txt, .json or .csv",
+    );
+    fails(
+        &["--calib", &file("bad.json", "{\"a\": 1}")],
+        "expected an array of number arrays",
+    );
+    fails(
+        &["--calib", &file("frac.json", "[[1.5]]")],
+        "not a whole number",
+    );
+    fails(
+        &["--calib", &file("bad.csv", "1,x,3\n")],
+        "line 1: not numbers",
+    );
+    fails(
+        &["--calib", &file("empty.json", "[]")],
+        "no calibration samples",
+    );
+    // This model has no vocabulary: text cannot be tokenized.
+    fails(&["--calib", &file("t.txt", "hello\n")], "vocabulary");
+    // Out-of-range ids in a sample are the session's error, named.
+    fails(&["--calib", &file("big.json", "[[1,999]]")], "token id 999");
+    assert!(!out.exists(), "a failed calibration left an output file");
+    // Good samples, every method, smoothing on and off.
+    for (method, smooth) in [("percentile", "0.5"), ("mse", "off"), ("minmax", "0.8")] {
+        let v = q(&["--calib", &ids, "--method", method, "--smooth", smooth]);
+        let (ok, stdout, err) = mote(&v.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(ok, "{method}: {err}");
+        assert!(
+            stdout.contains("AttnIn") && stdout.contains("Residual"),
+            "{stdout}"
+        );
+        let (ok, info, _) = mote(&["inspect", out_s, "--json"]);
+        assert!(ok && info.contains("\"integer\": true"), "{info}");
+        let (ok, emb, err) = mote(&["run", out_s, "--ids", "1,2,3"]);
+        assert!(ok && emb.contains("\"embedding\""), "{emb} {err}");
+    }
+    // A calibrated model cannot be calibrated again.
+    fails_with(
+        &[
+            "quantize",
+            out_s,
+            "-o",
+            dir.join("again.mote").to_str().unwrap(),
+            "--calib",
+            &ids,
+        ],
+        "f32 model",
+    );
+}
