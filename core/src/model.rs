@@ -643,21 +643,17 @@ impl<'a> Model<'a> {
 
     /// The elements of an `f32` tensor, read in place.
     pub fn tensor_f32(&self, t: &TensorInfo) -> Result<&'a [f32]> {
-        if t.dtype != Dtype::F32 {
-            return Err(Error::UnsupportedDtype {
-                tensor: t.name,
-                code: t.dtype as u8,
-            });
-        }
-        bytemuck::try_cast_slice(self.tensor_bytes(t)?).map_err(|_| Error::MisalignedTensor {
-            tensor: t.name,
-            offset: t.offset,
-        })
+        self.tensor_as(t, Dtype::F32)
     }
 
     /// An i32 tensor's elements, read in place.
     pub fn tensor_i32(&self, t: &TensorInfo) -> Result<&'a [i32]> {
-        if t.dtype != Dtype::I32 {
+        self.tensor_as(t, Dtype::I32)
+    }
+
+    /// A tensor of dtype `want` as a slice of `T`, read in place.
+    fn tensor_as<T: bytemuck::Pod>(&self, t: &TensorInfo, want: Dtype) -> Result<&'a [T]> {
+        if t.dtype != want {
             return Err(Error::UnsupportedDtype {
                 tensor: t.name,
                 code: t.dtype as u8,

@@ -450,7 +450,7 @@ fn project_q16(
     let width = out.len();
     let q16 = span_mut(ints(s.q), 0, width);
     let x = &s.lin.xq[..];
-    let xn = x_scale_len(cfg, x);
+    let xn = span(x, 0, cfg.d_model as usize);
     linear(
         q16,
         w,
@@ -467,11 +467,6 @@ fn project_q16(
     requant_i8(out, q16, Mult::pow2(-Q16).times(to.inv));
 }
 
-/// The int8 input row of a `d_model`-wide matrix input.
-fn x_scale_len<'x>(cfg: &Config, x: &'x [i8]) -> &'x [i8] {
-    x.get(..cfg.d_model as usize).unwrap_or(&[])
-}
-
 /// The normed row of `x` that enters attention (`AttnIn`), as int8 in
 /// `s.lin.xq`.
 #[inline(never)]
@@ -481,7 +476,7 @@ fn attn_input(cfg: &Config, lw: &Layer, ls: &LayerScales, g: &Globals, s: &mut S
     let to = at(ls, Point::AttnIn);
     let s_r = residual(g);
     let xq = &mut *s.lin.xq;
-    let xq = span_mut_to(xq, x.len());
+    let xq = span_mut(xq, 0, x.len());
     let smooth = ls.smooth[Input::Attn as usize];
     let mut out = outliers(s.lin.wrow, 0);
     if cfg.pre_norm {
@@ -500,10 +495,6 @@ fn outliers(buf: &mut [f32], n: usize) -> Outliers<'_> {
         pairs: ints(buf),
         n,
     }
-}
-
-fn span_mut_to<T>(x: &mut [T], n: usize) -> &mut [T] {
-    span_mut(x, 0, n)
 }
 
 /// Key and value of one row into the int8 cache rows `k`/`v` (bytes).
@@ -525,9 +516,9 @@ pub(super) fn project_kv(
     }
     let kv = cfg.kv_dim();
     let x_scale = at(ls, Point::AttnIn);
-    let k = span_mut_to(bytes(k), kv);
+    let k = span_mut(bytes(k), 0, kv);
     project_q16(cfg, s, lw.wk, lw.bk, x_scale, at(ls, Point::Key), k, true);
-    let v = span_mut_to(bytes(v), kv);
+    let v = span_mut(bytes(v), 0, kv);
     project_q16(
         cfg,
         s,
@@ -606,7 +597,7 @@ pub(super) fn block_row(
     // The int8 query goes into the attention buffer's bytes.
     let q8 = core::mem::take(&mut s.att);
     let x_scale = at(ls, Point::AttnIn);
-    let q8b = span_mut_to(bytes(q8), qd);
+    let q8b = span_mut(bytes(q8), 0, qd);
     project_q16(
         cfg,
         s,
@@ -632,8 +623,8 @@ pub(super) fn block_row(
     let (kc, vc): (&[i8], &[i8]) = (bytemuck::cast_slice(kc), bytemuck::cast_slice(vc));
     let mut out = outliers(s.lin.wrow, 0);
     {
-        let q8 = &span_mut_to(bytes(q8), qd)[..];
-        let ctx = span_mut_to(s.lin.xq, qd);
+        let q8 = &span_mut(bytes(q8), 0, qd)[..];
+        let ctx = span_mut(s.lin.xq, 0, qd);
         let acc = span_mut(ints(s.q), 0, hd);
         let scores: &mut [i32] = bytemuck::cast_slice_mut(s.lin.outliers);
         for (h, (c8, q)) in ctx
@@ -659,7 +650,7 @@ pub(super) fn block_row(
     s.att = q8;
     let s_r = residual(g);
     let o = span_mut(ints(s.o), 0, d);
-    let ctx = &span_mut_to(&mut *s.lin.xq, qd)[..];
+    let ctx = &span_mut(&mut *s.lin.xq, 0, qd)[..];
     let outl = outliers(s.lin.wrow, n_out);
     let (sx_out, join) = (sc.s.times(s_r.inv), s.lin.join);
     linear(o, lw.wo, ctx, outl.used(), sx_out, s_r.inv, lw.bo, join);
@@ -668,7 +659,7 @@ pub(super) fn block_row(
     let fin = at(ls, Point::FfnIn);
     let smooth = ls.smooth[Input::Ffn as usize];
     let mut out = outliers(s.lin.wrow, 0);
-    let xq = span_mut_to(&mut *s.lin.xq, d);
+    let xq = span_mut(&mut *s.lin.xq, 0, d);
     if cfg.pre_norm {
         let t = span_mut(ints(s.t), 0, d);
         copy(t, x);
@@ -681,7 +672,7 @@ pub(super) fn block_row(
     let n_out = out.n;
     let ff = cfg.d_ff as usize;
     let to_q16 = fin.s.times(Mult::pow2(Q16));
-    let xin = &span_mut_to(&mut *s.lin.xq, d)[..];
+    let xin = &span_mut(&mut *s.lin.xq, 0, d)[..];
     let outl = outliers(s.lin.wrow, n_out);
     let f1 = span_mut(ints(s.f1), 0, ff);
     let q16 = Mult::pow2(Q16);
@@ -705,9 +696,9 @@ pub(super) fn block_row(
     let mid = at(ls, Point::Mid);
     let mut out = outliers(s.lin.wrow, 0);
     let m = Mult::pow2(-Q16).times(mid.inv);
-    quantize_input(span_mut_to(&mut *s.lin.xq, ff), f1, m, None, 0, &mut out);
+    quantize_input(span_mut(&mut *s.lin.xq, 0, ff), f1, m, None, 0, &mut out);
     let n_out = out.n;
-    let xmid = &span_mut_to(&mut *s.lin.xq, ff)[..];
+    let xmid = &span_mut(&mut *s.lin.xq, 0, ff)[..];
     let outl = outliers(s.lin.wrow, n_out);
     let o = span_mut(ints(s.o), 0, d);
     let sx_out = mid.s.times(s_r.inv);
@@ -808,7 +799,7 @@ pub(super) fn head_logits(
     g: &Globals,
 ) {
     let hin = g.g[Point::HeadIn.slot().1];
-    let xq = span_mut_to(&mut *lin.xq, x.len());
+    let xq = span_mut(&mut *lin.xq, 0, x.len());
     let mut o = outliers(lin.wrow, 0);
     let m = residual(g).s.times(hin.inv);
     quantize_input(xq, x, m, None, 0, &mut o);
