@@ -824,22 +824,45 @@ mod dsp {
         [a0, a1]
     }
 
-    /// Exact `Σ w_r[i]·x[i]` for four consecutive rows (`w` holds them,
-    /// `cols` bytes apart) over the first `nb` whole 32-element blocks of
-    /// `x`: per activation word, one load and two unpacks shared by the four
-    /// rows, then per row a load, two unpacks and two `SMLAD`s — 23
-    /// instructions per 16 MACs — and the block loop inside the asm, so the
-    /// four sums stay in registers across the row.
-    #[inline(always)]
-    pub(super) fn rows4(w: &[i8], cols: usize, x: &[i8], nb: usize) -> Option<[i32; 4]> {
-        let (mut a0, mut a1, mut a2, mut a3) = (0i32, 0i32, 0i32, 0i32);
-        if nb == 0 {
-            return Some([0; 4]);
+    /// What the row-group loop of [`rows4`] keeps in memory (it has no free
+    /// register left): where the activations start, blocks per row, groups
+    /// still to do, and where the next four sums go.
+    #[repr(C)]
+    struct Groups {
+        x: *const i8,
+        nb: usize,
+        left: usize,
+        out: *mut i32,
+        skip: usize,
+    }
+
+    /// Exact `Σ w_r[i]·x[i]` over the first `nb` whole 32-element blocks for
+    /// rows `0..4·groups` of `w` (`cols` bytes apart), written to `out`.
+    /// Per activation word, one load and two unpacks shared by four rows,
+    /// then per row a load, two unpacks and two `SMLAD`s — 23 instructions
+    /// per 16 MACs. Both the block loop and the row-group loop are inside the
+    /// asm, so the sums and pointers stay in registers; per group of four
+    /// rows it costs about 20 instructions more. `None` (and nothing written)
+    /// if the slices are too short.
+    #[inline(never)]
+    pub(super) fn rows4(out: &mut [i32], w: &[i8], cols: usize, x: &[i8], nb: usize) -> Option<()> {
+        let groups = out.len() / 4;
+        if groups == 0 {
+            return Some(());
         }
         let span = nb.checked_mul(32)?;
-        if span > cols || span > x.len() || (3 * cols).checked_add(span)? > w.len() {
+        let rows = groups.checked_mul(4)?;
+        if nb == 0 || span > cols || span > x.len() || rows.checked_mul(cols)? > w.len() {
             return None;
         }
+        let skip = cols.wrapping_mul(4).wrapping_sub(span);
+        let mut st = Groups {
+            x: x.as_ptr(),
+            nb,
+            left: groups,
+            out: out.as_mut_ptr(),
+            skip,
+        };
         macro_rules! step {
             () => {
                 concat!(
@@ -869,65 +892,87 @@ mod dsp {
                 )
             };
         }
-        // SAFETY: checked above: rows 0–3 (at `pa`, `pa + s`, `pb = pa +
-        // 2s`, `pb + s`) and `x` each have `32·nb` readable bytes, read as
-        // post-incremented (or register-offset) word loads, eight per block,
-        // `nb ≥ 1` blocks. Unaligned LDR is allowed on Armv7E-M/Armv8-M.
-        // Pointer and counter registers are scratch; the loop's `SUBS`
-        // sets the flags (not preserved).
+        // SAFETY: checked above: each of the `4·groups` rows (at `pa`,
+        // `pa + s`, `pb = pa + 2s`, `pb + s` per group, the next group at
+        // `pa + 4s`) and `x` have `32·nb ≥ 32` readable bytes, read as
+        // post-incremented (or register-offset) word loads, eight per block;
+        // `out` has room for `4·groups` sums, stored four per group through
+        // `st.out`. Unaligned LDR is allowed on Armv7E-M/Armv8-M. The asm
+        // keeps the address of `st` (which lives across it) in one 8-byte
+        // aligned stack slot it pops before it ends. Every other register it
+        // names is scratch; `SUBS` sets the flags (not preserved).
         unsafe {
             asm!(
+                "sub sp, sp, #8",
+                "str {t}, [sp]",
+                "3:",
+                "ldr {t}, [sp]",
+                "ldr {px}, [{t}]",
+                "ldr {n}, [{t}, #4]",
+                "mov {a0}, #0",
+                "mov {a1}, #0",
+                "mov {a2}, #0",
+                "mov {a3}, #0",
                 "2:",
                 step!(), step!(), step!(), step!(), step!(), step!(), step!(), step!(),
                 "subs {n}, {n}, #1",
                 "bne 2b",
-                px = inout(reg) x.as_ptr() => _,
+                "ldr {t}, [sp]",
+                "ldr {x}, [{t}, #12]",
+                "str {a0}, [{x}], #4",
+                "str {a1}, [{x}], #4",
+                "str {a2}, [{x}], #4",
+                "str {a3}, [{x}], #4",
+                "str {x}, [{t}, #12]",
+                "ldr {x}, [{t}, #16]",
+                "add {pa}, {pa}, {x}",
+                "add {pb}, {pa}, {s}, lsl #1",
+                "ldr {x}, [{t}, #8]",
+                "subs {x}, {x}, #1",
+                "str {x}, [{t}, #8]",
+                "bne 3b",
+                "add sp, sp, #8",
+                px = out(reg) _,
                 pa = inout(reg) w.as_ptr() => _,
                 pb = inout(reg) w.as_ptr().add(2 * cols) => _,
                 s = in(reg) cols,
-                n = inout(reg) nb => _,
-                a0 = inout(reg) a0,
-                a1 = inout(reg) a1,
-                a2 = inout(reg) a2,
-                a3 = inout(reg) a3,
+                n = out(reg) _,
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
                 x = out(reg) _,
                 xe = out(reg) _,
                 xo = out(reg) _,
-                t = out(reg) _,
-                options(pure, readonly, nostack),
+                t = inout(reg) &mut st as *mut Groups => _,
             );
         }
-        Some([a0, a1, a2, a3])
+        Some(())
     }
 
     /// Whole-row products four rows at a time ([`rows4`] over the whole
-    /// blocks, the scalar definition on a short last block), then the
+    /// blocks, then the scalar definition on a short last block), then the
     /// remaining rows two at a time.
     pub(super) fn gemv(out: &mut [i32], w: &[i8], x: &[i8]) {
         let cols = x.len();
         let nb = cols / 32;
         let whole = nb * 32;
         let xt = x.get(whole..).unwrap_or(&[]);
-        let mut r = 0;
-        for o in out.chunks_exact_mut(4) {
-            let Some(rows) = w.get(r * cols..(r + 4) * cols) else {
-                break;
-            };
-            let acc = rows4(rows, cols, x, nb).unwrap_or([0; 4]);
-            if xt.is_empty() {
-                for (a, o) in acc.iter().zip(o.iter_mut()) {
-                    *o = *a;
-                }
-            } else {
-                for (k, (a, o)) in acc.iter().zip(o.iter_mut()).enumerate() {
-                    let tail = rows.get(k * cols + whole..(k + 1) * cols).unwrap_or(&[]);
-                    *o = a.wrapping_add(super::dot_i8_scalar(tail, xt));
-                }
-            }
-            r += 4;
+        let four = out.len().min(w.len() / cols.max(1)) & !3;
+        let Some((head, rest)) = out.split_at_mut_checked(four) else {
+            return;
+        };
+        if nb == 0 || rows4(head, w, cols, x, nb).is_none() {
+            head.fill(0);
         }
-        if let (Some(o), Some(wr)) = (out.get_mut(r..), w.get(r * cols..)) {
-            super::rows_by_two(o, wr, x, block2, dot_i8);
+        if !xt.is_empty() {
+            for (o, row) in head.iter_mut().zip(w.chunks_exact(cols.max(1))) {
+                let tail = row.get(whole..).unwrap_or(&[]);
+                *o = o.wrapping_add(super::dot_i8_scalar(tail, xt));
+            }
+        }
+        if let Some(wr) = w.get(four * cols..) {
+            super::rows_by_two(rest, wr, x, block2, dot_i8);
         }
     }
 
