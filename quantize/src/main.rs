@@ -57,7 +57,7 @@ enum Command {
         #[arg(long)]
         calib: Option<PathBuf>,
         /// How each int8 activation's range is chosen from the calibration
-        /// run: minmax, percentile (99.9%; values beyond it stay exact) or mse.
+        /// run: minmax, percentile (99%; values beyond it stay exact) or mse.
         #[arg(long, default_value = "percentile", requires = "calib")]
         method: String,
         /// SmoothQuant migration strength for the normed matrix inputs

@@ -9,7 +9,7 @@
 //! | SmolLM2-135M | f16 weights | top-1 agreement ≥ 99% |
 //! | MiniLM-L6 | int8 | mean cosine to f32 ≥ 0.99, min ≥ 0.98, and at least as close as the peer int8 ONNX |
 //! | MiniLM-L6 | integer-only (static scales from `tests/golden/calibration.txt`, `percentile`) | mean cosine ≥ 0.99, min ≥ 0.98 |
-//! | SmolLM2-135M | integer-only, as above | top-1 agreement ≥ 85% (measured 88.4%; the 95% int8 budget is met by the int8 path with f32 activations, not this one) |
+//! | SmolLM2-135M | integer-only, as above | top-1 agreement ≥ 93% (measured 94.3%; the 95% int8 budget is met by the int8 path with f32 activations, not this one) |
 #![allow(clippy::unwrap_used)]
 
 use mote_core::{kernels::argmax, KvCache, Model, RunConfig, Session};
@@ -283,8 +283,8 @@ fn smollm2_integer_only_agreement() {
         100.0 * agree,
         top1.len()
     );
-    // The int8 budget (95%) is met by the f32-activation int8 path above,
-    // not by this one: 88.4% with static per-tensor scales (docs/NUMERICS.md
+    // The int8 budget (95%) is met by the f32-activation int8 path above;
+    // this one measured 94.3% with static per-tensor scales (docs/NUMERICS.md
     // says where it loses). This floor guards what it reaches.
-    assert!(agree >= 0.85, "integer-only top-1 agreement {agree}");
+    assert!(agree >= 0.93, "integer-only top-1 agreement {agree}");
 }
