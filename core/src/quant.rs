@@ -146,6 +146,85 @@ pub fn dot_i8_scalar(a: &[i8], b: &[i8]) -> i32 {
         .fold(0i32, |acc, (&x, &y)| acc.wrapping_add(x as i32 * y as i32))
 }
 
+/// Lanes of partial sums in [`dot_f16`]: those of [`crate::kernels::dot`].
+const F16_LANES: usize = 8;
+
+/// [`crate::kernels::dot`] of an f16 row (widened exactly to f32) and `x`, without a
+/// widened copy of the row: the same eight lanes, the same order, no fused
+/// multiply-add, so the same bits as `kernels::dot` of the widened row. On x86_64
+/// hosts with AVX2 and F16C (`std`, detected at run time) eight halves are
+/// widened by one `vcvtph2ps` and multiplied and added as one 8-lane vector.
+pub fn dot_f16(w: &[half::f16], x: &[f32]) -> f32 {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+        // SAFETY: both features were just detected on this CPU.
+        return unsafe { f16c::dot_f16(w, x) };
+    }
+    dot_f16_scalar(w, x)
+}
+
+/// The definition of [`dot_f16`] (any target).
+pub fn dot_f16_scalar(w: &[half::f16], x: &[f32]) -> f32 {
+    let n = w.len().min(x.len());
+    let (w, x) = (&w[..n], &x[..n]);
+    let mut acc = [0.0f32; F16_LANES];
+    let mut cw = w.chunks_exact(F16_LANES);
+    let mut cx = x.chunks_exact(F16_LANES);
+    for (a, b) in (&mut cw).zip(&mut cx) {
+        for ((s, h), v) in acc.iter_mut().zip(a).zip(b) {
+            *s += h.to_f32() * v;
+        }
+    }
+    finish(&acc, cw.remainder(), cx.remainder())
+}
+
+/// The lane reduction and tail shared by the f16 dot products.
+#[inline(always)]
+fn finish(acc: &[f32; F16_LANES], w: &[half::f16], x: &[f32]) -> f32 {
+    let mut tail = 0.0f32;
+    for (h, v) in w.iter().zip(x) {
+        tail += h.to_f32() * v;
+    }
+    let s01 = (acc[0] + acc[4]) + (acc[1] + acc[5]);
+    let s23 = (acc[2] + acc[6]) + (acc[3] + acc[7]);
+    s01 + s23 + tail
+}
+
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+mod f16c {
+    use super::F16_LANES as LANES;
+    use core::arch::x86_64::*;
+
+    /// [`super::dot_f16_scalar`] with one 8-lane vector of partial sums.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and F16C.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn dot_f16(w: &[half::f16], x: &[f32]) -> f32 {
+        let n = w.len().min(x.len());
+        let (w, x) = (&w[..n], &x[..n]);
+        let mut cw = w.chunks_exact(LANES);
+        let mut cx = x.chunks_exact(LANES);
+        let mut acc = _mm256_setzero_ps();
+        for (a, b) in (&mut cw).zip(&mut cx) {
+            // SAFETY: `a` holds 8 halves (16 bytes) and `b` 8 floats (32
+            // bytes), both read unaligned.
+            let (wv, xv) = unsafe {
+                (
+                    _mm256_cvtph_ps(_mm_loadu_si128(a.as_ptr().cast())),
+                    _mm256_loadu_ps(b.as_ptr()),
+                )
+            };
+            // Multiply, then add: no FMA, as the definition.
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(wv, xv));
+        }
+        let mut lanes = [0.0f32; LANES];
+        // SAFETY: `lanes` has room for 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        super::finish(&lanes, cw.remainder(), cx.remainder())
+    }
+}
+
 /// `out[r] = Σ_c w[r, c]·x[c]` for row-major `w` with `x.len()` columns,
 /// on the given backend (`None` if it cannot run here).
 pub fn gemv_i8_with(backend: Backend, out: &mut [i32], w: &[i8], x: &[i8]) -> Option<()> {

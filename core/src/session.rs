@@ -380,7 +380,7 @@ struct LinearScratch<'s> {
     xq: &'s mut [i8],
     /// Its per-block scales.
     xs: &'s mut [f32],
-    /// One f16 weight row converted to f32 (or the inlier copy of an int8 input).
+    /// The inlier copy of an int8 input (integer-only models: outlier pairs).
     wrow: &'s mut [f32],
     /// Outlier channels of an int8 input.
     outliers: &'s mut [u32],
@@ -392,7 +392,8 @@ struct LinearScratch<'s> {
 
 /// `out = W x (+ bias)` for any stored weight type. int8 weights take an
 /// int8 copy of `x` (symmetric, one scale per 32-element block) and integer
-/// dot products; f16 rows are widened to f32 one at a time.
+/// dot products; f16 rows are widened eight values at a time inside the dot
+/// product ([`quant::dot_f16`]).
 fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut LinearScratch) {
     let LinearScratch {
         join,
@@ -412,26 +413,17 @@ fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut L
         Weight::F32(w) => split_rows(join, out, unpack, &|o, r0, _| {
             kernels::matvec(o, w.get(r0 * cols..).unwrap_or(&[]), x, bias_from(r0))
         }),
-        Weight::F16(w) => {
-            let cols = x.len();
-            let width = cols.min(wrow.len());
-            let row = &mut wrow[..width];
-            if cols == 0 || row.len() != cols {
-                out.fill(0.0);
+        Weight::F16(w) => split_rows(join, out, unpack, &|o, r0, _| {
+            if cols == 0 {
+                o.fill(0.0);
                 return;
             }
-            for (r, (o, wr)) in out.iter_mut().zip(w.chunks_exact(cols)).enumerate() {
-                // Hosts: half's bulk conversion (F16C where the CPU has it);
-                // devices: element by element (no length assertion to panic).
-                #[cfg(feature = "std")]
-                half::slice::HalfFloatSliceExt::convert_to_f32_slice(wr, row);
-                #[cfg(not(feature = "std"))]
-                for (o, h) in row.iter_mut().zip(wr) {
-                    *o = h.to_f32();
-                }
-                *o = kernels::dot(row, x) + bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0);
+            let rows = w.get(r0 * cols..).unwrap_or(&[]);
+            for (i, (o, wr)) in o.iter_mut().zip(rows.chunks_exact(cols.max(1))).enumerate() {
+                let b = bias.and_then(|b| b.get(r0 + i)).copied().unwrap_or(0.0);
+                *o = quant::dot_f16(wr, x) + b;
             }
-        }
+        }),
         Weight::I8 {
             q,
             scales,
