@@ -583,8 +583,21 @@ pub struct Activations<'a> {
 /// `Σ_c dequantized(w[r, c]) · x[c]`, in channel order.
 #[inline]
 fn add_outliers(
-    mut acc: f32,
+    acc: f32,
     w: &[i8],
+    scales: WeightScales,
+    r: usize,
+    nb: usize,
+    a: &Activations,
+) -> f32 {
+    add_outliers_by(acc, |c| w.get(c).copied().unwrap_or(0), scales, r, nb, a)
+}
+
+/// [`add_outliers`] with the weight of channel `c` from `w(c)`.
+#[inline]
+fn add_outliers_by(
+    mut acc: f32,
+    w: impl Fn(usize) -> i8,
     scales: WeightScales,
     r: usize,
     nb: usize,
@@ -596,9 +609,7 @@ fn add_outliers(
             WeightScales::Row(s) => s.get(r),
             WeightScales::Block(s) => s.get(r * nb + c / BLOCK),
         };
-        acc += w.get(c).copied().unwrap_or(0) as f32
-            * s.copied().unwrap_or(0.0)
-            * a.values.get(c).copied().unwrap_or(0.0);
+        acc += w(c) as f32 * s.copied().unwrap_or(0.0) * a.values.get(c).copied().unwrap_or(0.0);
     }
     acc
 }
@@ -690,6 +701,101 @@ pub fn gemv_i8_blocked(
     bias: Option<&[f32]>,
 ) {
     let _ = gemv_i8_blocked_with(Backend::best(), out, q, scales, act, bias);
+}
+
+/// Value `c` of a packed int4 row: two signed values per byte, the even
+/// one in the low nibble.
+#[inline]
+pub fn nibble(packed: &[u8], c: usize) -> i8 {
+    let b = packed.get(c / 2).copied().unwrap_or(0);
+    if c.is_multiple_of(2) {
+        ((b << 4) as i8) >> 4
+    } else {
+        (b as i8) >> 4
+    }
+}
+
+/// Unpacks `out.len()` int4 values (see [`nibble`]) from `packed`.
+pub fn unpack_i4(packed: &[u8], out: &mut [i8]) {
+    // Whole pairs in fixed-size steps (the compiler vectorizes this), then
+    // the odd last value.
+    let even = out.len() & !1;
+    let (pairs, last) = out.split_at_mut(even);
+    for (pair, &b) in pairs.chunks_exact_mut(2).zip(packed) {
+        pair[0] = ((b << 4) as i8) >> 4;
+        pair[1] = (b as i8) >> 4;
+    }
+    if let (Some(o), Some(&b)) = (last.first_mut(), packed.get(even / 2)) {
+        *o = ((b << 4) as i8) >> 4;
+    }
+}
+
+/// An int4 matrix (rows of `ceil(n / 2)` packed bytes, see [`nibble`]; one
+/// scale per row and [`BLOCK`]) times an int8 vector of `n = act.q.len()`
+/// values, plus an optional bias.
+///
+/// The definition: row by row, the row unpacked to int8 ([`unpack_i4`])
+/// and run through [`gemv_i8_blocked_with`] with per-block scales; every
+/// backend gives those bits. AVX2 reads the nibbles straight into its
+/// block sums (no unpacked copy); the others unpack each row into `row`
+/// (at least `n` bytes; `None` if shorter).
+pub fn gemv_i4_blocked_with(
+    backend: Backend,
+    out: &mut [f32],
+    packed: &[u8],
+    scales: &[f32],
+    act: &Activations,
+    bias: Option<&[f32]>,
+    row: &mut [i8],
+) -> Option<()> {
+    if !backend.available() {
+        return None;
+    }
+    let n = act.q.len();
+    let nb = n.div_ceil(BLOCK);
+    let bytes = n.div_ceil(2);
+    let rows = out.iter_mut().enumerate();
+    #[cfg(target_arch = "x86_64")]
+    if backend == Backend::Avx2 && n > 0 && act.scales.len() >= nb {
+        for (r, o) in rows {
+            let w = packed.get(r * bytes..(r + 1) * bytes).unwrap_or(&[]);
+            let ws = scales.get(r * nb..(r + 1) * nb).unwrap_or(&[]);
+            // SAFETY: `available()` confirmed AVX2 on this CPU.
+            let acc = unsafe { x86::blocked_row_i4_avx2(w, act.q, act.scales, ws) };
+            let b = bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0);
+            *o = add_outliers_by(
+                acc + b,
+                |c| nibble(w, c),
+                WeightScales::Block(ws),
+                0,
+                nb,
+                act,
+            );
+        }
+        return Some(());
+    }
+    let row = row.get_mut(..n)?;
+    for (r, o) in rows {
+        unpack_i4(packed.get(r * bytes..(r + 1) * bytes).unwrap_or(&[]), row);
+        let ws = WeightScales::Block(scales.get(r * nb..(r + 1) * nb).unwrap_or(&[]));
+        let b = bias.and_then(|b| b.get(r..r + 1));
+        gemv_i8_blocked_with(backend, core::slice::from_mut(o), row, ws, act, b)?;
+    }
+    Some(())
+}
+
+/// [`gemv_i4_blocked_with`] on the best backend.
+pub fn gemv_i4_blocked(
+    out: &mut [f32],
+    packed: &[u8],
+    scales: &[f32],
+    act: &Activations,
+    bias: Option<&[f32]>,
+    row: &mut [i8],
+) {
+    if gemv_i4_blocked_with(Backend::best(), out, packed, scales, act, bias, row).is_none() {
+        out.fill(0.0);
+    }
 }
 
 /// `Σ a[i]·b[i]` over the shorter length (wrapping), on the best backend:
@@ -1338,8 +1444,121 @@ mod x86 {
                 _mm256_loadu_si256(x as *const __m256i),
             )
         };
+        block_sum_v(vw, vx)
+    }
+
+    /// Eight partial sums of one 32-element block's exact products.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn block_sum_v(vw: __m256i, vx: __m256i) -> __m256i {
         let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(vw, vw), _mm256_sign_epi8(vx, vw));
         _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+    }
+
+    /// 32 int4 values (16 packed bytes, even values in the low nibbles) as
+    /// signed int8 lanes in order: nibbles split by mask and shift,
+    /// interleaved back, then `(u ^ 8) - 8` sign-extends each.
+    ///
+    /// # Safety
+    /// 16 bytes must be readable at `p`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn load_i4(p: *const u8) -> __m256i {
+        // SAFETY: the caller guarantees 16 readable bytes; loadu has no alignment need.
+        let v = unsafe { _mm_loadu_si128(p as *const __m128i) };
+        let m = _mm_set1_epi8(0x0f);
+        let lo = _mm_and_si128(v, m);
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), m);
+        let u = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+        let eight = _mm256_set1_epi8(8);
+        _mm256_sub_epi8(_mm256_xor_si256(u, eight), eight)
+    }
+
+    /// One int4 row (`w` packed, see [`super::nibble`]) with per-block
+    /// scales `ws`: the floats of [`super::blocked_row_scalar`] on the
+    /// unpacked row, with the nibbles widened in registers.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn blocked_row_i4_avx2(w: &[u8], x: &[i8], xs: &[f32], ws: &[f32]) -> f32 {
+        let n = x.len().min(w.len().saturating_mul(2));
+        let whole = (n / super::BLOCK).min(xs.len()).min(ws.len());
+        let mut p = _mm256_setzero_ps();
+        let mut b = 0;
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let sum = |k: usize| {
+            if k >= whole {
+                return _mm256_setzero_si256();
+            }
+            // SAFETY: block k < whole ≤ n / 32 reads packed bytes
+            // 16k..16k + 16 ≤ n / 2 ≤ w.len() and x bytes 32k..32k + 32 ≤
+            // n ≤ x.len(); unaligned loads.
+            unsafe {
+                block_sum_v(
+                    load_i4(wp.add(16 * k)),
+                    _mm256_loadu_si256(xp.add(32 * k) as *const __m256i),
+                )
+            }
+        };
+        while b + 8 <= whole {
+            let sums = [
+                sum(b),
+                sum(b + 1),
+                sum(b + 2),
+                sum(b + 3),
+                sum(b + 4),
+                sum(b + 5),
+                sum(b + 6),
+                sum(b + 7),
+            ];
+            let d = _mm256_cvtepi32_ps(transpose_sum(&sums));
+            // SAFETY: b + 8 <= whole <= xs.len(), ws.len().
+            let s = unsafe {
+                _mm256_mul_ps(
+                    _mm256_loadu_ps(xs.as_ptr().add(b)),
+                    _mm256_loadu_ps(ws.as_ptr().add(b)),
+                )
+            };
+            p = _mm256_add_ps(p, _mm256_mul_ps(d, s));
+            b += 8;
+        }
+        if b < whole {
+            let mut sums = [_mm256_setzero_si256(); 8];
+            let mut scales = [0.0f32; 8];
+            for (k, (sm, sc)) in sums
+                .iter_mut()
+                .zip(scales.iter_mut())
+                .take(whole - b)
+                .enumerate()
+            {
+                *sm = sum(b + k);
+                *sc = super::block_scale(xs.get(b + k).copied().unwrap_or(0.0), Some(ws), b + k);
+            }
+            let d = _mm256_cvtepi32_ps(transpose_sum(&sums));
+            // SAFETY: `scales` holds 8 f32.
+            let s = unsafe { _mm256_loadu_ps(scales.as_ptr()) };
+            p = _mm256_add_ps(p, _mm256_mul_ps(d, s));
+        }
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds 8 f32; storeu has no alignment need.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), p) };
+        // The blocks left (a short last one, or any beyond short scales),
+        // as the definition: unpacked, exact sum, into lane b % 8.
+        let mut buf = [0i8; super::BLOCK];
+        let mut b = whole;
+        while b * super::BLOCK < n {
+            let Some(&s) = xs.get(b) else { break };
+            let len = (n - b * super::BLOCK).min(super::BLOCK);
+            let t = &mut buf[..len];
+            super::unpack_i4(w.get(b * super::BLOCK / 2..).unwrap_or(&[]), t);
+            let xb = x
+                .get(b * super::BLOCK..b * super::BLOCK + len)
+                .unwrap_or(&[]);
+            lanes[b % 8] += super::dot_i8_scalar(t, xb) as f32 * super::block_scale(s, Some(ws), b);
+            b += 1;
+        }
+        super::reduce8(lanes)
     }
 
     /// Lane k = the horizontal sum of `s[k]`.
@@ -1561,6 +1780,81 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The int4 GEMV gives, on every backend, the bits of its definition:
+    /// each row unpacked and run through the scalar blocked int8 GEMV. Odd
+    /// widths (a short last block, an odd last nibble), every nibble value,
+    /// outlier channels, and rows with many whole 8-block groups.
+    #[test]
+    fn all_int4_gemv_backends_match_the_unpacked_definition() {
+        let mut s = 0x1234_4321_u64;
+        let mut fused = 0;
+        for i in 0..300 {
+            let rows = 1 + (rng(&mut s) % 5) as usize;
+            let cols = if i % 10 == 0 {
+                512
+            } else {
+                1 + (rng(&mut s) % 700) as usize
+            };
+            let bytes = cols.div_ceil(2);
+            let packed: Vec<u8> = (0..rows * bytes).map(|_| rng(&mut s) as u8).collect();
+            let xf: Vec<f32> = (0..cols)
+                .map(|_| (rng(&mut s) % 2001) as f32 / 100.0 - 10.0)
+                .collect();
+            let nb = cols.div_ceil(BLOCK);
+            let mut xq = vec![0i8; cols];
+            let mut xs = vec![0f32; nb];
+            let mut inl = vec![0f32; cols];
+            let mut outl = vec![0u32; cols];
+            let k = prepare_activations(&xf, 9.0, &mut inl, &mut xq, &mut xs, &mut outl);
+            let act = Activations {
+                q: &xq,
+                scales: &xs,
+                outliers: &outl[..k],
+                values: &xf,
+            };
+            let scales: Vec<f32> = (0..rows * nb)
+                .map(|i| 0.001 + (i % 13) as f32 * 0.0007)
+                .collect();
+            let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.5 - 1.0).collect();
+            let mut want = vec![0f32; rows];
+            let mut row = vec![0i8; cols];
+            for (r, o) in want.iter_mut().enumerate() {
+                unpack_i4(&packed[r * bytes..(r + 1) * bytes], &mut row);
+                for (c, &v) in row.iter().enumerate() {
+                    assert_eq!(v, nibble(&packed[r * bytes..], c));
+                }
+                let ws = WeightScales::Block(&scales[r * nb..(r + 1) * nb]);
+                gemv_i8_blocked_with(
+                    Backend::Scalar,
+                    core::slice::from_mut(o),
+                    &row,
+                    ws,
+                    &act,
+                    Some(&bias[r..r + 1]),
+                )
+                .unwrap();
+            }
+            for b in Backend::ALL {
+                let mut got = vec![f32::NAN; rows];
+                let mut buf = vec![0i8; cols];
+                if gemv_i4_blocked_with(b, &mut got, &packed, &scales, &act, Some(&bias), &mut buf)
+                    .is_some()
+                {
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{b:?} rows {rows} cols {cols}");
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        fused += usize::from(b == Backend::Avx2);
+                    }
+                }
+            }
+        }
+        // The fused kernel ran on every case wherever this CPU has it.
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(fused, if Backend::Avx2.available() { 300 } else { 0 });
+        let _ = fused;
     }
 
     #[test]

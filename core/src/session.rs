@@ -357,21 +357,6 @@ fn int8_input<'x>(
     }
 }
 
-/// Unpacks a row of int4 nibbles (low first) into `out` (`out.len()` values).
-fn unpack_i4(packed: &[u8], out: &mut [i8]) {
-    // Whole pairs in fixed-size steps (the compiler vectorizes this), then
-    // the odd last value.
-    let even = out.len() & !1;
-    let (pairs, last) = out.split_at_mut(even);
-    for (pair, &b) in pairs.chunks_exact_mut(2).zip(packed) {
-        pair[0] = ((b << 4) as i8) >> 4;
-        pair[1] = (b as i8) >> 4;
-    }
-    if let (Some(o), Some(&b)) = (last.first_mut(), packed.get(even / 2)) {
-        *o = ((b << 4) as i8) >> 4;
-    }
-}
-
 /// Scratch that [`linear`] needs.
 struct LinearScratch<'s> {
     /// Optional parallelism for large products.
@@ -453,15 +438,17 @@ fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut L
             let sums = &*sums;
             let packed = n.div_ceil(2);
             split_rows(join, out, unpack, &|o, r0, buf| {
-                let Some(row) = buf.get_mut(..n) else { return };
-                for (i, o) in o.iter_mut().enumerate() {
-                    let r = r0 + i;
-                    unpack_i4(q.get(r * packed..(r + 1) * packed).unwrap_or(&[]), row);
-                    let ws =
-                        quant::WeightScales::Block(scales.get(r * nb..(r + 1) * nb).unwrap_or(&[]));
-                    let b = bias.and_then(|b| b.get(r..r + 1));
-                    quant::gemv_i8_blocked(core::slice::from_mut(o), row, ws, &act, b);
-                    if let Some(m) = offsets {
+                quant::gemv_i4_blocked(
+                    o,
+                    q.get(r0 * packed..).unwrap_or(&[]),
+                    scales.get(r0 * nb..).unwrap_or(&[]),
+                    &act,
+                    bias_from(r0),
+                    buf,
+                );
+                if let Some(m) = offsets {
+                    for (i, o) in o.iter_mut().enumerate() {
+                        let r = r0 + i;
                         let m = m.get(r * nb..(r + 1) * nb).unwrap_or(&[]);
                         *o += m.iter().zip(sums).fold(0.0, |a, (m, s)| a + m * s);
                     }
@@ -488,12 +475,7 @@ fn embedding_row(x: &mut [f32], w: Weight, i: usize) {
             let row_scales = scales.get(i * nb..(i + 1) * nb).unwrap_or(&[]);
             let row_offsets = offsets.map(|m| m.get(i * nb..(i + 1) * nb).unwrap_or(&[]));
             for (c, o) in x.iter_mut().enumerate() {
-                let b = row.get(c / 2).copied().unwrap_or(0);
-                let v = if c % 2 == 0 {
-                    ((b << 4) as i8) >> 4
-                } else {
-                    (b as i8) >> 4
-                };
+                let v = quant::nibble(row, c);
                 let b = c / quant::BLOCK;
                 let m = row_offsets.map_or(0.0, |m| m.get(b).copied().unwrap_or(0.0));
                 *o = v as f32 * row_scales.get(b).copied().unwrap_or(0.0) + m;
@@ -1516,7 +1498,7 @@ mod tests {
         let all = [-1i8, 7, 0, -8, -2, 1, -7, -1];
         for n in 0..=8 {
             let mut out = [99i8; 8];
-            super::unpack_i4(&packed, &mut out[..n]);
+            crate::quant::unpack_i4(&packed, &mut out[..n]);
             assert_eq!(out[..n], all[..n], "{n} values");
             assert!(out[n..].iter().all(|&v| v == 99));
         }
