@@ -1,4 +1,5 @@
-//! SmolLM2-135M decode speed: f32, f16, int8 and int4 weights, one and two threads.
+//! SmolLM2-135M decode speed: f32, f16, int8 and int4 weights, and the
+//! integer-only int8 model, one and two threads.
 //! Throughput is in elements = forward passes (one token each): criterion's elem/s = tokens/s.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -41,6 +42,7 @@ fn decode(c: &mut Criterion) {
                     .to_bytes(),
             ),
         ),
+        ("integer", integer(&f32_model)),
         ("f32", f32_file),
     ];
     let mut g = c.benchmark_group("smollm2_decode");
@@ -71,6 +73,23 @@ fn decode(c: &mut Criterion) {
         }
     }
     g.finish();
+}
+
+/// The integer-only form of `m`, calibrated as the accuracy test does
+/// (`tests/golden/calibration.txt`, `percentile`, smoothing on).
+fn integer(m: &Model) -> ModelFile {
+    use mote_host::calibrate::{calibrate, integer_model, load_samples, Method, SMOOTH_ALPHA};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/calibration.txt");
+    let samples = load_samples(m, &path, 64).unwrap();
+    let calib = calibrate(
+        m,
+        &samples,
+        Method::Percentile,
+        Some(SMOOTH_ALPHA),
+        |_, _| {},
+    )
+    .unwrap();
+    ModelFile::from_vec(integer_model(m, &calib, |_, _| {}).unwrap().0.to_bytes())
 }
 
 criterion_group!(benches, decode);
