@@ -1,4 +1,5 @@
-//! Kernel throughput: f32 and int8 matrix–vector products, per backend.
+//! Kernel throughput: f32 and int8 matrix–vector products (blocked, and
+//! the integer-only path's whole rows), per backend.
 //! Throughput is in elements = multiply–accumulates (criterion prints Melem/s = MMAC/s).
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -34,7 +35,14 @@ fn gemv(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("f32", &shape), &(), |b, _| {
             b.iter(|| mote_core::kernels::matvec(black_box(&mut out), &w, &x, None))
         });
+        let mut acc = vec![0i32; rows];
         for backend in Backend::ALL.into_iter().filter(|b| b.available()) {
+            // The integer-only path's product: whole rows, exact i32 sums.
+            g.bench_with_input(
+                BenchmarkId::new(format!("i8row-{backend:?}"), &shape),
+                &(),
+                |b, _| b.iter(|| quant::gemv_i8_with(backend, black_box(&mut acc), &wq, &xq)),
+            );
             g.bench_with_input(
                 BenchmarkId::new(format!("i8-{backend:?}"), &shape),
                 &(),

