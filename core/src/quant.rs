@@ -1691,6 +1691,39 @@ mod tests {
         *seed
     }
 
+    /// A random f32 input in [-10, 10] and its int8 form (per-block scales,
+    /// channels beyond 9 kept out as outliers).
+    struct TestInput {
+        xf: Vec<f32>,
+        xq: Vec<i8>,
+        xs: Vec<f32>,
+        outl: Vec<u32>,
+    }
+
+    impl TestInput {
+        fn random(s: &mut u64, cols: usize) -> TestInput {
+            let xf: Vec<f32> = (0..cols)
+                .map(|_| (rng(s) % 2001) as f32 / 100.0 - 10.0)
+                .collect();
+            let mut xq = vec![0i8; cols];
+            let mut xs = vec![0f32; cols.div_ceil(BLOCK)];
+            let mut inl = vec![0f32; cols];
+            let mut outl = vec![0u32; cols];
+            let k = prepare_activations(&xf, 9.0, &mut inl, &mut xq, &mut xs, &mut outl);
+            outl.truncate(k);
+            TestInput { xf, xq, xs, outl }
+        }
+
+        fn act(&self) -> Activations<'_> {
+            Activations {
+                q: &self.xq,
+                scales: &self.xs,
+                outliers: &self.outl,
+                values: &self.xf,
+            }
+        }
+    }
+
     /// Every available backend returns the scalar bytes, on random shapes
     /// with odd sizes and tails, weights over the full i8 range (including -128).
     #[test]
@@ -1741,20 +1774,8 @@ mod tests {
             let rows = 1 + (rng(&mut s) % 5) as usize;
             let cols = 1 + (rng(&mut s) % 700) as usize;
             let w: Vec<i8> = (0..rows * cols).map(|_| rng(&mut s) as i8).collect();
-            let xf: Vec<f32> = (0..cols)
-                .map(|_| (rng(&mut s) % 2001) as f32 / 100.0 - 10.0)
-                .collect();
-            let mut xq = vec![0i8; cols];
-            let mut xs = vec![0f32; cols.div_ceil(BLOCK)];
-            let mut inl = vec![0f32; cols];
-            let mut outl = vec![0u32; cols];
-            let k = prepare_activations(&xf, 9.0, &mut inl, &mut xq, &mut xs, &mut outl);
-            let act = Activations {
-                q: &xq,
-                scales: &xs,
-                outliers: &outl[..k],
-                values: &xf,
-            };
+            let input = TestInput::random(&mut s, cols);
+            let (act, xs) = (input.act(), input.xs.as_slice());
             let row_scales: Vec<f32> = (0..rows).map(|r| 0.01 + r as f32 * 0.003).collect();
             let block_scales: Vec<f32> = (0..rows * xs.len())
                 .map(|i| 0.001 + (i % 13) as f32 * 0.0007)
@@ -1799,21 +1820,9 @@ mod tests {
             };
             let bytes = cols.div_ceil(2);
             let packed: Vec<u8> = (0..rows * bytes).map(|_| rng(&mut s) as u8).collect();
-            let xf: Vec<f32> = (0..cols)
-                .map(|_| (rng(&mut s) % 2001) as f32 / 100.0 - 10.0)
-                .collect();
             let nb = cols.div_ceil(BLOCK);
-            let mut xq = vec![0i8; cols];
-            let mut xs = vec![0f32; nb];
-            let mut inl = vec![0f32; cols];
-            let mut outl = vec![0u32; cols];
-            let k = prepare_activations(&xf, 9.0, &mut inl, &mut xq, &mut xs, &mut outl);
-            let act = Activations {
-                q: &xq,
-                scales: &xs,
-                outliers: &outl[..k],
-                values: &xf,
-            };
+            let input = TestInput::random(&mut s, cols);
+            let act = input.act();
             let scales: Vec<f32> = (0..rows * nb)
                 .map(|i| 0.001 + (i % 13) as f32 * 0.0007)
                 .collect();
@@ -1855,6 +1864,18 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         assert_eq!(fused, if Backend::Avx2.available() { 300 } else { 0 });
         let _ = fused;
+    }
+
+    #[test]
+    fn unpack_i4_handles_every_length() {
+        let packed = [0x7fu8, 0x80, 0x1e, 0xf9];
+        let all = [-1i8, 7, 0, -8, -2, 1, -7, -1];
+        for n in 0..=8 {
+            let mut out = [99i8; 8];
+            unpack_i4(&packed, &mut out[..n]);
+            assert_eq!(out[..n], all[..n], "{n} values");
+            assert!(out[n..].iter().all(|&v| v == 99));
+        }
     }
 
     #[test]

@@ -1489,18 +1489,3 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(self.out)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn unpack_i4_handles_every_length() {
-        let packed = [0x7fu8, 0x80, 0x1e, 0xf9];
-        let all = [-1i8, 7, 0, -8, -2, 1, -7, -1];
-        for n in 0..=8 {
-            let mut out = [99i8; 8];
-            crate::quant::unpack_i4(&packed, &mut out[..n]);
-            assert_eq!(out[..n], all[..n], "{n} values");
-            assert!(out[n..].iter().all(|&v| v == 99));
-        }
-    }
-}

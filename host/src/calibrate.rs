@@ -151,13 +151,17 @@ impl Stats {
     }
 }
 
+/// Per (layer, input), the largest `|x|` of each channel.
+type Channels = HashMap<(u32, usize), Vec<f32>>;
+
 /// Collects [`Stats`] per (layer, point), and per-channel maxima of the
-/// int8 matrix inputs; with `smooth` set, those inputs are seen multiplied
-/// by their smoothing factors.
+/// smoothed int8 matrix inputs and of the query and key; with `smooth` set,
+/// those inputs are seen multiplied by their smoothing factors (and the
+/// query and key by their equalization factors).
 #[derive(Default)]
 struct Collector {
     stats: HashMap<(u32, usize), Stats>,
-    channels: HashMap<(u32, usize), Vec<f32>>,
+    channels: Channels,
     smooth: Option<Vec<[Vec<f32>; 2]>>,
     /// With query/key equalization: per layer the factors `f` (one per
     /// cached key channel) and the head geometry `(head_dim, group)`.
@@ -193,6 +197,16 @@ fn point_index(p: Point) -> usize {
     Point::ALL.iter().position(|&q| q == p).unwrap_or(0)
 }
 
+/// Keeps the largest `|x_c|` per channel of input `input` of `layer`.
+fn track_channels(channels: &mut Channels, layer: u32, input: usize, x: &[f32]) {
+    let ch = channels
+        .entry((layer, input))
+        .or_insert_with(|| vec![0.0; x.len()]);
+    for (m, v) in ch.iter_mut().zip(x) {
+        *m = m.max(v.abs());
+    }
+}
+
 impl Observe for Collector {
     fn see(&mut self, layer: u32, point: Point, x: &[f32]) {
         let layer = if point.slot().0 { layer } else { 0 };
@@ -209,13 +223,7 @@ impl Observe for Collector {
                     return;
                 }
             };
-            let ch = self
-                .channels
-                .entry((layer, qk))
-                .or_insert_with(|| vec![0.0; x.len()]);
-            for (m, v) in ch.iter_mut().zip(x) {
-                *m = m.max(v.abs());
-            }
+            track_channels(&mut self.channels, layer, qk, x);
             match &self.qk {
                 Some((f, hd, group)) => {
                     let f = f.get(layer as usize).map(Vec::as_slice).unwrap_or(&[]);
@@ -236,13 +244,7 @@ impl Observe for Collector {
             }
             return;
         };
-        let ch = self
-            .channels
-            .entry((layer, input))
-            .or_insert_with(|| vec![0.0; x.len()]);
-        for (m, v) in ch.iter_mut().zip(x) {
-            *m = m.max(v.abs());
-        }
+        track_channels(&mut self.channels, layer, input, x);
         match self.smooth.as_ref().and_then(|s| s.get(layer as usize)) {
             Some(k) => {
                 let y: Vec<f32> = x.iter().zip(&k[input]).map(|(v, k)| v * k).collect();
