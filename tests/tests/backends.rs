@@ -103,8 +103,8 @@ fn int8_models_are_bit_identical_on_every_backend() {
     );
 }
 
-/// Splitting products over two threads changes no bit (f32 and int8), with
-/// either host `Join`.
+/// Splitting products over two threads changes no bit (f32, int8, int4,
+/// f16 and integer-only models), with either host `Join`.
 #[test]
 fn threads_do_not_change_bits() {
     let spin = mote_host::parallel::SpinJoin::new().unwrap();
@@ -119,14 +119,16 @@ fn threads_do_not_change_bits_with(join: &dyn mote_core::Join) {
     cfg.d_ff = 320;
     let f = random_model_file(cfg, 21);
     let m32 = Model::from_bytes(f.bytes()).unwrap();
-    let q = ModelFile::from_vec(
-        quantize(&m32, Target::Int8, |_, _| {})
-            .unwrap()
-            .0
-            .to_bytes(),
-    );
-    let m8 = Model::from_bytes(q.bytes()).unwrap();
-    for m in [&m32, &m8] {
+    let files: Vec<ModelFile> = [Target::Int8, Target::Int4, Target::F16]
+        .into_iter()
+        .map(|t| ModelFile::from_vec(quantize(&m32, t, |_, _| {}).unwrap().0.to_bytes()))
+        .chain([integer_model_file(&m32, 21)])
+        .collect();
+    let quantized: Vec<Model> = files
+        .iter()
+        .map(|q| Model::from_bytes(q.bytes()).unwrap())
+        .collect();
+    for m in std::iter::once(&m32).chain(&quantized) {
         let run = RunConfig { max_seq: 8 };
         let mut a1 = vec![0u8; m.arena_bytes(&run).unwrap() + 15];
         let mut a2 = a1.clone();
