@@ -715,7 +715,8 @@ pub fn nibble(packed: &[u8], c: usize) -> i8 {
     }
 }
 
-/// Unpacks `out.len()` int4 values (see [`nibble`]) from `packed`.
+/// Unpacks `out.len()` int4 values (see [`nibble`]) from `packed`; values
+/// past the end of `packed` are 0, as [`nibble`] reads them.
 pub fn unpack_i4(packed: &[u8], out: &mut [i8]) {
     // Whole pairs in fixed-size steps (the compiler vectorizes this), then
     // the odd last value.
@@ -725,8 +726,12 @@ pub fn unpack_i4(packed: &[u8], out: &mut [i8]) {
         pair[0] = ((b << 4) as i8) >> 4;
         pair[1] = (b as i8) >> 4;
     }
-    if let (Some(o), Some(&b)) = (last.first_mut(), packed.get(even / 2)) {
-        *o = ((b << 4) as i8) >> 4;
+    let covered = (even / 2).min(packed.len()) * 2;
+    if let Some(rest) = pairs.get_mut(covered..) {
+        rest.fill(0);
+    }
+    if let Some(o) = last.first_mut() {
+        *o = packed.get(even / 2).map_or(0, |&b| ((b << 4) as i8) >> 4);
     }
 }
 
@@ -765,7 +770,9 @@ pub fn gemv_i4_blocked_with(
             let b = bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0);
             *o = add_outliers_by(
                 acc + b,
-                |c| nibble(w, c),
+                // Channels past the row (none in a valid input) weigh 0,
+                // as in the unpacked definition.
+                |c| if c < n { nibble(w, c) } else { 0 },
                 WeightScales::Block(ws),
                 0,
                 nb,
@@ -1860,6 +1867,37 @@ mod tests {
                 }
             }
         }
+        // Malformed: the packed rows end early. Missing values read as 0 on
+        // every backend (no stale scratch), so they still agree.
+        let (rows, cols) = (3, 100);
+        let input = TestInput::random(&mut s, cols);
+        let nb = cols.div_ceil(BLOCK);
+        let packed: Vec<u8> = (0..2 * cols.div_ceil(2) + 7)
+            .map(|_| rng(&mut s) as u8)
+            .collect();
+        let scales = vec![0.01f32; rows * nb];
+        let mut want = vec![0f32; rows];
+        let mut buf = vec![55i8; cols];
+        gemv_i4_blocked_with(
+            Backend::Scalar,
+            &mut want,
+            &packed,
+            &scales,
+            &input.act(),
+            None,
+            &mut buf,
+        )
+        .unwrap();
+        for b in Backend::ALL {
+            let mut got = vec![f32::NAN; rows];
+            let mut buf = vec![-77i8; cols];
+            if gemv_i4_blocked_with(b, &mut got, &packed, &scales, &input.act(), None, &mut buf)
+                .is_some()
+            {
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{b:?} short rows");
+            }
+        }
         // The fused kernel ran on every case wherever this CPU has it.
         #[cfg(target_arch = "x86_64")]
         assert_eq!(fused, if Backend::Avx2.available() { 300 } else { 0 });
@@ -1876,6 +1914,12 @@ mod tests {
             assert_eq!(out[..n], all[..n], "{n} values");
             assert!(out[n..].iter().all(|&v| v == 99));
         }
+        // Values past the packed bytes are 0 (as `nibble` reads them), not
+        // whatever the buffer held.
+        let mut out = [99i8; 7];
+        unpack_i4(&packed[..2], &mut out);
+        assert_eq!(out, [-1, 7, 0, -8, 0, 0, 0]);
+        assert!((0..7).all(|c| nibble(&packed[..2], c) == out[c]));
     }
 
     #[test]
