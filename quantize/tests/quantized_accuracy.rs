@@ -233,38 +233,36 @@ fn integer_only(m: &Model, method: Method) -> ModelFile {
 }
 
 /// MiniLM-L6 on the integer-only path (static scales, integer LayerNorm,
-/// GELU and softmax) against f32 on the 60 golden sentences.
+/// GELU and softmax) against f32 on the 60 golden sentences, calibrated with
+/// the default method (`percentile`; the other methods' figures in
+/// docs/NUMERICS.md were measured with this test, and `cli_errors` runs
+/// every method).
 #[test]
 fn minilm_integer_only_meets_the_int8_budget() {
     let f = ModelFile::read(&minilm()).unwrap();
     let m32 = Model::from_bytes(f.bytes()).unwrap();
     let g = golden("minilm_peer_int8.json");
     let cases = g["cases"].as_array().unwrap();
-    let mut results = Vec::new();
-    for method in [Method::Mse, Method::Percentile, Method::MinMax] {
-        let q = integer_only(&m32, method);
-        let mi = Model::from_bytes(q.bytes()).unwrap();
-        assert!(mi.config().integer);
-        let mut cos = Vec::new();
-        for c in cases {
-            let ids: Vec<u32> = c["ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect();
-            cos.push(cosine(&embed(&mi, &ids), &embed(&m32, &ids)));
-        }
-        let mean = cos.iter().sum::<f64>() / cos.len() as f64;
-        let min = cos.iter().cloned().fold(1.0, f64::min);
-        eprintln!("MiniLM integer-only ({method:?}) vs f32 over {} sentences: mean {mean:.5} min {min:.5}", cases.len());
-        results.push((method, mean, min));
+    let q = integer_only(&m32, Method::Percentile);
+    let mi = Model::from_bytes(q.bytes()).unwrap();
+    assert!(mi.config().integer);
+    let mut cos = Vec::new();
+    for c in cases {
+        let ids: Vec<u32> = c["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        cos.push(cosine(&embed(&mi, &ids), &embed(&m32, &ids)));
     }
-    for (method, mean, min) in results {
-        if method == Method::Percentile {
-            assert!(mean >= 0.99 && min >= 0.98, "mean {mean} min {min}");
-        }
-    }
+    let mean = cos.iter().sum::<f64>() / cos.len() as f64;
+    let min = cos.iter().cloned().fold(1.0, f64::min);
+    eprintln!(
+        "MiniLM integer-only vs f32 over {} sentences: mean {mean:.5} min {min:.5}",
+        cases.len()
+    );
+    assert!(mean >= 0.99 && min >= 0.98, "mean {mean} min {min}");
 }
 
 /// SmolLM2 on the integer-only path: top-1 agreement with f32 under
