@@ -207,6 +207,51 @@ fn track_channels(channels: &mut Channels, layer: u32, input: usize, x: &[f32]) 
     }
 }
 
+impl Collector {
+    /// A collector with the same factors and nothing seen yet.
+    fn empty_like(&self) -> Collector {
+        Collector {
+            smooth: self.smooth.clone(),
+            qk: self.qk.clone(),
+            ..Collector::default()
+        }
+    }
+
+    /// Adds what `other` saw. Exact in any order: counts add as integers,
+    /// maxima take the maximum.
+    fn merge(&mut self, other: Collector) {
+        for (k, st) in other.stats {
+            match self.stats.get_mut(&k) {
+                Some(mine) => {
+                    for (a, b) in mine.hist.iter_mut().zip(&st.hist) {
+                        *a += b;
+                    }
+                    mine.max = mine.max.max(st.max);
+                    mine.count += st.count;
+                }
+                None => {
+                    self.stats.insert(k, st);
+                }
+            }
+        }
+        for (k, ch) in other.channels {
+            match self.channels.get_mut(&k) {
+                Some(mine) => {
+                    if mine.len() < ch.len() {
+                        mine.resize(ch.len(), 0.0);
+                    }
+                    for (a, b) in mine.iter_mut().zip(&ch) {
+                        *a = a.max(*b);
+                    }
+                }
+                None => {
+                    self.channels.insert(k, ch);
+                }
+            }
+        }
+    }
+}
+
 impl Observe for Collector {
     fn see(&mut self, layer: u32, point: Point, x: &[f32]) {
         let layer = if point.slot().0 { layer } else { 0 };
@@ -312,41 +357,85 @@ pub const RESIDUAL_BITS: u32 = 25;
 pub const SMOOTH_ALPHA: f32 = 0.5;
 
 /// Runs `model` over `samples` once, showing `collector` every activation.
+/// The samples are split over `threads` threads, each with its own session
+/// and collector; the collectors merge exactly (maxima and integer counts),
+/// so the result does not depend on the number of threads.
 fn observe(
     model: &Model,
     samples: &[Sample],
     collector: &mut Collector,
     progress: &mut impl FnMut(usize, usize),
-    done: usize,
-    total: usize,
+    (done, total): (usize, usize),
+    threads: usize,
 ) -> Result<()> {
     let cfg = *model.config();
-    let max_seq = cfg.max_seq;
-    let run = RunConfig { max_seq };
-    let mut arena = vec![
-        0u8;
-        model
-            .arena_bytes(&run)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            + 16
-    ];
-    let mut s = Session::new(model, &mut arena, run).map_err(|e| anyhow::anyhow!("{e}"))?;
-    s.set_observer(collector);
-    for (i, sample) in samples.iter().enumerate() {
-        progress(done + i, total);
-        s.reset();
-        let r = match sample {
-            Sample::Ids(ids) => {
-                let ids = &ids[..ids.len().min(max_seq as usize)];
-                s.run(Input::Ids(ids)).map(|_| ())
-            }
-            Sample::Features(f) => {
-                let w = (cfg.input_dim as usize).max(1);
-                let rows = (f.len() / w).min(max_seq as usize);
-                s.run(Input::Features(&f[..rows * w])).map(|_| ())
-            }
-        };
-        r.map_err(|e| anyhow::anyhow!("calibration sample {i}: {e}"))?;
+    let w = (cfg.input_dim as usize).max(1);
+    let rows = |s: &Sample| match s {
+        Sample::Ids(ids) => ids.len(),
+        Sample::Features(f) => f.len() / w,
+    };
+    // The arena holds the longest sample, not the model's whole context.
+    let longest = samples.iter().map(rows).max().unwrap_or(1).max(1);
+    let run = RunConfig {
+        max_seq: cfg.max_seq.min(longest.min(u32::MAX as usize) as u32),
+    };
+    let arena_bytes = model
+        .arena_bytes(&run)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        + 16;
+    let chunk = samples
+        .len()
+        .div_ceil(threads.clamp(1, samples.len().max(1)));
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let results: Vec<Result<Collector>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = samples
+            .chunks(chunk.max(1))
+            .enumerate()
+            .map(|(c, part)| {
+                let mut mine = collector.empty_like();
+                let tx = tx.clone();
+                scope.spawn(move || -> Result<Collector> {
+                    let mut arena = vec![0u8; arena_bytes];
+                    let mut s =
+                        Session::new(model, &mut arena, run).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    s.set_observer(&mut mine);
+                    for (i, sample) in part.iter().enumerate() {
+                        s.reset();
+                        let r = match sample {
+                            Sample::Ids(ids) => {
+                                let ids = &ids[..ids.len().min(run.max_seq as usize)];
+                                s.run(Input::Ids(ids)).map(|_| ())
+                            }
+                            Sample::Features(f) => {
+                                let rows = (f.len() / w).min(run.max_seq as usize);
+                                s.run(Input::Features(&f[..rows * w])).map(|_| ())
+                            }
+                        };
+                        r.map_err(|e| {
+                            anyhow::anyhow!("calibration sample {}: {e}", c * chunk + i)
+                        })?;
+                        let _ = tx.send(());
+                    }
+                    Ok(mine)
+                })
+            })
+            .collect();
+        drop(tx);
+        // Progress is reported here, on the caller's thread, as samples finish.
+        progress(done, total);
+        for (n, ()) in rx.iter().enumerate() {
+            progress(done + n + 1, total);
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a calibration thread panicked")))
+            })
+            .collect()
+    });
+    for r in results {
+        collector.merge(r?);
     }
     Ok(())
 }
@@ -374,13 +463,27 @@ fn column_max(model: &Model, l: u32, input: usize) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-/// Runs the f32 `model` over `samples` and picks every static scale.
+/// Runs the f32 `model` over `samples` and picks every static scale, on
+/// every core this machine has (the result does not depend on how many).
 pub fn calibrate(
     model: &Model,
     samples: &[Sample],
     method: Method,
     smooth: Option<f32>,
+    progress: impl FnMut(usize, usize),
+) -> Result<Calibration> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    calibrate_on(model, samples, method, smooth, progress, threads)
+}
+
+/// [`calibrate`] with the samples split over `threads` threads.
+pub fn calibrate_on(
+    model: &Model,
+    samples: &[Sample],
+    method: Method,
+    smooth: Option<f32>,
     mut progress: impl FnMut(usize, usize),
+    threads: usize,
 ) -> Result<Calibration> {
     let cfg = *model.config();
     if samples.is_empty() {
@@ -389,7 +492,14 @@ pub fn calibrate(
     let mut collector = Collector::default();
     let passes = if smooth.is_some() { 2 } else { 1 };
     let total = passes * samples.len();
-    observe(model, samples, &mut collector, &mut progress, 0, total)?;
+    observe(
+        model,
+        samples,
+        &mut collector,
+        &mut progress,
+        (0, total),
+        threads,
+    )?;
     let widths = |_: usize| cfg.d_model as usize;
     let mut factors: Vec<[Vec<f32>; 2]> = (0..cfg.n_layers)
         .map(|_| core::array::from_fn(|i| vec![1.0; widths(i)]))
@@ -426,8 +536,8 @@ pub fn calibrate(
             samples,
             &mut collector,
             &mut progress,
-            samples.len(),
-            total,
+            (samples.len(), total),
+            threads,
         )?;
     }
     progress(total, total);

@@ -93,3 +93,48 @@ fn integer_models_track_f32() {
         }
     }
 }
+
+/// Calibration splits its samples over threads; the scales, smoothing and
+/// equalization factors and the report are the same bits on 1, 2 or 3
+/// threads (the per-thread statistics merge exactly).
+#[test]
+fn calibration_does_not_depend_on_threads() {
+    use mote_host::calibrate::{calibrate_on, Method, SMOOTH_ALPHA};
+    for cfg in [tiny_encoder_config(), tiny_decoder_config()] {
+        let file = random_model_file(cfg, 5);
+        let m = Model::from_bytes(file.bytes()).unwrap();
+        // Seven samples of different lengths: uneven chunks per thread.
+        let samples: Vec<Sample> = (0..7)
+            .flat_map(|i| random_samples(&cfg, 1, 3 + 2 * i, 40 + i as u64))
+            .collect();
+        let bits = |threads: usize| {
+            let mut seen = 0;
+            let c = calibrate_on(
+                &m,
+                &samples,
+                Method::Percentile,
+                Some(SMOOTH_ALPHA),
+                |done, _| seen = seen.max(done),
+                threads,
+            )
+            .unwrap();
+            // Every sample of both passes is reported.
+            assert_eq!(seen, 2 * samples.len());
+            let mut v: Vec<u32> = c.global.iter().map(|x| x.to_bits()).collect();
+            for l in &c.layers {
+                v.extend(l.iter().map(|x| x.to_bits()));
+            }
+            for s in c.smooth.iter().flatten().chain(c.qk.iter()) {
+                v.extend(s.iter().map(|x| x.to_bits()));
+            }
+            for r in &c.report {
+                v.extend([r.clip.to_bits(), r.max.to_bits(), r.count as u32]);
+            }
+            v
+        };
+        let one = bits(1);
+        assert!(one.len() > 50, "{} values", one.len());
+        assert_eq!(one, bits(2), "{:?}: 2 threads", cfg.arch);
+        assert_eq!(one, bits(3), "{:?}: 3 threads", cfg.arch);
+    }
+}

@@ -72,36 +72,89 @@ fn seeds(host: bool) -> Result<()> {
     run(&mut c)
 }
 
-/// Runs each target for `seconds`; fails on any crash, leak, timeout or OOM
-/// (libFuzzer exits non-zero and leaves the input in `fuzz/artifacts/`).
+/// Builds every target once (AddressSanitizer, `-O`), then runs each for
+/// `seconds`, two at a time (libFuzzer runs one thread; this machine has two
+/// cores); fails on any crash, leak, timeout or OOM (libFuzzer exits
+/// non-zero and leaves the input in `fuzz/artifacts/<target>/`).
 pub fn fuzz(targets: &[&str], seconds: u64) -> Result<()> {
     ensure_cargo_fuzz()?;
-    seeds(targets.iter().any(|t| HOST_TARGETS.contains(t)))?;
-    for t in targets {
-        let host = HOST_TARGETS.contains(t);
-        if !host && !CORE_TARGETS.contains(t) {
-            bail!("unknown fuzz target {t:?} (one of {ALL_TARGETS:?})");
-        }
-        let mut c = Command::new("cargo");
-        c.current_dir(root().join("fuzz"))
-            .args(["+nightly", "fuzz", "run", "-O"])
-            .env_remove("RUSTUP_TOOLCHAIN")
-            .env_remove("CARGO");
-        if host {
-            c.args(["--features", "host"]);
-        }
-        c.arg(t).args([
-            "--",
-            &format!("-max_total_time={seconds}"),
-            "-max_len=65536",
-            "-rss_limit_mb=4096",
-            "-timeout=10",
-            "-print_final_stats=1",
-        ]);
-        run(&mut c).with_context(|| {
-            format!("fuzz target {t} found a failure (see fuzz/artifacts/{t}/)")
-        })?;
+    if let Some(t) = targets
+        .iter()
+        .find(|t| !HOST_TARGETS.contains(t) && !CORE_TARGETS.contains(t))
+    {
+        bail!("unknown fuzz target {t:?} (one of {ALL_TARGETS:?})");
     }
+    let host = targets.iter().any(|t| HOST_TARGETS.contains(t));
+    seeds(host)?;
+    let fuzz_dir = root().join("fuzz");
+    let mut c = Command::new("cargo");
+    c.current_dir(&fuzz_dir)
+        .args(["+nightly", "fuzz", "build", "-O"])
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO");
+    if host {
+        c.args(["--features", "host"]);
+    }
+    run(&mut c)?;
+    let bins = fuzz_dir.join("target/x86_64-unknown-linux-gnu/release");
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(t) = targets.get(i) else { break };
+                if let Err(e) = run_target(&bins, &fuzz_dir, t, seconds) {
+                    failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(format!("{e:#}"));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    Ok(())
+}
+
+/// One libFuzzer run of target `t` on its corpus; prints its final
+/// statistics, or its whole output when it fails.
+fn run_target(
+    bins: &std::path::Path,
+    fuzz_dir: &std::path::Path,
+    t: &str,
+    seconds: u64,
+) -> Result<()> {
+    let corpus = fuzz_dir.join("corpus").join(t);
+    let artifacts = fuzz_dir.join("artifacts").join(t);
+    std::fs::create_dir_all(&corpus)?;
+    std::fs::create_dir_all(&artifacts)?;
+    let out = Command::new(bins.join(t))
+        .current_dir(fuzz_dir)
+        .arg(format!("-artifact_prefix={}/", artifacts.display()))
+        .args([
+            format!("-max_total_time={seconds}"),
+            "-max_len=65536".into(),
+            "-rss_limit_mb=4096".into(),
+            "-timeout=10".into(),
+            "-print_final_stats=1".into(),
+        ])
+        .arg(&corpus)
+        .output()
+        .with_context(|| format!("starting fuzz target {t}"))?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("fuzz target {t} found a failure (see fuzz/artifacts/{t}/):\n{text}");
+    }
+    let stats: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("stat::"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    eprintln!("fuzz {t}: {seconds} s, no failure; {}", stats.join(", "));
     Ok(())
 }
 
