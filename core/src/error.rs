@@ -253,6 +253,13 @@ pub enum Error {
     NoClassifier,
     /// A flash model slot was never written (no slot magic): see [`crate::slot`].
     EmptySlot,
+    /// The model needs a part of the runtime this build leaves out: the
+    /// cargo feature `feature` of `mote-core` (`float`: models that are not
+    /// integer-only; `decoder`: decoders).
+    NotBuilt {
+        /// The cargo feature.
+        feature: &'static str,
+    },
     /// A flash model slot's header is damaged.
     SlotHeaderCrc {
         /// CRC stored in the slot header.
@@ -260,6 +267,59 @@ pub enum Error {
         /// CRC computed over the header.
         computed: u32,
     },
+}
+
+impl Error {
+    /// What went wrong, in a few words and without the details the
+    /// `Display` text adds: for device apps that print errors without
+    /// `core::fmt` (it is most of a minimal app's code otherwise).
+    pub fn summary(&self) -> &'static str {
+        use Error::*;
+        match self {
+            Truncated { .. } => "model truncated",
+            BadMagic => "not a .mote model (bad magic)",
+            UnsupportedVersion { .. } => "unsupported .mote format version",
+            LengthMismatch { .. } => "model length differs from its header",
+            HeaderCrc { .. } => "header CRC mismatch",
+            PayloadCrc { .. } => "payload CRC mismatch",
+            MisalignedBuffer { .. } => "model bytes not 16-byte aligned",
+            SectionOutOfRange { .. } => "a section lies outside the file",
+            MissingSection { .. } => "a required section is missing",
+            DuplicateSection { .. } => "a section appears twice",
+            UnknownSection { .. } => "unknown section",
+            BadConfig { .. } => "invalid model configuration",
+            UnknownDtype { .. } => "unknown tensor dtype",
+            BadTensorName { .. } => "invalid tensor name",
+            BadTensorShape { .. } => "invalid tensor shape",
+            TensorOutOfRange { .. } => "a tensor lies outside the payload",
+            MisalignedTensor { .. } => "misaligned tensor",
+            TensorSizeMismatch { .. } => "tensor size differs from its shape",
+            MissingTensor { .. } => "missing tensor",
+            UnknownTensor { .. } => "unknown tensor",
+            DuplicateTensor { .. } => "duplicate tensor",
+            ShapeMismatch { .. } => "tensor shape differs from the configuration",
+            UnsupportedDtype { .. } => "tensor dtype not supported here",
+            NotIntegerReady { .. } => "matrix not int8 per-row (integer-only model)",
+            BadVocab { .. } => "invalid vocabulary",
+            ArenaTooSmall { .. } => "arena too small",
+            SequenceTooLong { .. } => "sequence too long",
+            TokenOutOfRange { .. } => "token id out of range",
+            EmptyInput => "empty input",
+            WrongArchitecture { .. } => "wrong architecture for this call",
+            WrongInputKind { .. } => "wrong input kind (token ids or feature rows)",
+            FeatureShape { .. } => "feature values are not whole rows",
+            NoClassifier => "no classifier head",
+            EmptySlot => "model slot is empty",
+            SlotHeaderCrc { .. } => "model slot header CRC mismatch",
+            NotBuilt { feature: "float" } => {
+                "not an integer-only model: needs mote-core's `float` feature, which this build leaves out"
+            }
+            NotBuilt { feature: "decoder" } => {
+                "a decoder: needs mote-core's `decoder` feature, which this build leaves out"
+            }
+            NotBuilt { .. } => "needs a mote-core feature this build leaves out",
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -390,6 +450,10 @@ impl fmt::Display for Error {
             ),
             NoClassifier => write!(f, "this model has no classifier head"),
             EmptySlot => write!(f, "model slot is empty (no slot magic)"),
+            NotBuilt { feature } => write!(
+                f,
+                "this model needs mote-core's `{feature}` feature, which this build leaves out"
+            ),
             SlotHeaderCrc { stored, computed } => write!(
                 f,
                 "model slot header CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"

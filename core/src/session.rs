@@ -763,11 +763,22 @@ fn take<'a>(rest: &mut &'a mut [f32], n: usize, used: usize) -> &'a mut [f32] {
     head.get_mut(..k).unwrap_or_default()
 }
 
+/// Whether this build has the f32-activation path (cargo feature `float`).
+const FLOAT: bool = cfg!(feature = "float");
+/// Whether this build has decoders (cargo feature `decoder`).
+const DECODER: bool = cfg!(feature = "decoder");
+
 impl<'m, 'a> Session<'m, 'a> {
     /// Binds `model` to `arena`. The arena should start on a 16-byte boundary;
     /// otherwise the padding up to one counts against its size.
     pub fn new(model: &'m Model<'m>, arena: &'a mut [u8], run: RunConfig) -> Result<Self> {
         let cfg = *model.config();
+        if !cfg.integer && !FLOAT {
+            return Err(Error::NotBuilt { feature: "float" });
+        }
+        if cfg.arch == Architecture::Decoder && !DECODER {
+            return Err(Error::NotBuilt { feature: "decoder" });
+        }
         let plan = plan(model, &run)?;
         let total = plan.total_bytes();
         let got = arena.len();
@@ -851,6 +862,14 @@ impl<'m, 'a> Session<'m, 'a> {
             out,
             pos: 0,
         })
+    }
+
+    /// Whether the integer-only path runs. Always, in a build without the
+    /// f32-activation path (`new` refused other models): the f32 branches
+    /// are then dead code, and the linker leaves them out.
+    #[inline(always)]
+    fn integer(&self) -> bool {
+        !FLOAT || self.cfg.integer
     }
 
     /// Lets large matrix–vector products run in two halves through `join`
@@ -1046,7 +1065,7 @@ impl<'m, 'a> Session<'m, 'a> {
     /// from residual units in place).
     fn hidden_f32(&mut self, n: usize) -> Result<&[f32]> {
         let d = self.cfg.d_model as usize;
-        if self.cfg.integer {
+        if self.integer() {
             let mut lookup = Lookup {
                 model: self.model,
                 hint: 0,
@@ -1075,7 +1094,7 @@ impl<'m, 'a> Session<'m, 'a> {
         let mut lookup = Lookup { model, hint: 0 };
         let h = core::mem::take(&mut self.h);
         let ty = |r: usize| types.and_then(|t| t.get(r)).copied().unwrap_or(0);
-        let embedded = if self.cfg.integer {
+        let embedded = if self.integer() {
             integer::globals(&self.cfg, &mut lookup).and_then(|g| {
                 let hi = integer::ints(h);
                 ids.iter().enumerate().try_for_each(|(r, &id)| {
@@ -1120,7 +1139,7 @@ impl<'m, 'a> Session<'m, 'a> {
         let b = lookup.get(NameBuf::global("in_proj.b"))?;
         let h = core::mem::take(&mut self.h);
         let rows = features.chunks_exact(width.max(1)).enumerate();
-        let embedded = if self.cfg.integer {
+        let embedded = if self.integer() {
             integer::globals(&self.cfg, &mut lookup).and_then(|g| {
                 let hi = integer::ints(h);
                 rows.into_iter().try_for_each(|(r, f)| {
@@ -1148,7 +1167,7 @@ impl<'m, 'a> Session<'m, 'a> {
     /// The transformer blocks and final norm over `n` embedded rows.
     fn encoder_layers(&mut self, lookup: &mut Lookup<'_, 'm>, n: usize) -> Result<()> {
         let cfg = self.cfg;
-        if cfg.integer {
+        if self.integer() {
             return self.encoder_layers_i(lookup, n);
         }
         let d = cfg.d_model as usize;
@@ -1266,7 +1285,7 @@ impl<'m, 'a> Session<'m, 'a> {
     fn pooled_embedding(&mut self, n: usize) -> &[f32] {
         let d = self.cfg.d_model as usize;
         let out = core::mem::take(&mut self.out);
-        if self.cfg.integer {
+        if self.integer() {
             let pooled = span_mut(integer::ints(self.scratch.t), 0, d);
             integer::pool(&self.cfg, pooled, integer::ints(self.h), n);
             integer::l2_normalize(span_mut(out, 0, d), pooled);
@@ -1310,7 +1329,7 @@ impl<'m, 'a> Session<'m, 'a> {
         };
         let w = lookup.matrix(NameBuf::global("cls.w"))?;
         let b = lookup.get(NameBuf::global("cls.b"))?;
-        if self.cfg.integer {
+        if self.integer() {
             let g = integer::globals(&self.cfg, &mut lookup)?;
             let pooled = span_mut(integer::ints(self.scratch.t), 0, d);
             integer::pool(&self.cfg, pooled, integer::ints(self.h), n);
@@ -1359,6 +1378,9 @@ impl<'m, 'a> Session<'m, 'a> {
 
     /// Feeds one token to a decoder and returns the logits for the next one.
     pub fn decode_step(&mut self, token: u32) -> Result<&[f32]> {
+        if !DECODER {
+            return Err(Error::NotBuilt { feature: "decoder" });
+        }
         self.check_arch(Architecture::Decoder)?;
         let pos = self.pos;
         if pos >= self.run.max_seq as usize {
@@ -1368,7 +1390,7 @@ impl<'m, 'a> Session<'m, 'a> {
             });
         }
         let cfg = self.cfg;
-        if cfg.integer {
+        if self.integer() {
             return self.decode_step_i(token);
         }
         let d = cfg.d_model as usize;

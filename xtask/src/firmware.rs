@@ -24,13 +24,19 @@ pub fn board(name: &str) -> Result<&'static Board> {
 /// `arena` bytes) and its target directory. Boards with the same target and
 /// CPU share the directory, so only the first one builds `core`.
 fn board_cargo(b: &Board, arena: usize) -> (Command, PathBuf) {
+    board_cargo_profile(b, arena, "release")
+}
+
+/// [`board_cargo`] with the cargo profile `profile`.
+fn board_cargo_profile(b: &Board, arena: usize, profile: &str) -> (Command, PathBuf) {
     let cpu = b.rustflags.rsplit('=').next().unwrap_or("cpu");
     let dir = root().join(format!("firmware/target/{}-{cpu}", b.target));
     let mut c = firmware_cargo();
     c.args([
         "build",
         "-q",
-        "--release",
+        "--profile",
+        profile,
         "-p",
         "mote-smoke",
         "--target",
@@ -55,6 +61,24 @@ pub fn build(b: &Board, arena: usize) -> Result<PathBuf> {
     std::fs::create_dir_all(elf.parent().context("no parent")?)?;
     std::fs::copy(dir.join(b.target).join("release/mote-smoke"), &elf)?;
     Ok(elf)
+}
+
+/// Builds the minimal encoder app (`mote-encoder`: `mote-core` without its
+/// `float` and `decoder` features, `opt-level = "z"`) for `b`; returns the ELF.
+pub fn build_encoder(b: &Board, arena: usize) -> Result<PathBuf> {
+    let (mut c, dir) = board_cargo_profile(b, arena, "size");
+    c.args(["--no-default-features", "--bin", "mote-encoder"]);
+    run(&mut c)?;
+    let elf = root().join(format!("firmware/target/elf/{}-encoder.elf", b.name));
+    std::fs::create_dir_all(elf.parent().context("no parent")?)?;
+    std::fs::copy(dir.join(b.target).join("size/mote-encoder"), &elf)?;
+    Ok(elf)
+}
+
+/// Flash bytes of an ELF's code and read-only data (vector table, `.text`,
+/// `.rodata`): what a board's flash holds besides the model.
+pub fn code_bytes(elf: &Path) -> Result<u64> {
+    Ok(elf_sizes(elf)?.0)
 }
 
 /// The link-time proof that the device's load-and-run path cannot panic:

@@ -579,7 +579,111 @@ fn firmware_parity() -> Result<()> {
     for s in &stacks {
         eprintln!("{s}");
     }
-    ab_fallback(&mote, &elfs, &ids)
+    ab_fallback(&mote, &elfs, &ids)?;
+    encoder_app(&mote, &models, arena)
+}
+
+/// The minimal encoder app on the M4 (`mps2-an386`): integer-only encoders
+/// give the host's bits; a model that needs the f32-activation path and a
+/// decoder are refused with `NotBuilt`; a corrupt slot B falls back to A.
+/// Prints the app's code size against the 32 KiB goal.
+fn encoder_app(
+    mote: &Path,
+    models: &[(PathBuf, Option<firmware::Input>)],
+    arena: usize,
+) -> Result<()> {
+    let b = firmware::board("mps2-an386")?;
+    let elf = firmware::build_encoder(b, arena)?;
+    let image = root().join("target/firmware-images/encoder.img");
+    let ids = firmware::Input::Ids(vec![1, 2, 3, 4, 5]);
+    let slot = |model: &Path, input: &firmware::Input| -> Result<(bool, String)> {
+        let bytes = std::fs::read(model)?;
+        let content = firmware::SlotContent {
+            model: &bytes,
+            seq: 1,
+        };
+        std::fs::write(
+            &image,
+            firmware::flash_image(b, Some(content), None, input)?,
+        )?;
+        firmware::qemu(b, &elf, &image)
+    };
+    let mut ran = 0;
+    for (model, input) in models {
+        let input = input.as_ref().unwrap_or(&ids);
+        let name = model.file_name().unwrap_or_default().to_string_lossy();
+        let info: serde_json::Value = serde_json::from_str(&output(
+            Command::new(mote).arg("inspect").arg(model).arg("--json"),
+        )?)?;
+        let decoder = info["architecture"].as_str() == Some("decoder");
+        let integer = info["integer"].as_bool() == Some(true);
+        let (ok, text) = slot(model, input)?;
+        if integer && !decoder {
+            let host = output(
+                Command::new(mote)
+                    .arg("run")
+                    .arg(model)
+                    .args(input.run_args())
+                    .arg("--bits"),
+            )?;
+            let want = host
+                .lines()
+                .find(|l| l.starts_with("embedding:") || l.starts_with("logits:"))
+                .context("host printed no output line")?;
+            if !ok || !text.lines().any(|l| l == want) {
+                bail!("{name}: the encoder app differs from the host\n host: {want}\n app: {text}");
+            }
+            ran += 1;
+        } else {
+            // Session::new checks the activation path first.
+            let why = if integer {
+                "a decoder"
+            } else {
+                "not an integer-only model"
+            };
+            if ok || !text.contains(&format!("error: {why}")) {
+                bail!("{name}: the encoder app did not refuse it ({why}):\n{text}");
+            }
+        }
+    }
+    if ran < 3 {
+        bail!("the encoder app ran only {ran} integer-only encoders");
+    }
+    // Slot B newer but corrupt: reported, slot A runs; no model at all: an error.
+    let a_path = root().join("target/firmware-models/encoder-integer.mote");
+    let a = std::fs::read(&a_path)?;
+    let mut bad = a.clone();
+    let at = bad.len() - 5;
+    bad[at] ^= 0x10;
+    let img = firmware::flash_image(
+        b,
+        Some(firmware::SlotContent { model: &a, seq: 1 }),
+        Some(firmware::SlotContent {
+            model: &bad,
+            seq: 2,
+        }),
+        &ids,
+    )?;
+    std::fs::write(&image, img)?;
+    let (ok, text) = firmware::qemu(b, &elf, &image)?;
+    if !ok
+        || !text.contains("slot B passed over: payload CRC mismatch")
+        || !text.contains("slot: A seq 1")
+    {
+        bail!("encoder app: a corrupt slot B did not fall back to slot A:\n{text}");
+    }
+    std::fs::write(&image, firmware::flash_image(b, None, None, &ids)?)?;
+    let (ok, text) = firmware::qemu(b, &elf, &image)?;
+    if ok || !text.contains("error: model slot is empty") {
+        bail!("encoder app: empty slots were not reported:\n{text}");
+    }
+    let code = firmware::code_bytes(&elf)?;
+    eprintln!(
+        "encoder app on mps2-an386: {ran} integer-only encoders bit-identical to the host, \
+         float models and decoders refused (NotBuilt), corrupt slot B passed over, \
+         empty slots reported; code {code} bytes (goal 32768)"
+    );
+    Ok(())
 }
 
 /// Slot B holds a newer model with one flipped payload byte: the firmware

@@ -17,13 +17,12 @@
 #![no_main]
 #![deny(unsafe_code)]
 
-use core::fmt::Write as _;
-
+mod device;
 mod rt;
 
 use mote_core::slot::{self, SlotId};
-use mote_core::{Input, RunConfig, Session};
-use semihosting::{eprintln, print, println, process};
+use mote_core::{RunConfig, Session};
+use semihosting::{eprintln, println, process};
 
 /// Forces 16-byte alignment of what it wraps (the arena).
 #[repr(C, align(16))]
@@ -34,20 +33,8 @@ pub struct Aligned<T: ?Sized>(pub T);
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/generated.rs"));
 }
+use device::{flash, print_bits, MAX_IDS};
 use generated::{ARENA_BYTES, INPUT, INPUT_LEN, SLOT_A, SLOT_B, SLOT_LEN};
-
-/// Most token ids (or feature values) the input area holds.
-const MAX_IDS: usize = 256;
-
-/// A flash region the memory map reserves (slots, input).
-#[allow(unsafe_code)]
-fn flash(addr: usize, len: usize) -> &'static [u8] {
-    // SAFETY: `build.rs` places these regions inside the board's flash,
-    // outside the firmware's own sections (memory.x gives the linker only the
-    // code part); nothing writes flash while the firmware runs, and any byte
-    // value is a valid u8.
-    unsafe { core::slice::from_raw_parts(addr as *const u8, len) }
-}
 
 /// Cost markers: `tools/qemu-icount` counts the instructions executed
 /// between entering a start marker and entering its end marker. Distinct
@@ -213,38 +200,6 @@ fn main() -> ! {
     process::exit(code)
 }
 
-/// The input area: magic `MIDS` (token ids, u32 LE) or `MFEA` (feature
-/// values, f32 LE), a u32 count, then the values.
-fn input<'s>(
-    ids: &'s mut [u32; MAX_IDS],
-    feats: &'s mut [f32; MAX_IDS],
-) -> Result<Input<'s>, &'static str> {
-    let area = flash(INPUT, INPUT_LEN);
-    let magic = area.get(..4);
-    let features = magic == Some(b"MFEA".as_slice());
-    if !features && magic != Some(b"MIDS".as_slice()) {
-        return Err("no input: the input area has no MIDS or MFEA magic");
-    }
-    let word = |i: usize| {
-        area.get(4 * i..4 * i + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let n = word(1).unwrap_or(0) as usize;
-    if n > MAX_IDS || 4 * (2 + n) > area.len() {
-        return Err("input area: more values than it can hold");
-    }
-    for (i, id) in ids.iter_mut().enumerate().take(n) {
-        *id = word(2 + i).unwrap_or(0);
-    }
-    if features {
-        for (f, id) in feats.iter_mut().zip(ids.iter()).take(n) {
-            *f = f32::from_bits(*id);
-        }
-        return Ok(Input::Features(&feats[..n]));
-    }
-    Ok(Input::Ids(&ids[..n]))
-}
-
 fn run(arena: &mut [u8]) -> Result<(), mote_core::Error> {
     let choice = slot::choose(flash(SLOT_A, SLOT_LEN), flash(SLOT_B, SLOT_LEN));
     for (id, err) in [(SlotId::A, choice.a_error), (SlotId::B, choice.b_error)] {
@@ -257,7 +212,7 @@ fn run(arena: &mut [u8]) -> Result<(), mote_core::Error> {
     };
     println!("slot: {} seq {seq}", id.name());
     let (mut ids, mut feats) = ([0u32; MAX_IDS], [0f32; MAX_IDS]);
-    let inp = input(&mut ids, &mut feats).unwrap_or_else(|m| fail(m));
+    let inp = device::input(flash(INPUT, INPUT_LEN), &mut ids, &mut feats).unwrap_or_else(|m| fail(m));
     let rows = inp.rows(model.config());
     let run = RunConfig { max_seq: rows.max(1) as u32 };
     let mark = mote_mark_start(rows as u32);
@@ -314,48 +269,6 @@ mod stack {
             p += 4;
         }
         top - p
-    }
-}
-
-/// Prints `label` and the bits of each value as 8 hex digits, one line,
-/// in chunks to keep the number of semihosting calls small.
-fn print_bits(label: &str, values: &[f32]) {
-    let mut line = Line::new();
-    let _ = line.write_str(label);
-    let _ = line.write_str(":");
-    for v in values {
-        if line.len + 9 > line.buf.len() {
-            print!("{}", line.as_str());
-            line.len = 0;
-        }
-        let _ = write!(line, " {:08x}", v.to_bits());
-    }
-    println!("{}", line.as_str());
-}
-
-/// A small fixed buffer that collects output before it goes to the host.
-struct Line {
-    buf: [u8; 512],
-    len: usize,
-}
-
-impl Line {
-    fn new() -> Self {
-        Line { buf: [0; 512], len: 0 }
-    }
-
-    fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
-    }
-}
-
-impl core::fmt::Write for Line {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(core::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 

@@ -1,0 +1,89 @@
+//! The smallest useful device app: an integer-only encoder (keyword
+//! spotting on feature rows, text classification or sentence embeddings on
+//! token ids) run out of a flash model slot, on `mote-core` built without
+//! its `float` and `decoder` features — the build whose code size
+//! `docs/PERFORMANCE.md` states against the 32 KiB goal.
+//!
+//! It does what the main app does with the slots and the input area, minus
+//! the kernel self-check, the probes and the stack report: opens slots A/B
+//! (the newest valid one runs, `slot B passed over: …` says why the other
+//! did not), runs the model once and prints `logits:` or `embedding:` with
+//! the bits of every value. A model it cannot run (f32 activations, a
+//! decoder) is refused with `mote_core::Error::NotBuilt`. Exit code: 0 ok,
+//! 1 on an error (printed), 101 on a panic.
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+#[path = "../device.rs"]
+mod device;
+#[path = "../rt.rs"]
+mod rt;
+
+use device::{flash, out, MAX_IDS};
+use mote_core::slot::{self, SlotId};
+use mote_core::{RunConfig, Session};
+
+#[allow(dead_code)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/generated.rs"));
+}
+use generated::{ARENA_BYTES, INPUT, INPUT_LEN, SLOT_A, SLOT_B, SLOT_LEN};
+
+#[repr(C, align(16))]
+struct Aligned<T>(T);
+
+/// The arena, in `.bss`.
+static ARENA: rt::Once<Aligned<[u8; ARENA_BYTES]>> = rt::Once::new(Aligned([0; ARENA_BYTES]));
+
+#[rt::entry]
+fn main() -> ! {
+    let code = match ARENA.take().map(|a| run(&mut a.0)) {
+        Some(Ok(())) => 0,
+        Some(Err(e)) => {
+            // `Error::summary`, not its `Display`: no `core::fmt` in this app.
+            line(&[b"error: ", e.summary().as_bytes()]);
+            1
+        }
+        None => 1,
+    };
+    semihosting::process::exit(code)
+}
+
+fn run(arena: &mut [u8]) -> Result<(), mote_core::Error> {
+    let choice = slot::choose(flash(SLOT_A, SLOT_LEN), flash(SLOT_B, SLOT_LEN));
+    for (id, err) in [(SlotId::A, choice.a_error), (SlotId::B, choice.b_error)] {
+        if let Some(e) = err {
+            line(&[b"slot ", id.name().as_bytes(), b" passed over: ", e.summary().as_bytes()]);
+        }
+    }
+    let (id, seq, model) = choice.chosen.ok_or(mote_core::Error::EmptySlot)?;
+    let mut digits = [0u8; 10];
+    line(&[b"slot: ", id.name().as_bytes(), b" seq ", device::decimal(seq, &mut digits)]);
+    let (mut ids, mut feats) = ([0u32; MAX_IDS], [0f32; MAX_IDS]);
+    let input = match device::input(flash(INPUT, INPUT_LEN), &mut ids, &mut feats) {
+        Ok(i) => i,
+        Err(m) => {
+            line(&[b"error: ", m.as_bytes()]);
+            semihosting::process::exit(1)
+        }
+    };
+    let run = RunConfig { max_seq: input.rows(model.config()).max(1) as u32 };
+    let mut session = Session::new(&model, arena, run)?;
+    let (label, values) = session.run(input)?;
+    device::print_bits(label, values);
+    Ok(())
+}
+
+/// Prints the parts and a newline.
+fn line(parts: &[&[u8]]) {
+    for p in parts {
+        out(p);
+    }
+    out(b"\n");
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    semihosting::process::exit(101)
+}
