@@ -153,12 +153,21 @@ const F16_LANES: usize = 8;
 /// widened copy of the row: the same eight lanes, the same order, no fused
 /// multiply-add, so the same bits as `kernels::dot` of the widened row. On x86_64
 /// hosts with AVX2 and F16C (`std`, detected at run time) eight halves are
-/// widened by one `vcvtph2ps` and multiplied and added as one 8-lane vector.
+/// widened by one `vcvtph2ps` and multiplied and added as one 8-lane vector;
+/// on aarch64 by `fcvtl`/`fcvtl2` into two 4-lane NEON vectors. A forced
+/// scalar backend ([`force`]) runs the definition.
 pub fn dot_f16(w: &[half::f16], x: &[f32]) -> f32 {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+    if Backend::best() != Backend::Scalar
+        && std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("f16c")
+    {
         // SAFETY: both features were just detected on this CPU.
         return unsafe { f16c::dot_f16(w, x) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if Backend::best() != Backend::Scalar {
+        return arm::dot_f16_neon(w, x);
     }
     dot_f16_scalar(w, x)
 }
@@ -1329,6 +1338,41 @@ mod helium {
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use core::arch::aarch64::*;
+
+    /// [`super::dot_f16_scalar`] with the eight lanes in two NEON vectors:
+    /// `fcvtl`/`fcvtl2` widen eight halves exactly, then multiply and add
+    /// (no fused multiply-add, as the definition).
+    pub(super) fn dot_f16_neon(w: &[half::f16], x: &[f32]) -> f32 {
+        let n = w.len().min(x.len());
+        let (w, x) = (&w[..n], &x[..n]);
+        let mut cw = w.chunks_exact(super::F16_LANES);
+        let mut cx = x.chunks_exact(super::F16_LANES);
+        let mut lanes = [0.0f32; super::F16_LANES];
+        // SAFETY: NEON is part of every aarch64 target this crate builds
+        // for; each chunk holds 8 halves (16 bytes, `f16` is a `u16`) and 8
+        // floats (32 bytes), read unaligned; `lanes` has room for 8 floats.
+        // The asm only converts registers (no memory, no stack, no flags).
+        unsafe {
+            let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+            for (a, b) in (&mut cw).zip(&mut cx) {
+                let h = vld1q_u16(a.as_ptr().cast());
+                let (wl, wh): (float32x4_t, float32x4_t);
+                core::arch::asm!(
+                    "fcvtl {lo:v}.4s, {h:v}.4h",
+                    "fcvtl2 {hi:v}.4s, {h:v}.8h",
+                    h = in(vreg) h,
+                    lo = out(vreg) wl,
+                    hi = out(vreg) wh,
+                    options(pure, nomem, nostack, preserves_flags),
+                );
+                lo = vaddq_f32(lo, vmulq_f32(wl, vld1q_f32(b.as_ptr())));
+                hi = vaddq_f32(hi, vmulq_f32(wh, vld1q_f32(b.as_ptr().add(4))));
+            }
+            vst1q_f32(lanes.as_mut_ptr(), lo);
+            vst1q_f32(lanes.as_mut_ptr().add(4), hi);
+        }
+        super::finish(&lanes, cw.remainder(), cx.remainder())
+    }
 
     /// NEON int8 dot product: widening multiplies (i8·i8 fits i16 exactly)
     /// and pairwise widening accumulation into i32 — exact, so equal to the

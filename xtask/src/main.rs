@@ -370,7 +370,7 @@ fn parity_models(mote: &Path) -> Result<Vec<(PathBuf, Option<firmware::Input>)>>
         let dtypes: &[&str] = if big {
             &["int8", "int4", "int8-kv8", "integer"]
         } else {
-            &["int8", "int8-row", "int4", "int8-kv8", "integer"]
+            &["int8", "int8-row", "int4", "int8-kv8", "integer", "f16"]
         };
         // Calibration ids for the integer-only models: four seeded sequences.
         let info: serde_json::Value = serde_json::from_str(&output(

@@ -9,7 +9,8 @@
 //! `mote-edge --check-kernels` compares every integer backend this CPU runs
 //! with the scalar definition on seeded odd shapes (row and column tails,
 //! per-row and per-block scales, outlier channels) and prints how many
-//! shape/backend pairs gave the same bits; exit 1 on any difference.
+//! shape/backend pairs gave the same bits (and the NEON f16 dot product
+//! against its definition on the same widths); exit 1 on any difference.
 #![deny(unsafe_code)]
 
 use mote_core::quant::{force, Backend};
@@ -118,6 +119,21 @@ fn check_kernels() -> Result<String, String> {
                 pairs += 1;
             }
         }
+        // The f16 dot product (NEON widening) against its definition, on a
+        // row of `cols` halves: finite values of every exponent, both signs.
+        let h: Vec<half::f16> = (0..cols)
+            .map(|_| {
+                let b = (next() >> 16) as u16;
+                // Exponent 31 (inf/NaN) folded to 30.
+                half::f16::from_bits(if b & 0x7c00 == 0x7c00 { b & !0x0400 } else { b })
+            })
+            .collect();
+        let xf: Vec<f32> = (0..cols).map(|_| (next() as i32) as f32 * 1e-9).collect();
+        let (got, want) = (mote_core::quant::dot_f16(&h, &xf), mote_core::quant::dot_f16_scalar(&h, &xf));
+        if got.to_bits() != want.to_bits() {
+            return Err(format!("kernel check: the f16 dot product differs from its definition at {cols}: {got} vs {want}"));
+        }
+        pairs += 1;
     }
     let names: Vec<&str> = Backend::ALL.into_iter().filter(|b| b.available()).map(Backend::name).collect();
     Ok(format!("kernel check: {pairs} shape/backend pairs equal the scalar bits ({})", names.join(", ")))
