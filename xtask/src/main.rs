@@ -441,17 +441,17 @@ fn parity_models(mote: &Path) -> Result<Vec<(PathBuf, Option<firmware::Input>)>>
 fn firmware_parity() -> Result<()> {
     let mote = mote_test_bin()?;
     let ids = firmware::Input::Ids(vec![1, 2, 3, 4, 5]);
-    let edge = root().join("firmware/target/aarch64-unknown-linux-gnu/release/mote-edge");
-    run(firmware_cargo().args([
-        "build",
-        "-q",
-        "--release",
-        "-p",
-        "mote-edge",
-        "--target",
-        "aarch64-unknown-linux-gnu",
-        "-Zbuild-std=std,panic_abort",
-    ]))?;
+    let models = parity_models(&mote)?;
+    let mut arena = 0;
+    for (m, input) in &models {
+        arena = arena.max(firmware::arena_for(
+            &mote,
+            m,
+            input.as_ref().unwrap_or(&ids),
+        )?);
+    }
+    let built = build_firmware(arena)?;
+    let (edge, elfs) = (built.edge, built.boards);
     // Every aarch64 integer backend (NEON, NEON + SDOT) against the scalar
     // definition on odd shapes, before whole models.
     let check = output(
@@ -464,22 +464,6 @@ fn firmware_parity() -> Result<()> {
         bail!("aarch64: the dot-product backend did not run under qemu-aarch64: {check}");
     }
     eprintln!("aarch64: {}", check.trim());
-    let models = parity_models(&mote)?;
-    let mut arena = 0;
-    for (m, input) in &models {
-        arena = arena.max(firmware::arena_for(
-            &mote,
-            m,
-            input.as_ref().unwrap_or(&ids),
-        )?);
-    }
-    let mut elfs = Vec::new();
-    for b in firmware::BOARDS.iter() {
-        let elf = firmware::build(b, arena)?;
-        if !b.qemu_machine.is_empty() {
-            elfs.push((b, elf));
-        }
-    }
     let pick = |s: &str| {
         s.lines()
             .find(|l| l.starts_with("embedding:") || l.starts_with("logits:"))
@@ -580,7 +564,116 @@ fn firmware_parity() -> Result<()> {
         eprintln!("{s}");
     }
     ab_fallback(&mote, &elfs, &ids)?;
-    encoder_app(&mote, &models, arena)
+    encoder_app(&mote, &models, &built.encoder)
+}
+
+/// What [`build_firmware`] built.
+struct Firmware {
+    /// The aarch64 edge binary.
+    edge: PathBuf,
+    /// Every QEMU board's app, in `BOARDS` order.
+    boards: Vec<(&'static firmware::Board, PathBuf)>,
+    /// The minimal encoder app for `mps2-an386`.
+    encoder: PathBuf,
+}
+
+/// One firmware build.
+#[derive(Clone, Copy)]
+enum Build {
+    Edge,
+    App(&'static firmware::Board),
+    Encoder(&'static firmware::Board),
+}
+
+/// Every firmware build parity needs (the edge binary, each board's app,
+/// the encoder app), two at a time: a build spends long stretches on one
+/// core (`core` itself, then the LTO link), so two side by side keep both
+/// cores busy. Builds that share a target directory run in order, in one
+/// group; groups do not share any directory.
+fn build_firmware(arena: usize) -> Result<Firmware> {
+    let dir = |b: &firmware::Board| format!("{}{}", b.target, b.rustflags);
+    let mut groups: Vec<(String, Vec<Build>)> = vec![("edge".into(), vec![Build::Edge])];
+    let m4 = firmware::board("mps2-an386")?;
+    let jobs = firmware::BOARDS
+        .iter()
+        .map(Build::App)
+        .chain([Build::Encoder(m4)]);
+    for job in jobs {
+        let key = match job {
+            Build::App(b) | Build::Encoder(b) => dir(b),
+            Build::Edge => continue,
+        };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(job),
+            None => groups.push((key, vec![job])),
+        }
+    }
+    // The longest groups first.
+    groups.sort_by_key(|(_, g)| std::cmp::Reverse(g.len()));
+    let build = |job: Build| -> Result<PathBuf> {
+        match job {
+            Build::Edge => {
+                run(firmware_cargo().args([
+                    "build",
+                    "-q",
+                    "--release",
+                    "-p",
+                    "mote-edge",
+                    "--target",
+                    "aarch64-unknown-linux-gnu",
+                    "-Zbuild-std=std,panic_abort",
+                ]))?;
+                Ok(root().join("firmware/target/aarch64-unknown-linux-gnu/release/mote-edge"))
+            }
+            Build::App(b) => firmware::build(b, arena),
+            Build::Encoder(b) => firmware::build_encoder(b, arena),
+        }
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((_, group)) = groups.get(i) else {
+                    break;
+                };
+                for &job in group {
+                    let r = build(job);
+                    let failed = r.is_err();
+                    done.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((job, r));
+                    if failed {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut take = |want: &dyn Fn(Build) -> bool, what: &str| -> Result<PathBuf> {
+        let i = done
+            .iter()
+            .position(|(j, _)| want(*j))
+            .with_context(|| format!("{what} was not built"))?;
+        let (_, r) = done.swap_remove(i);
+        r.with_context(|| format!("building {what}"))
+    };
+    let edge = take(&|j| matches!(j, Build::Edge), "the edge binary")?;
+    let encoder = take(&|j| matches!(j, Build::Encoder(_)), "the encoder app")?;
+    let mut boards = Vec::new();
+    for b in firmware::BOARDS.iter() {
+        let elf = take(&|j| matches!(j, Build::App(x) if x.name == b.name), b.name)?;
+        if !b.qemu_machine.is_empty() {
+            boards.push((b, elf));
+        }
+    }
+    Ok(Firmware {
+        edge,
+        boards,
+        encoder,
+    })
 }
 
 /// The minimal encoder app on the M4 (`mps2-an386`): integer-only encoders
@@ -590,10 +683,9 @@ fn firmware_parity() -> Result<()> {
 fn encoder_app(
     mote: &Path,
     models: &[(PathBuf, Option<firmware::Input>)],
-    arena: usize,
+    elf: &Path,
 ) -> Result<()> {
     let b = firmware::board("mps2-an386")?;
-    let elf = firmware::build_encoder(b, arena)?;
     let image = root().join("target/firmware-images/encoder.img");
     let ids = firmware::Input::Ids(vec![1, 2, 3, 4, 5]);
     let slot = |model: &Path, input: &firmware::Input| -> Result<(bool, String)> {
@@ -606,7 +698,7 @@ fn encoder_app(
             &image,
             firmware::flash_image(b, Some(content), None, input)?,
         )?;
-        firmware::qemu(b, &elf, &image)
+        firmware::qemu(b, elf, &image)
     };
     let mut ran = 0;
     for (model, input) in models {
@@ -665,7 +757,7 @@ fn encoder_app(
         &ids,
     )?;
     std::fs::write(&image, img)?;
-    let (ok, text) = firmware::qemu(b, &elf, &image)?;
+    let (ok, text) = firmware::qemu(b, elf, &image)?;
     if !ok
         || !text.contains("slot B passed over: payload CRC mismatch")
         || !text.contains("slot: A seq 1")
@@ -673,11 +765,11 @@ fn encoder_app(
         bail!("encoder app: a corrupt slot B did not fall back to slot A:\n{text}");
     }
     std::fs::write(&image, firmware::flash_image(b, None, None, &ids)?)?;
-    let (ok, text) = firmware::qemu(b, &elf, &image)?;
+    let (ok, text) = firmware::qemu(b, elf, &image)?;
     if ok || !text.contains("error: model slot is empty") {
         bail!("encoder app: empty slots were not reported:\n{text}");
     }
-    let code = firmware::code_bytes(&elf)?;
+    let code = firmware::code_bytes(elf)?;
     eprintln!(
         "encoder app on mps2-an386: {ran} integer-only encoders bit-identical to the host, \
          float models and decoders refused (NotBuilt), corrupt slot B passed over, \
