@@ -158,7 +158,7 @@ const F16_LANES: usize = 8;
 /// scalar backend ([`force`]) runs the definition.
 pub fn dot_f16(w: &[half::f16], x: &[f32]) -> f32 {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if Backend::best() != Backend::Scalar
+    if !scalar_forced()
         && std::is_x86_feature_detected!("avx2")
         && std::is_x86_feature_detected!("f16c")
     {
@@ -166,10 +166,18 @@ pub fn dot_f16(w: &[half::f16], x: &[f32]) -> f32 {
         return unsafe { f16c::dot_f16(w, x) };
     }
     #[cfg(target_arch = "aarch64")]
-    if Backend::best() != Backend::Scalar {
+    if !scalar_forced() {
         return arm::dot_f16_neon(w, x);
     }
     dot_f16_scalar(w, x)
+}
+
+/// Whether [`force`] chose the scalar backend: one load per call, cheaper
+/// than [`Backend::best`] on a per-row path.
+#[allow(dead_code)]
+fn scalar_forced() -> bool {
+    let forced = FORCED.load(core::sync::atomic::Ordering::Relaxed) as usize;
+    Backend::ALL.get(forced) == Some(&Backend::Scalar)
 }
 
 /// The definition of [`dot_f16`] (any target).

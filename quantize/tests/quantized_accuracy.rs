@@ -178,6 +178,16 @@ fn smollm2_f16_agrees_with_f32() {
     assert!(agree >= 0.99, "f16 top-1 agreement {agree}");
 }
 
+/// The token ids of a golden case.
+fn case_ids(c: &serde_json::Value) -> Vec<u32> {
+    c["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
 fn embed(m: &Model, ids: &[u32]) -> Vec<f32> {
     let run = RunConfig {
         max_seq: ids.len() as u32,
@@ -204,12 +214,7 @@ fn minilm_int8_is_closer_to_f32_than_the_peer_int8() {
     assert!(cases.len() >= 50);
     let (mut ours, mut peer) = (Vec::new(), Vec::new());
     for c in cases {
-        let ids: Vec<u32> = c["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let ids = case_ids(c);
         let reference = embed(&m32, &ids);
         let peer_e: Vec<f32> = c["embedding"]
             .as_array()
@@ -261,12 +266,7 @@ fn minilm_integer_only_meets_the_int8_budget() {
     assert!(mi.config().integer);
     let mut cos = Vec::new();
     for c in cases {
-        let ids: Vec<u32> = c["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let ids = case_ids(c);
         cos.push(cosine(&embed(&mi, &ids), &embed(&m32, &ids)));
     }
     let mean = cos.iter().sum::<f64>() / cos.len() as f64;

@@ -97,23 +97,12 @@ pub fn fuzz(targets: &[&str], seconds: u64) -> Result<()> {
     }
     run(&mut c)?;
     let bins = fuzz_dir.join("target/x86_64-unknown-linux-gnu/release");
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(t) = targets.get(i) else { break };
-                if let Err(e) = run_target(&bins, &fuzz_dir, t, seconds) {
-                    failures
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(format!("{e:#}"));
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    let failures: Vec<String> = crate::two_at_a_time(targets, |t| {
+        run_target(&bins, &fuzz_dir, t, seconds).map_err(|e| format!("{e:#}"))
+    })
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
     if !failures.is_empty() {
         bail!("{}", failures.join("\n"));
     }

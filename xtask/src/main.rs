@@ -567,6 +567,30 @@ fn firmware_parity() -> Result<()> {
     encoder_app(&mote, &models, &built.encoder)
 }
 
+/// `f` of every item, two items at a time (this machine has two cores),
+/// the results in item order.
+fn two_at_a_time<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (Some(item), Some(slot)) = (items.get(i), results.get(i)) else {
+                    break;
+                };
+                let r = f(item);
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .filter_map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect()
+}
+
 /// What [`build_firmware`] built.
 struct Firmware {
     /// The aarch64 edge binary.
@@ -629,29 +653,21 @@ fn build_firmware(arena: usize) -> Result<Firmware> {
             Build::Encoder(b) => firmware::build_encoder(b, arena),
         }
     };
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let done = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((_, group)) = groups.get(i) else {
-                    break;
-                };
-                for &job in group {
-                    let r = build(job);
-                    let failed = r.is_err();
-                    done.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((job, r));
-                    if failed {
-                        break;
-                    }
-                }
-            });
+    let mut done: Vec<(Build, Result<PathBuf>)> = two_at_a_time(&groups, |(_, group)| {
+        let mut out = Vec::new();
+        for &job in group {
+            let r = build(job);
+            let failed = r.is_err();
+            out.push((job, r));
+            if failed {
+                break;
+            }
         }
-    });
-    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+        out
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     let mut take = |want: &dyn Fn(Build) -> bool, what: &str| -> Result<PathBuf> {
         let i = done
             .iter()
