@@ -146,30 +146,55 @@ pub struct Config {
     pub integer: bool,
 }
 
-fn flag(field: &'static str, value: u32) -> Result<bool> {
-    match value {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(Error::BadConfig { field, value }),
-    }
+/// How a config word is checked.
+#[derive(Clone, Copy)]
+enum Word {
+    /// A code in `0..=max`: an enum's, or a flag's when `max` is 1.
+    Code(u8),
+    /// A dimension in `min..=MAX_DIM`.
+    Dim(u8),
+    /// The bits of a positive finite f32.
+    Positive,
+    /// A token id or [`NO_TOKEN`] (checked against `vocab_size` after).
+    Token,
+    /// Reserved: 0.
+    Zero,
 }
 
-fn dim(field: &'static str, value: u32, min: u32) -> Result<u32> {
-    if value < min || value > MAX_DIM {
-        Err(Error::BadConfig { field, value })
-    } else {
-        Ok(value)
-    }
-}
-
-fn positive_f32(field: &'static str, bits: u32) -> Result<f32> {
-    let v = f32::from_bits(bits);
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err(Error::BadConfig { field, value: bits })
-    }
-}
+/// Each word's field name and check, in word order.
+const WORDS: [(&str, Word); CONFIG_WORDS] = {
+    use Word::*;
+    [
+        ("arch", Code(1)),
+        ("d_model", Dim(1)),
+        ("n_layers", Dim(1)),
+        ("n_heads", Dim(1)),
+        ("n_kv_heads", Dim(1)),
+        ("head_dim", Dim(1)),
+        ("d_ff", Dim(1)),
+        ("vocab_size", Dim(1)),
+        ("max_seq", Dim(1)),
+        ("n_token_types", Dim(0)),
+        ("norm", Code(1)),
+        ("pre_norm", Code(1)),
+        ("activation", Code(4)),
+        ("positions", Code(2)),
+        ("rope_theta", Positive),
+        ("norm_eps", Positive),
+        ("tied_embeddings", Code(1)),
+        ("causal", Code(1)),
+        ("pooling", Code(1)),
+        ("bos", Token),
+        ("eos", Token),
+        ("bias", Code(1)),
+        ("embedding_norm", Code(1)),
+        ("n_classes", Dim(0)),
+        ("input_dim", Dim(0)),
+        ("kv_cache", Code(1)),
+        ("integer", Code(1)),
+        ("reserved", Zero),
+    ]
+};
 
 impl Config {
     /// Width of all query heads together.
@@ -198,104 +223,74 @@ impl Config {
 
     /// Parses and validates the config words.
     pub fn from_words(w: &[u32; CONFIG_WORDS]) -> Result<Config> {
-        let arch = match w[0] {
-            0 => Architecture::Encoder,
-            1 => Architecture::Decoder,
-            v => {
-                return Err(Error::BadConfig {
-                    field: "arch",
-                    value: v,
-                })
+        for (&value, &(field, check)) in w.iter().zip(WORDS.iter()) {
+            let ok = match check {
+                Word::Code(max) => value <= max as u32,
+                Word::Dim(min) => (min as u32..=MAX_DIM).contains(&value),
+                Word::Positive => {
+                    let v = f32::from_bits(value);
+                    v.is_finite() && v > 0.0
+                }
+                Word::Token => true,
+                Word::Zero => value == 0,
+            };
+            if !ok {
+                return Err(Error::BadConfig { field, value });
             }
-        };
-        let norm = match w[10] {
-            0 => NormKind::LayerNorm,
-            1 => NormKind::RmsNorm,
-            v => {
-                return Err(Error::BadConfig {
-                    field: "norm",
-                    value: v,
-                })
-            }
-        };
-        let activation = match w[12] {
-            0 => Activation::Gelu,
-            1 => Activation::GeluTanh,
-            2 => Activation::Relu,
-            3 => Activation::Silu,
-            4 => Activation::SwiGlu,
-            v => {
-                return Err(Error::BadConfig {
-                    field: "activation",
-                    value: v,
-                })
-            }
-        };
-        let positions = match w[13] {
-            0 => PositionKind::Learned,
-            1 => PositionKind::Rope,
-            2 => PositionKind::Sinusoidal,
-            v => {
-                return Err(Error::BadConfig {
-                    field: "positions",
-                    value: v,
-                })
-            }
-        };
-        let pooling = match w[18] {
-            0 => Pooling::Mean,
-            1 => Pooling::Cls,
-            v => {
-                return Err(Error::BadConfig {
-                    field: "pooling",
-                    value: v,
-                })
-            }
-        };
+        }
+        // Every code is in range now: the matches' last arms are their
+        // highest codes.
         let cfg = Config {
-            arch,
-            d_model: dim("d_model", w[1], 1)?,
-            n_layers: dim("n_layers", w[2], 1)?,
-            n_heads: dim("n_heads", w[3], 1)?,
-            n_kv_heads: dim("n_kv_heads", w[4], 1)?,
-            head_dim: dim("head_dim", w[5], 1)?,
-            d_ff: dim("d_ff", w[6], 1)?,
-            vocab_size: dim("vocab_size", w[7], 1)?,
-            max_seq: dim("max_seq", w[8], 1)?,
-            n_token_types: dim("n_token_types", w[9], 0)?,
-            norm,
-            pre_norm: flag("pre_norm", w[11])?,
-            activation,
-            positions,
-            rope_theta: positive_f32("rope_theta", w[14])?,
-            norm_eps: positive_f32("norm_eps", w[15])?,
-            tied_embeddings: flag("tied_embeddings", w[16])?,
-            causal: flag("causal", w[17])?,
-            pooling,
+            arch: match w[0] {
+                0 => Architecture::Encoder,
+                _ => Architecture::Decoder,
+            },
+            d_model: w[1],
+            n_layers: w[2],
+            n_heads: w[3],
+            n_kv_heads: w[4],
+            head_dim: w[5],
+            d_ff: w[6],
+            vocab_size: w[7],
+            max_seq: w[8],
+            n_token_types: w[9],
+            norm: match w[10] {
+                0 => NormKind::LayerNorm,
+                _ => NormKind::RmsNorm,
+            },
+            pre_norm: w[11] != 0,
+            activation: match w[12] {
+                0 => Activation::Gelu,
+                1 => Activation::GeluTanh,
+                2 => Activation::Relu,
+                3 => Activation::Silu,
+                _ => Activation::SwiGlu,
+            },
+            positions: match w[13] {
+                0 => PositionKind::Learned,
+                1 => PositionKind::Rope,
+                _ => PositionKind::Sinusoidal,
+            },
+            rope_theta: f32::from_bits(w[14]),
+            norm_eps: f32::from_bits(w[15]),
+            tied_embeddings: w[16] != 0,
+            causal: w[17] != 0,
+            pooling: match w[18] {
+                0 => Pooling::Mean,
+                _ => Pooling::Cls,
+            },
             bos: w[19],
             eos: w[20],
-            bias: flag("bias", w[21])?,
-            embedding_norm: flag("embedding_norm", w[22])?,
-            n_classes: dim("n_classes", w[23], 0)?,
-            input_dim: dim("input_dim", w[24], 0)?,
+            bias: w[21] != 0,
+            embedding_norm: w[22] != 0,
+            n_classes: w[23],
+            input_dim: w[24],
             kv_cache: match w[25] {
                 0 => KvCache::F32,
-                1 => KvCache::I8,
-                v => {
-                    return Err(Error::BadConfig {
-                        field: "kv_cache",
-                        value: v,
-                    })
-                }
+                _ => KvCache::I8,
             },
-            integer: flag("integer", w[26])?,
+            integer: w[26] != 0,
         };
-        if let Some(&v) = w[27..].iter().find(|&&v| v != 0) {
-            return Err(Error::BadConfig {
-                field: "reserved",
-                value: v,
-            });
-        }
         // A classifier head and feature input belong to encoders.
         for (field, value) in [("n_classes", cfg.n_classes), ("input_dim", cfg.input_dim)] {
             if value != 0 && cfg.arch != Architecture::Encoder {

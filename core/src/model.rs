@@ -110,61 +110,233 @@ impl NameBuf {
     }
 }
 
-/// Per-layer tensor suffixes and whether the config needs them.
-const LAYER_TENSORS: [&str; 18] = [
-    "attn_norm.w",
-    "attn_norm.b",
-    "ffn_norm.w",
-    "ffn_norm.b",
-    "wq",
-    "wk",
-    "wv",
-    "wo",
-    "bq",
-    "bk",
-    "bv",
-    "bo",
-    "w1",
-    "w2",
-    "w3",
-    "b1",
-    "b2",
-    "b3",
-];
-const GLOBAL_TENSORS: [&str; 12] = [
-    "tok_emb",
-    "in_proj.w",
-    "in_proj.b",
-    "cls.w",
-    "cls.b",
-    "pos_emb",
-    "type_emb",
-    "emb_norm.w",
-    "emb_norm.b",
-    "out_norm.w",
-    "out_norm.b",
-    "lm_head",
-];
+/// A dimension a tensor's shape is made of, read from the config.
+#[derive(Clone, Copy)]
+enum Dim {
+    /// `d_model`.
+    D,
+    /// `n_heads · head_dim`.
+    Q,
+    /// `n_kv_heads · head_dim`.
+    Kv,
+    /// `d_ff`.
+    Ff,
+    /// `vocab_size`.
+    Vocab,
+    /// `input_dim`.
+    Input,
+    /// `n_classes`.
+    Classes,
+    /// `max_seq`.
+    MaxSeq,
+    /// `n_token_types`.
+    Types,
+    /// `head_dim / 2` (rotary phase steps).
+    HalfHead,
+    /// `d_model / 2` (sinusoidal phase steps).
+    HalfD,
+    /// The integer-only model's global static scales.
+    GlobalScales,
+    /// The integer-only model's per-layer static scales.
+    LayerScales,
+    /// No second dimension (a vector).
+    None,
+}
+
+/// What a tensor is, by its name alone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// f32: norm weights and biases, position and type tables, static scales.
+    Plain,
+    /// A weight matrix (or the token embedding): f32, f16, i8 or i4.
+    Matrix,
+    /// i32: an integer-only model's phase steps.
+    Table,
+}
+
+/// Properties of a config; a tensor is used when its spec's `need` bits
+/// are all among them.
+mod need {
+    pub const LAYER_NORM: u16 = 1;
+    pub const GATED: u16 = 1 << 1;
+    pub const BIAS: u16 = 1 << 2;
+    pub const TOKENS: u16 = 1 << 3;
+    pub const FEATURES: u16 = 1 << 4;
+    pub const CLASSES: u16 = 1 << 5;
+    pub const LEARNED: u16 = 1 << 6;
+    pub const TYPES: u16 = 1 << 7;
+    pub const EMB_NORM: u16 = 1 << 8;
+    pub const PRE_NORM: u16 = 1 << 9;
+    pub const LM_HEAD: u16 = 1 << 10;
+    pub const INTEGER: u16 = 1 << 11;
+    pub const ROPE: u16 = 1 << 12;
+    pub const SINUSOIDAL: u16 = 1 << 13;
+}
+
+/// One tensor a config may use: its name (a layer's without `L<i>.`), kind,
+/// shape and the config properties it needs.
+struct Spec {
+    name: &'static str,
+    kind: Kind,
+    shape: (Dim, Dim),
+    need: u16,
+}
+
+const fn spec(name: &'static str, kind: Kind, shape: (Dim, Dim), need: u16) -> Spec {
+    Spec {
+        name,
+        kind,
+        shape,
+        need,
+    }
+}
+
+/// Every tensor of a layer, in the order writers store them.
+const LAYER_SPECS: [Spec; 21] = {
+    use need::*;
+    use Dim::*;
+    use Kind::*;
+    [
+        spec("attn_norm.w", Plain, (D, None), 0),
+        spec("attn_norm.b", Plain, (D, None), LAYER_NORM),
+        spec("ffn_norm.w", Plain, (D, None), 0),
+        spec("ffn_norm.b", Plain, (D, None), LAYER_NORM),
+        spec("wq", Matrix, (Q, D), 0),
+        spec("wk", Matrix, (Kv, D), 0),
+        spec("wv", Matrix, (Kv, D), 0),
+        spec("wo", Matrix, (D, Q), 0),
+        spec("bq", Plain, (Q, None), BIAS),
+        spec("bk", Plain, (Kv, None), BIAS),
+        spec("bv", Plain, (Kv, None), BIAS),
+        spec("bo", Plain, (D, None), BIAS),
+        spec("w1", Matrix, (Ff, D), 0),
+        spec("w2", Matrix, (D, Ff), 0),
+        spec("w3", Matrix, (Ff, D), GATED),
+        spec("b1", Plain, (Ff, None), BIAS),
+        spec("b2", Plain, (D, None), BIAS),
+        spec("b3", Plain, (Ff, None), BIAS | GATED),
+        spec("act", Plain, (LayerScales, None), INTEGER),
+        spec("smooth_attn", Plain, (D, None), INTEGER),
+        spec("smooth_ffn", Plain, (D, None), INTEGER),
+    ]
+};
+
+/// Every tensor outside the layers.
+const GLOBAL_SPECS: [Spec; 15] = {
+    use need::*;
+    use Dim::*;
+    use Kind::*;
+    [
+        spec("tok_emb", Matrix, (Vocab, D), TOKENS),
+        spec("in_proj.w", Matrix, (D, Input), FEATURES),
+        spec("in_proj.b", Plain, (D, None), FEATURES),
+        spec("cls.w", Matrix, (Classes, D), CLASSES),
+        spec("cls.b", Plain, (Classes, None), CLASSES),
+        spec("pos_emb", Plain, (MaxSeq, D), LEARNED),
+        spec("type_emb", Plain, (Types, D), TYPES),
+        spec("emb_norm.w", Plain, (D, None), EMB_NORM),
+        spec("emb_norm.b", Plain, (D, None), EMB_NORM | LAYER_NORM),
+        spec("out_norm.w", Plain, (D, None), PRE_NORM),
+        spec("out_norm.b", Plain, (D, None), PRE_NORM | LAYER_NORM),
+        spec("lm_head", Matrix, (Vocab, D), LM_HEAD),
+        spec("act", Plain, (GlobalScales, None), INTEGER),
+        spec("turns", Table, (HalfHead, None), INTEGER | ROPE),
+        spec("turns", Table, (HalfD, None), INTEGER | SINUSOIDAL),
+    ]
+};
+
+/// The properties of `cfg` the specs' `need` bits test.
+fn properties(cfg: &Config) -> u16 {
+    use need::*;
+    let bit = |on: bool, bit: u16| if on { bit } else { 0 };
+    bit(cfg.norm == NormKind::LayerNorm, LAYER_NORM)
+        | bit(cfg.activation == Activation::SwiGlu, GATED)
+        | bit(cfg.bias, BIAS)
+        | bit(cfg.input_dim == 0, TOKENS)
+        | bit(cfg.input_dim > 0, FEATURES)
+        | bit(cfg.n_classes > 0, CLASSES)
+        | bit(cfg.positions == PositionKind::Learned, LEARNED)
+        | bit(cfg.n_token_types > 0, TYPES)
+        | bit(cfg.embedding_norm, EMB_NORM)
+        | bit(cfg.pre_norm, PRE_NORM)
+        | bit(cfg.arch == Architecture::Decoder && !cfg.tied_embeddings, LM_HEAD)
+        | bit(cfg.integer, INTEGER)
+        | bit(cfg.positions == PositionKind::Rope, ROPE)
+        | bit(cfg.positions == PositionKind::Sinusoidal, SINUSOIDAL)
+}
+
+/// The size of `dim` under `cfg` (0 for [`Dim::None`]).
+fn size(cfg: &Config, dim: Dim) -> u32 {
+    match dim {
+        Dim::D => cfg.d_model,
+        Dim::Q => cfg.n_heads * cfg.head_dim,
+        Dim::Kv => cfg.n_kv_heads * cfg.head_dim,
+        Dim::Ff => cfg.d_ff,
+        Dim::Vocab => cfg.vocab_size,
+        Dim::Input => cfg.input_dim,
+        Dim::Classes => cfg.n_classes,
+        Dim::MaxSeq => cfg.max_seq,
+        Dim::Types => cfg.n_token_types,
+        Dim::HalfHead => cfg.head_dim / 2,
+        Dim::HalfD => cfg.d_model / 2,
+        Dim::GlobalScales => crate::integer::GLOBAL_SCALES as u32,
+        Dim::LayerScales => crate::integer::LAYER_SCALES as u32,
+        Dim::None => 0,
+    }
+}
+
+/// The spec among `specs` named `name` that `cfg` (with properties `props`) uses.
+fn used<'s>(specs: &'s [Spec], name: &[u8], props: u16) -> Option<&'s Spec> {
+    specs
+        .iter()
+        .find(|s| s.name.as_bytes() == name && s.need & !props == 0)
+}
+
+/// The kind and shape of tensor `name` under `cfg`, or `None` when the
+/// config does not use it. Layer tensors are `L<i>.<suffix>` with `i` a
+/// layer of `cfg` in decimal without leading zeros.
+fn expected(cfg: &Config, name: &[u8]) -> Option<(Kind, [u32; 4])> {
+    let props = properties(cfg);
+    let spec = match name.strip_prefix(b"L") {
+        Some(rest) => {
+            let dot = rest.iter().position(|&b| b == b'.')?;
+            let (num, suffix) = rest.split_at(dot);
+            if num.is_empty() || num.len() > 7 || (num.len() > 1 && num[0] == b'0') {
+                return None;
+            }
+            let mut layer = 0u32;
+            for &c in num {
+                if !c.is_ascii_digit() {
+                    return None;
+                }
+                layer = layer * 10 + (c - b'0') as u32;
+            }
+            if layer >= cfg.n_layers {
+                return None;
+            }
+            used(&LAYER_SPECS, suffix.get(1..)?, props)?
+        }
+        None => used(&GLOBAL_SPECS, name, props)?,
+    };
+    let shape = [size(cfg, spec.shape.0), size(cfg, spec.shape.1), 0, 0];
+    Some((spec.kind, shape))
+}
 
 /// What a tensor name means under a config.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
-    /// A norm weight, bias or position/type table: always f32.
-    Plain([u32; 4]),
-    /// A weight matrix (or the token embedding): f32, f16 or i8 with a scale tensor.
-    Matrix([u32; 4]),
+    /// A tensor of the config (see [`expected`]).
+    Tensor(Kind, [u32; 4]),
     /// `<matrix>.s`: the f32 scales of an i8 matrix: one per row `[rows]`, or
     /// one per row and 32-column block `[rows, ceil(cols / 32)]`.
     /// `<matrix>.m` (offsets of an asymmetric i4 matrix) is always per block.
     Scale([u32; 4], [u32; 4]),
-    /// An i32 table (integer-only models' phase steps).
-    Table([u32; 4]),
 }
 
 fn role(cfg: &Config, name: &[u8]) -> Option<Role> {
     // The per-row and per-block shapes of a matrix's scales.
-    let scale_shapes = |base: &[u8]| match expected_shape(cfg, base)? {
-        (shape, true) => Some((
+    let scale_shapes = |base: &[u8]| match expected(cfg, base)? {
+        (Kind::Matrix, shape) => Some((
             [shape[0], 0, 0, 0],
             [
                 shape[0],
@@ -183,120 +355,7 @@ fn role(cfg: &Config, name: &[u8]) -> Option<Role> {
         let (row, block) = scale_shapes(base)?;
         return Some(Role::Scale(row, block));
     }
-    if let Some(shape) = integer_shape(cfg, name) {
-        return Some(shape);
-    }
-    expected_shape(cfg, name).map(|(shape, m)| {
-        if m {
-            Role::Matrix(shape)
-        } else {
-            Role::Plain(shape)
-        }
-    })
-}
-
-/// The tensors only integer-only models have: static activation scales
-/// (`act`, `L<i>.act`) and the phase steps of sinusoidal or rotary positions.
-fn integer_shape(cfg: &Config, name: &[u8]) -> Option<Role> {
-    use crate::integer::{GLOBAL_SCALES, LAYER_SCALES};
-    if !cfg.integer {
-        return None;
-    }
-    if name == b"act" {
-        return Some(Role::Plain([GLOBAL_SCALES as u32, 0, 0, 0]));
-    }
-    if name == b"turns" {
-        let n = match cfg.positions {
-            PositionKind::Rope => cfg.head_dim / 2,
-            PositionKind::Sinusoidal => cfg.d_model / 2,
-            PositionKind::Learned => return None,
-        };
-        return Some(Role::Table([n, 0, 0, 0]));
-    }
-    let rest = name.strip_prefix(b"L")?;
-    let dot = rest.iter().position(|&b| b == b'.')?;
-    let (num, suffix) = (&rest[..dot], &rest[dot + 1..]);
-    let layer = core::str::from_utf8(num).ok()?;
-    if layer.is_empty() || (layer.len() > 1 && layer.starts_with('0')) {
-        return None;
-    }
-    let layer: u32 = layer.parse().ok()?;
-    if layer >= cfg.n_layers {
-        return None;
-    }
-    let n = match suffix {
-        b"act" => LAYER_SCALES as u32,
-        b"smooth_attn" | b"smooth_ffn" => cfg.d_model,
-        _ => return None,
-    };
-    Some(Role::Plain([n, 0, 0, 0]))
-}
-
-/// The shape `name` must have under `cfg` and whether it is a (quantizable)
-/// matrix, or `None` when the config does not use it.
-fn expected_shape(cfg: &Config, name: &[u8]) -> Option<([u32; 4], bool)> {
-    let d = cfg.d_model;
-    let q = cfg.n_heads * cfg.head_dim;
-    let kv = cfg.n_kv_heads * cfg.head_dim;
-    let ff = cfg.d_ff;
-    let ln = cfg.norm == NormKind::LayerNorm;
-    let gated = cfg.activation == Activation::SwiGlu;
-    if let Some(rest) = name.strip_prefix(b"L") {
-        let dot = rest.iter().position(|&b| b == b'.')?;
-        let (num, suffix) = (&rest[..dot], &rest[dot + 1..]);
-        if num.is_empty() || num.len() > 6 || (num.len() > 1 && num[0] == b'0') {
-            return None;
-        }
-        let mut layer = 0u32;
-        for &c in num {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            layer = layer * 10 + (c - b'0') as u32;
-        }
-        if layer >= cfg.n_layers {
-            return None;
-        }
-        let s = |v: u32| Some(([v, 0, 0, 0], false));
-        let m = |r: u32, c: u32| Some(([r, c, 0, 0], true));
-        return match suffix {
-            b"attn_norm.w" | b"ffn_norm.w" => s(d),
-            b"attn_norm.b" | b"ffn_norm.b" if ln => s(d),
-            b"wq" => m(q, d),
-            b"wk" | b"wv" => m(kv, d),
-            b"wo" => m(d, q),
-            b"w1" => m(ff, d),
-            b"w2" => m(d, ff),
-            b"w3" if gated => m(ff, d),
-            b"bq" if cfg.bias => s(q),
-            b"bk" | b"bv" if cfg.bias => s(kv),
-            b"bo" | b"b2" if cfg.bias => s(d),
-            b"b1" if cfg.bias => s(ff),
-            b"b3" if cfg.bias && gated => s(ff),
-            _ => None,
-        };
-    }
-    let s = |v: u32| Some(([v, 0, 0, 0], false));
-    let m = |r: u32, c: u32| Some(([r, c, 0, 0], true));
-    match name {
-        b"tok_emb" if cfg.input_dim == 0 => m(cfg.vocab_size, d),
-        b"in_proj.w" if cfg.input_dim > 0 => m(d, cfg.input_dim),
-        b"in_proj.b" if cfg.input_dim > 0 => s(d),
-        b"cls.w" if cfg.n_classes > 0 => m(cfg.n_classes, d),
-        b"cls.b" if cfg.n_classes > 0 => s(cfg.n_classes),
-        b"pos_emb" if cfg.positions == PositionKind::Learned => {
-            Some(([cfg.max_seq, d, 0, 0], false))
-        }
-        b"type_emb" if cfg.n_token_types > 0 => Some(([cfg.n_token_types, d, 0, 0], false)),
-        b"emb_norm.w" if cfg.embedding_norm => s(d),
-        b"emb_norm.b" if cfg.embedding_norm && ln => s(d),
-        b"out_norm.w" if cfg.pre_norm => s(d),
-        b"out_norm.b" if cfg.pre_norm && ln => s(d),
-        b"lm_head" if cfg.arch == Architecture::Decoder && !cfg.tied_embeddings => {
-            m(cfg.vocab_size, d)
-        }
-        _ => None,
-    }
+    expected(cfg, name).map(|(kind, shape)| Role::Tensor(kind, shape))
 }
 
 impl<'a> Model<'a> {
@@ -306,6 +365,8 @@ impl<'a> Model<'a> {
     /// length, payload CRC, the section table, the config, every tensor entry
     /// (dtype, shape, range, alignment, size), that the tensors are exactly
     /// the ones the config needs with the shapes it implies, and the vocabulary.
+    // Not inlined: `slot::choose` opens two slots (one copy of the checks).
+    #[inline(never)]
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self> {
         let misalignment = (bytes.as_ptr() as usize % ALIGN) as u8;
         if misalignment != 0 {
@@ -424,13 +485,13 @@ impl<'a> Model<'a> {
             let name = format::entry_name(entry);
             let (shape, dtype_ok) =
                 match role(&config, name).ok_or(Error::UnknownTensor { tensor: info.name })? {
-                    Role::Plain(s) => (s, info.dtype == Dtype::F32),
-                    Role::Table(s) => (s, info.dtype == Dtype::I32),
+                    Role::Tensor(Kind::Plain, s) => (s, info.dtype == Dtype::F32),
+                    Role::Tensor(Kind::Table, s) => (s, info.dtype == Dtype::I32),
                     Role::Scale(row, block) => (
                         if info.dims == block { block } else { row },
                         info.dtype == Dtype::F32,
                     ),
-                    Role::Matrix(s) => (
+                    Role::Tensor(Kind::Matrix, s) => (
                         s,
                         matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::I8 | Dtype::I4),
                     ),
@@ -451,7 +512,7 @@ impl<'a> Model<'a> {
             // The integer-only path multiplies whole int8 rows and
             // requantizes once per row.
             let per_row = match role(&config, name) {
-                Some(Role::Matrix(_)) => info.dtype == Dtype::I8,
+                Some(Role::Tensor(Kind::Matrix, _)) => info.dtype == Dtype::I8,
                 Some(Role::Scale(..)) => info.rank == 1,
                 _ => true,
             };
@@ -501,48 +562,23 @@ impl<'a> Model<'a> {
                 });
             }
         }
-        // Every tensor the config needs must be present.
-        for name in GLOBAL_TENSORS {
-            let n = NameBuf::global(name);
-            if expected_shape(&config, n.as_bytes()).is_some()
-                && model.find(n.as_bytes(), 0).is_none()
-            {
-                return Err(Error::MissingTensor {
-                    tensor: TensorName::new(n.as_bytes()),
-                });
-            }
-        }
-        // An integer-only model's static scales and phase steps.
-        if config.integer {
-            let need = |n: NameBuf| match integer_shape(&config, n.as_bytes()) {
-                Some(_) if model.find(n.as_bytes(), 0).is_none() => Err(Error::MissingTensor {
+        // Every tensor the config uses must be present.
+        let props = properties(&config);
+        let require = |n: NameBuf, hint: u32| -> Result<u32> {
+            match model.find(n.as_bytes(), hint) {
+                Some((idx, _)) => Ok(idx),
+                None => Err(Error::MissingTensor {
                     tensor: TensorName::new(n.as_bytes()),
                 }),
-                _ => Ok(()),
-            };
-            need(NameBuf::global("act"))?;
-            need(NameBuf::global("turns"))?;
-            for layer in 0..config.n_layers {
-                need(NameBuf::layer(layer, "act"))?;
-                for t in crate::integer::SMOOTH {
-                    need(NameBuf::layer(layer, t))?;
-                }
             }
+        };
+        for spec in GLOBAL_SPECS.iter().filter(|s| s.need & !props == 0) {
+            require(NameBuf::global(spec.name), 0)?;
         }
         let mut hint = 0;
         for layer in 0..config.n_layers {
-            for suffix in LAYER_TENSORS {
-                let n = NameBuf::layer(layer, suffix);
-                if expected_shape(&config, n.as_bytes()).is_some() {
-                    match model.find(n.as_bytes(), hint) {
-                        Some((idx, _)) => hint = idx,
-                        None => {
-                            return Err(Error::MissingTensor {
-                                tensor: TensorName::new(n.as_bytes()),
-                            })
-                        }
-                    }
-                }
+            for spec in LAYER_SPECS.iter().filter(|s| s.need & !props == 0) {
+                hint = require(NameBuf::layer(layer, spec.name), hint)?;
             }
         }
         let vocab = match found[SectionKind::Vocab as usize - 1] {

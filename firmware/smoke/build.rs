@@ -47,6 +47,10 @@ fn main() {
         }
     }
     fs::write(out_dir.join("memory.x"), memory_x).unwrap_or_else(|e| fail(&format!("write memory.x: {e}")));
+    // cortex-m-rt's `device` feature includes `device.x` (the interrupt
+    // handlers' weak aliases); this app has none (src/rt.rs).
+    fs::write(out_dir.join("device.x"), "/* No device interrupts: see src/rt.rs. */\n")
+        .unwrap_or_else(|e| fail(&format!("write device.x: {e}")));
     println!("cargo:rustc-link-search={}", out_dir.display());
 
     let max_seq: u32 = match env::var("MOTE_MAX_SEQ") {

@@ -8,6 +8,28 @@ pub use cortex_m_rt::entry;
 pub use riscv_rt::entry;
 
 use core::cell::UnsafeCell;
+
+/// The device interrupt part of the Cortex-M vector table: one entry (IRQ 0
+/// goes to the default handler; `link.x` refuses an empty table). The
+/// firmware enables no interrupt (every NVIC line is off from reset), so it
+/// needs no handler; without cortex-m-rt's `device` feature the runtime would
+/// fill 240 (Armv7-M) or 480 (Armv8-M Mainline) entries pointing at the
+/// default handler, 960 or 1,920 bytes of flash. An app that enables an
+/// interrupt lists its handler here, at the interrupt's number.
+#[cfg(target_arch = "arm")]
+// SAFETY: the only `__INTERRUPTS` in the program (cortex-m-rt defines none
+// with its `device` feature); its link section is where `link.x` places the
+// device vectors, right after the 16 exception vectors, and `DefaultHandler`
+// is the runtime's handler for any exception or interrupt.
+#[allow(unsafe_code)]
+#[no_mangle]
+#[link_section = ".vector_table.interrupts"]
+pub static __INTERRUPTS: [unsafe extern "C" fn(); 1] = [{
+    extern "C" {
+        fn DefaultHandler();
+    }
+    DefaultHandler
+}];
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// A `static` whose value is handed out as `&'static mut` at most once.
