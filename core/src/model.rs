@@ -714,6 +714,10 @@ impl<'a> Model<'a> {
             offset: t.offset,
         };
         match t.dtype {
+            // Integer-only models have int8 matrices alone (checked on load).
+            Dtype::F32 | Dtype::F16 | Dtype::I4 if !cfg!(feature = "float") => {
+                Err(Error::NotBuilt { feature: "float" })
+            }
             Dtype::F32 => self.tensor_f32(t).map(Weight::F32),
             Dtype::F16 => bytemuck::try_cast_slice(self.tensor_bytes(t)?)
                 .map(Weight::F16)

@@ -10,7 +10,7 @@
 //! did not), runs the model once and prints `logits:` or `embedding:` with
 //! the bits of every value. A model it cannot run (f32 activations, a
 //! decoder) is refused with `mote_core::Error::NotBuilt`. Exit code: 0 ok,
-//! 1 on an error (printed), 101 on a panic.
+//! 1 on an error (printed), 101 on a panic or a fault.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -85,5 +85,15 @@ fn line(parts: &[&[u8]]) {
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    semihosting::process::exit(101)
+}
+
+/// The `size` profile builds with `-Cpanic=immediate-abort`: a panic is an
+/// undefined instruction, which escalates to a HardFault; exit 101 as the
+/// panic handler would.
+#[cfg(target_arch = "arm")]
+#[allow(unsafe_code)]
+#[cortex_m_rt::exception]
+unsafe fn HardFault(_: &cortex_m_rt::ExceptionFrame) -> ! {
     semihosting::process::exit(101)
 }
