@@ -4,27 +4,47 @@
 use core::fmt;
 
 /// A tensor name copied out of a model file so an error can outlive the bytes.
+///
+/// Without the `tensor-names` feature it keeps no bytes and reads `?`: every
+/// error (and [`crate::TensorInfo`]) is then 24 bytes smaller, which is
+/// 1.8 KB of a minimal device app's code (each error is copied where it is
+/// passed on). Lookups by name still work: they read the model's table.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TensorName {
-    bytes: [u8; TensorName::LEN],
+    bytes: [u8; KEPT],
 }
+
+/// Name bytes a [`TensorName`] keeps.
+const KEPT: usize = if cfg!(feature = "tensor-names") {
+    TensorName::LEN
+} else {
+    0
+};
 
 impl TensorName {
     /// Maximum name length in bytes (the tensor table's fixed name field).
     pub const LEN: usize = 24;
 
     /// Copies up to [`TensorName::LEN`] bytes of `name`.
+    #[allow(clippy::unnecessary_min_or_max)] // KEPT is 0 without `tensor-names`
     pub fn new(name: &[u8]) -> Self {
-        let mut bytes = [0u8; Self::LEN];
-        let n = name.len().min(Self::LEN);
-        bytes[..n].copy_from_slice(&name[..n]);
+        let mut bytes = [0u8; KEPT];
+        let n = name.len().min(KEPT);
+        if let (Some(to), Some(from)) = (bytes.get_mut(..n), name.get(..n)) {
+            to.copy_from_slice(from);
+        }
         TensorName { bytes }
     }
 
-    /// The name as text (lossy: invalid UTF-8 shows as `?`).
+    /// The name as text (lossy: invalid UTF-8 shows as `?`; so does every
+    /// name without the `tensor-names` feature).
+    #[allow(clippy::absurd_extreme_comparisons)] // KEPT is 0 without `tensor-names`
     pub fn as_str(&self) -> &str {
-        let end = self.bytes.iter().position(|&b| b == 0).unwrap_or(Self::LEN);
-        core::str::from_utf8(&self.bytes[..end]).unwrap_or("?")
+        let end = self.bytes.iter().position(|&b| b == 0).unwrap_or(KEPT);
+        match self.bytes.get(..end).map(core::str::from_utf8) {
+            Some(Ok(s)) if KEPT > 0 => s,
+            _ => "?",
+        }
     }
 }
 

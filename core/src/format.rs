@@ -252,8 +252,10 @@ pub fn section(bytes: &[u8], i: usize) -> Option<Section> {
 /// A validated tensor-table entry.
 #[derive(Debug, Clone, Copy)]
 pub struct TensorInfo {
-    /// Name.
+    /// Name (reads `?` without the `tensor-names` feature).
     pub name: TensorName,
+    /// Index of the tensor's entry in the table.
+    pub index: u32,
     /// Element type.
     pub dtype: Dtype,
     /// Number of used dimensions (1..=4).
@@ -316,6 +318,7 @@ pub fn parse_tensor_entry(entry: &[u8], index: u32, payload: (u64, u64)) -> Resu
     let byte_len = read_u64(entry, 56).ok_or(bad_entry)?;
     let info = TensorInfo {
         name,
+        index,
         dtype,
         rank,
         dims,

@@ -63,11 +63,15 @@ pub(crate) struct NameBuf {
 
 impl NameBuf {
     pub(crate) fn global(name: &str) -> Self {
+        Self::bytes(name.as_bytes())
+    }
+
+    pub(crate) fn bytes(name: &[u8]) -> Self {
         let mut n = NameBuf {
             buf: [0; TensorName::LEN],
             len: 0,
         };
-        n.push(name.as_bytes());
+        n.push(name);
         n
     }
 
@@ -259,7 +263,10 @@ fn properties(cfg: &Config) -> u16 {
         | bit(cfg.n_token_types > 0, TYPES)
         | bit(cfg.embedding_norm, EMB_NORM)
         | bit(cfg.pre_norm, PRE_NORM)
-        | bit(cfg.arch == Architecture::Decoder && !cfg.tied_embeddings, LM_HEAD)
+        | bit(
+            cfg.arch == Architecture::Decoder && !cfg.tied_embeddings,
+            LM_HEAD,
+        )
         | bit(cfg.integer, INTEGER)
         | bit(cfg.positions == PositionKind::Rope, ROPE)
         | bit(cfg.positions == PositionKind::Sinusoidal, SINUSOIDAL)
@@ -474,6 +481,7 @@ impl<'a> Model<'a> {
             has_f16: false,
             has_i4: false,
         };
+        let (mut has_i8, mut has_f16, mut has_i4) = (false, false, false);
         for i in 0..count {
             let entry = model.entry(i);
             let info = parse_tensor_entry(entry, i, payload_range)?;
@@ -483,19 +491,19 @@ impl<'a> Model<'a> {
                 }
             }
             let name = format::entry_name(entry);
-            let (shape, dtype_ok) =
-                match role(&config, name).ok_or(Error::UnknownTensor { tensor: info.name })? {
-                    Role::Tensor(Kind::Plain, s) => (s, info.dtype == Dtype::F32),
-                    Role::Tensor(Kind::Table, s) => (s, info.dtype == Dtype::I32),
-                    Role::Scale(row, block) => (
-                        if info.dims == block { block } else { row },
-                        info.dtype == Dtype::F32,
-                    ),
-                    Role::Tensor(Kind::Matrix, s) => (
-                        s,
-                        matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::I8 | Dtype::I4),
-                    ),
-                };
+            let role = role(&config, name).ok_or(Error::UnknownTensor { tensor: info.name })?;
+            let (shape, dtype_ok) = match role {
+                Role::Tensor(Kind::Plain, s) => (s, info.dtype == Dtype::F32),
+                Role::Tensor(Kind::Table, s) => (s, info.dtype == Dtype::I32),
+                Role::Scale(row, block) => (
+                    if info.dims == block { block } else { row },
+                    info.dtype == Dtype::F32,
+                ),
+                Role::Tensor(Kind::Matrix, s) => (
+                    s,
+                    matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::I8 | Dtype::I4),
+                ),
+            };
             if shape != info.dims {
                 return Err(Error::ShapeMismatch {
                     tensor: info.name,
@@ -511,14 +519,17 @@ impl<'a> Model<'a> {
             }
             // The integer-only path multiplies whole int8 rows and
             // requantizes once per row.
-            let per_row = match role(&config, name) {
-                Some(Role::Tensor(Kind::Matrix, _)) => info.dtype == Dtype::I8,
-                Some(Role::Scale(..)) => info.rank == 1,
+            let per_row = match role {
+                Role::Tensor(Kind::Matrix, _) => info.dtype == Dtype::I8,
+                Role::Scale(..) => info.rank == 1,
                 _ => true,
             };
             if config.integer && !per_row {
                 return Err(Error::NotIntegerReady { tensor: info.name });
             }
+            has_i8 |= matches!(info.dtype, Dtype::I8 | Dtype::I4);
+            has_i4 |= info.dtype == Dtype::I4;
+            has_f16 |= info.dtype == Dtype::F16;
         }
         // Scales belong to i8/i4 matrices, and those have scales (i4: per block).
         for i in 0..count {
@@ -548,17 +559,14 @@ impl<'a> Model<'a> {
                     _ => return Err(Error::UnknownTensor { tensor: info.name }),
                 }
             } else if matches!(info.dtype, Dtype::I8 | Dtype::I4) {
-                let mut scale = NameBuf::global("");
-                scale.push(name);
+                // The name with `.s`, cut at 24 bytes as any error's name is.
+                let mut scale = NameBuf::bytes(name);
                 scale.push(b".s");
                 if scale.len == name.len() + 2 && model.find(scale.as_bytes(), i).is_some() {
                     continue;
                 }
-                let mut n = [0u8; 26];
-                n[..name.len()].copy_from_slice(name);
-                n[name.len()..name.len() + 2].copy_from_slice(b".s");
                 return Err(Error::MissingTensor {
-                    tensor: TensorName::new(&n[..name.len() + 2]),
+                    tensor: TensorName::new(scale.as_bytes()),
                 });
             }
         }
@@ -581,19 +589,13 @@ impl<'a> Model<'a> {
                 hint = require(NameBuf::layer(layer, spec.name), hint)?;
             }
         }
+        // Without the `vocab` feature the section is not read at all.
         let vocab = match found[SectionKind::Vocab as usize - 1] {
-            Some(_) => Vocab::parse(section(SectionKind::Vocab)?, config.vocab_size)?,
-            None => Vocab::empty(),
+            Some(_) if cfg!(feature = "vocab") => {
+                Vocab::parse(section(SectionKind::Vocab)?, config.vocab_size)?
+            }
+            _ => Vocab::empty(),
         };
-        let mut has_i8 = false;
-        let mut has_f16 = false;
-        let mut has_i4 = false;
-        for i in 0..count {
-            let dtype = model.tensor_at(i).map(|t| t.dtype);
-            has_i8 |= matches!(dtype, Some(Dtype::I8 | Dtype::I4));
-            has_i4 |= dtype == Some(Dtype::I4);
-            has_f16 |= dtype == Some(Dtype::F16);
-        }
         Ok(Model {
             vocab,
             has_i8,
@@ -751,7 +753,7 @@ impl<'a> Model<'a> {
 
     /// The `<name>.s` scales tensor of a quantized matrix.
     fn scales_of(&self, t: &TensorInfo, hint: u32) -> Result<TensorInfo> {
-        let mut name = NameBuf::global(t.name.as_str());
+        let mut name = NameBuf::bytes(format::entry_name(self.entry(t.index)));
         name.push(b".s");
         let missing = Error::MissingTensor {
             tensor: TensorName::new(name.as_bytes()),
@@ -759,11 +761,13 @@ impl<'a> Model<'a> {
         self.companion(t, b".s", hint).ok_or(missing)
     }
 
-    /// The tensor named `<t's name><suffix>`, if present.
+    /// The tensor named `<t's name><suffix>`, if present (the name read
+    /// from the table: [`TensorInfo::name`] may keep none).
     fn companion(&self, t: &TensorInfo, suffix: &[u8], hint: u32) -> Option<TensorInfo> {
-        let mut name = NameBuf::global(t.name.as_str());
+        let base = format::entry_name(self.entry(t.index));
+        let mut name = NameBuf::bytes(base);
         name.push(suffix);
-        if name.len != t.name.as_str().len() + suffix.len() {
+        if name.len != base.len() + suffix.len() {
             return None; // too long to name a tensor
         }
         self.find(name.as_bytes(), hint).map(|(_, s)| s)

@@ -90,22 +90,22 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
             got: run.max_seq,
         });
     }
-    let seq = run.max_seq as u64;
-    let d = cfg.d_model as u64;
-    let kv = cfg.kv_row_floats() as u64;
+    let seq = run.max_seq as usize;
+    let d = cfg.d_model as usize;
+    let kv = cfg.kv_row_floats();
     let kv_i8 = cfg.kv_cache == KvCache::I8;
-    let q = cfg.q_dim() as u64;
-    let ff = cfg.d_ff as u64;
+    let q = cfg.q_dim();
+    let ff = cfg.d_ff as usize;
     let decoder = cfg.arch == Architecture::Decoder;
     let rows = if decoder { 1 } else { seq };
-    let cache_layers = if decoder { cfg.n_layers as u64 } else { 1 };
+    let cache_layers = if decoder { cfg.n_layers as usize } else { 1 };
     let gated = cfg.activation == Activation::SwiGlu;
     // Widest input of any matrix: int8 activations and f16 row conversion need that much.
-    let widest = d.max(q).max(ff).max(cfg.input_dim as u64);
+    let widest = d.max(q).max(ff).max(cfg.input_dim as usize);
     // The integer path has no per-block scales, inlier copies or int4
     // rows; its attention keeps one score per key in the outlier buffer.
     let int = cfg.integer;
-    let raw: [Option<u64>; 16] = [
+    let raw: [Option<usize>; 16] = [
         rows.checked_mul(d),
         cache_layers
             .checked_mul(seq)
@@ -120,14 +120,14 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
         Some(ff),
         Some(if gated { ff } else { 0 }),
         Some(if cfg.positions == PositionKind::Rope {
-            cfg.head_dim as u64
+            cfg.head_dim as usize
         } else {
             0
         }),
         Some(if decoder {
-            cfg.vocab_size as u64
+            cfg.vocab_size as usize
         } else {
-            d.max(cfg.n_classes as u64)
+            d.max(cfg.n_classes as usize)
         }),
         // int8 matrix inputs; the int8 cache's quantized query head.
         Some(if model.has_i8() || kv_i8 {
@@ -142,7 +142,7 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
             0
         }),
         Some(if model.has_i8() && !int {
-            widest.div_ceil(quant::BLOCK as u64)
+            widest.div_ceil(quant::BLOCK)
         } else {
             0
         }),
@@ -161,19 +161,18 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
         }),
     ];
     let mut sizes = [0usize; 16];
-    let mut total: u64 = 0;
+    let mut total: usize = 0;
     for (s, r) in sizes.iter_mut().zip(raw) {
         let floats = r
             .and_then(|v| v.checked_add(3))
             .ok_or_else(arena_overflow)?
             & !3;
         total = total.checked_add(floats).ok_or_else(arena_overflow)?;
-        *s = usize::try_from(floats).map_err(|_| arena_overflow())?;
+        *s = floats;
     }
-    total
-        .checked_mul(4)
-        .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(arena_overflow)?;
+    // In `usize`: a plan whose byte count a pointer cannot hold fails here
+    // on any target (every partial product is at most the total).
+    total.checked_mul(4).ok_or_else(arena_overflow)?;
     Ok(Plan { sizes })
 }
 
