@@ -124,27 +124,56 @@ impl Mult {
 
     /// `round(x · self)` for a wide `x`, rounding half away from zero,
     /// saturating to `i64`.
+    ///
+    /// In 64-bit pieces: the exact product `|x| · |m|` (up to 94 bits) is
+    /// `hi · 2^32 + lo`, shifted with rounding; no 128-bit arithmetic, which
+    /// costs a 32-bit core several times the code.
     #[inline(never)]
     pub fn apply64(self, x: i64) -> i64 {
         if self.m == 0 || x == 0 {
             return 0;
         }
-        let p = x as i128 * self.m as i128;
-        let right = 31 - self.shift;
-        let r = if right <= 0 {
-            p.checked_shl((-right) as u32)
-                .unwrap_or(p.signum() * i128::MAX)
-        } else if right >= 120 {
-            0
-        } else {
-            let half = 1i128 << (right - 1);
-            if p >= 0 {
-                (p + half) >> right
+        let negative = (x < 0) != (self.m < 0);
+        let (a, b) = (x.unsigned_abs(), self.m.unsigned_abs() as u64);
+        // |x| · |m| = hi · 2^32 + lo, hi < 2^63, lo < 2^32.
+        let low = (a & 0xffff_ffff) * b;
+        let hi = (a >> 32) * b + (low >> 32);
+        let lo = low & 0xffff_ffff;
+        let right = 31 - self.shift as i64;
+        // The rounded magnitude; u64::MAX stands for "too large".
+        let magnitude = if right <= 0 {
+            let p = if hi >> 32 == 0 {
+                (hi << 32) | lo
             } else {
-                -((-p + half) >> right)
+                u64::MAX
+            };
+            match u32::try_from(-right) {
+                Ok(l) if l < 64 && p.leading_zeros() >= l => p << l,
+                _ => u64::MAX,
             }
+        } else if right <= 32 {
+            // Add half of the last kept unit to `lo`, carry into `hi`.
+            let lo = lo + (1 << (right - 1));
+            let hi = hi + (lo >> 32);
+            let up = 32 - right;
+            if hi.leading_zeros() as i64 >= up {
+                (hi << up) | ((lo & 0xffff_ffff) >> right)
+            } else {
+                u64::MAX
+            }
+        } else if right - 32 <= 63 {
+            // `lo` lies below the rounding bit: only `hi` matters.
+            let s = right - 32;
+            (hi + (1 << (s - 1))) >> s
+        } else {
+            0
         };
-        r.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+        match (negative, i64::try_from(magnitude)) {
+            (false, Ok(v)) => v,
+            (false, Err(_)) => i64::MAX,
+            (true, Ok(v)) => -v,
+            (true, Err(_)) => i64::MIN,
+        }
     }
 }
 
@@ -348,6 +377,77 @@ mod tests {
         assert_eq!(to_fixed(1.234, inv), 123);
         assert_eq!(to_fixed(-1.236, inv), -124);
         assert_eq!(to_fixed(0.0, inv), 0);
+    }
+
+    /// The 128-bit definition `apply64` is computed without.
+    fn apply64_i128(m: Mult, x: i64) -> i64 {
+        if m.m == 0 || x == 0 {
+            return 0;
+        }
+        let p = x as i128 * m.m as i128;
+        let right = 31 - m.shift as i128;
+        let r = if right <= 0 {
+            // Shifts that would leave i128 saturate (the definition).
+            if (p.unsigned_abs().leading_zeros() as i128) > -right {
+                p << -right
+            } else {
+                p.signum() * i128::MAX
+            }
+        } else if right >= 120 {
+            0
+        } else {
+            let half = 1i128 << (right - 1);
+            if p >= 0 {
+                (p + half) >> right
+            } else {
+                -((-p + half) >> right)
+            }
+        };
+        r.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
+
+    #[test]
+    fn apply64_matches_its_128_bit_definition() {
+        // xorshift: every magnitude of x and every shift that matters.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut checked = 0;
+        for _ in 0..200_000 {
+            let r = next();
+            let x = (r as i64) >> (r % 64);
+            let m = match next() % 4 {
+                0 => (next() % (1 << 31)) as i32,
+                1 => -((next() % (1 << 31)) as i32),
+                _ => ((1u64 << 30) + next() % (1 << 30)) as i32,
+            };
+            let shift = (next() % 200) as i32 - 100;
+            let mult = Mult { m, shift };
+            assert_eq!(
+                mult.apply64(x),
+                apply64_i128(mult, x),
+                "m {m} shift {shift} x {x}"
+            );
+            checked += 1;
+        }
+        for x in [i64::MIN, i64::MAX, -1, 1, i64::MIN + 1] {
+            for shift in [-100, -31, 0, 1, 31, 32, 33, 62, 63, 64, 94, 95, 96, 200] {
+                for m in [i32::MIN, i32::MAX, 1 << 30, -1, 1] {
+                    let mult = Mult { m, shift };
+                    assert_eq!(
+                        mult.apply64(x),
+                        apply64_i128(mult, x),
+                        "m {m} shift {shift} x {x}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 200_000);
     }
 
     #[test]
