@@ -483,3 +483,23 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::TensorName;
+
+    /// With `tensor-names` a name is kept (cut at 24 bytes, invalid UTF-8
+    /// as `?`); without it nothing is kept and every name reads `?`.
+    #[test]
+    fn tensor_names_follow_the_feature() {
+        let name = TensorName::new(b"L0.wq");
+        if cfg!(feature = "tensor-names") {
+            assert_eq!(name.as_str(), "L0.wq");
+            assert_eq!(TensorName::new(&[0xff, 0xfe]).as_str(), "?");
+            assert_eq!(TensorName::new(&[b'a'; 30]).as_str(), "a".repeat(24));
+        } else {
+            assert_eq!(name.as_str(), "?");
+            assert_eq!(core::mem::size_of::<TensorName>(), 0);
+        }
+    }
+}

@@ -417,6 +417,15 @@ mod tests {
             state
         };
         let mut checked = 0;
+        let mut check = |m: i32, shift: i32, x: i64| {
+            let mult = Mult { m, shift };
+            assert_eq!(
+                mult.apply64(x),
+                apply64_i128(mult, x),
+                "m {m} shift {shift} x {x}"
+            );
+            checked += 1;
+        };
         for _ in 0..200_000 {
             let r = next();
             let x = (r as i64) >> (r % 64);
@@ -425,25 +434,12 @@ mod tests {
                 1 => -((next() % (1 << 31)) as i32),
                 _ => ((1u64 << 30) + next() % (1 << 30)) as i32,
             };
-            let shift = (next() % 200) as i32 - 100;
-            let mult = Mult { m, shift };
-            assert_eq!(
-                mult.apply64(x),
-                apply64_i128(mult, x),
-                "m {m} shift {shift} x {x}"
-            );
-            checked += 1;
+            check(m, (next() % 200) as i32 - 100, x);
         }
         for x in [i64::MIN, i64::MAX, -1, 1, i64::MIN + 1] {
             for shift in [-100, -31, 0, 1, 31, 32, 33, 62, 63, 64, 94, 95, 96, 200] {
                 for m in [i32::MIN, i32::MAX, 1 << 30, -1, 1] {
-                    let mult = Mult { m, shift };
-                    assert_eq!(
-                        mult.apply64(x),
-                        apply64_i128(mult, x),
-                        "m {m} shift {shift} x {x}"
-                    );
-                    checked += 1;
+                    check(m, shift, x);
                 }
             }
         }

@@ -9,6 +9,20 @@
 //! let embedding = session.embed(&ids)?;             // encoder models
 //! let logits = session.decode_step(token)?;         // decoder models
 //! ```
+//!
+//! Cargo features (all but `std` and `defmt` on by default; a device app
+//! that runs integer-only encoders can leave the rest out, see the
+//! `mote-encoder` firmware app):
+//!
+//! | feature | with it | without it |
+//! |---|---|---|
+//! | `float` | f32 activations: f32, f16, int4 and int8 weights with f32 activations | integer-only models alone (others: [`Error::NotBuilt`]) |
+//! | `decoder` | decoders with a KV cache | encoders alone (decoders: [`Error::NotBuilt`]) |
+//! | `crc-table` | CRC-32 with a 1 KiB table (hosts with `std` use 16 KiB) | bit by bit: 1 KiB less flash, about 7× the instructions to open a model |
+//! | `tensor-names` | errors and [`TensorInfo`] keep the tensor's name | they read `?` (24 bytes less per error value) |
+//! | `vocab` | the tokenizer vocabulary section is read and checked | it is skipped; [`Model::vocab`] is empty |
+//! | `std` | a 16 KiB CRC table (several times faster on big models) and `half`'s `std` | `no_std` |
+//! | `defmt` | `defmt::Format` for the public types | — |
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

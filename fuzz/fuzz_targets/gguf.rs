@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
             let _ = g.dequantize(t);
         }
     }
-    if g.tensors.iter().map(|t| t.elements()).sum::<u64>() <= 1 << 18 {
+    let total = g
+        .tensors
+        .iter()
+        .fold(0u64, |n, t| n.saturating_add(t.elements()));
+    if total <= 1 << 18 {
         let _ = mote_host::import::import_gguf(&g);
     }
 });

@@ -70,9 +70,13 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// Element count.
+    /// Element count (`u64::MAX` when the product overflows; [`Gguf::parse`]
+    /// refuses such tensors).
     pub fn elements(&self) -> u64 {
-        self.ne.iter().product()
+        self.ne
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d))
+            .unwrap_or(u64::MAX)
     }
     /// Dimensions outermost first (Mote's order).
     pub fn dims(&self) -> Vec<u32> {
@@ -208,6 +212,12 @@ impl Gguf {
             let nd = r.u32()?;
             ensure!((1..=4).contains(&nd), "GGUF tensor {name} has {nd} dims");
             let ne = (0..nd).map(|_| r.u64()).collect::<Result<Vec<_>>>()?;
+            // Mote's dimensions are u32, and the element count must be a u64.
+            ensure!(
+                ne.iter().all(|&d| d <= u32::MAX as u64)
+                    && ne.iter().try_fold(1u64, |n, &d| n.checked_mul(d)).is_some(),
+                "GGUF tensor {name} has dimensions {ne:?}: too large"
+            );
             let ggml_type = r.u32()?;
             let offset = r.u64()?;
             tensors.push(TensorInfo {
@@ -316,5 +326,40 @@ impl Gguf {
             ty => bail!("GGML type {ty} not supported"),
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::Gguf;
+
+    /// Found by the fuzz target `gguf` built with overflow checks: one
+    /// tensor whose dimensions multiply past `u64`. It must be refused, not
+    /// wrap (in release) or panic (with overflow checks).
+    #[test]
+    fn dimensions_that_overflow_are_refused() {
+        let mut f = Vec::new();
+        f.extend_from_slice(b"GGUF");
+        f.extend_from_slice(&3u32.to_le_bytes()); // version
+        f.extend_from_slice(&1u64.to_le_bytes()); // tensors
+        f.extend_from_slice(&0u64.to_le_bytes()); // metadata
+        f.extend_from_slice(&1u64.to_le_bytes()); // name length
+        f.push(b't');
+        f.extend_from_slice(&3u32.to_le_bytes()); // dims
+        for d in [1u64 << 30, 1 << 30, 1 << 30] {
+            f.extend_from_slice(&d.to_le_bytes());
+        }
+        f.extend_from_slice(&0u32.to_le_bytes()); // f32
+        f.extend_from_slice(&0u64.to_le_bytes()); // offset
+        let err = Gguf::parse(f.clone()).err().expect("refused");
+        assert!(format!("{err:#}").contains("too large"), "{err:#}");
+        // One dimension beyond u32 is refused as well.
+        let at = f.len() - 12 - 24;
+        f[at..at + 8].copy_from_slice(&(1u64 << 33).to_le_bytes());
+        f[at + 8..at + 16].copy_from_slice(&1u64.to_le_bytes());
+        f[at + 16..at + 24].copy_from_slice(&1u64.to_le_bytes());
+        let err = Gguf::parse(f).err().expect("refused");
+        assert!(format!("{err:#}").contains("too large"), "{err:#}");
     }
 }

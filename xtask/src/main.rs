@@ -273,8 +273,18 @@ fn test() -> Result<()> {
     setup()?;
     type Step = (&'static str, fn() -> Result<()>);
     let plan: [Step; 4] = [
-        ("workspace tests", || {
-            run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+        ("workspace tests, and mote-core's unit tests without its default features", || {
+            run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+            run(cargo().args([
+                "test",
+                "-q",
+                "-p",
+                "mote-core",
+                "--lib",
+                "--no-default-features",
+                "--features",
+                "std",
+            ]))
         }),
         (
             "x86_64, aarch64 (qemu-aarch64), Cortex-M4F/M7/M33/M55 and RV32IMC (QEMU) give the same bits; A/B fallback",
