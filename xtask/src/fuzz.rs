@@ -72,7 +72,7 @@ fn seeds(host: bool) -> Result<()> {
     run(&mut c)
 }
 
-/// Builds every target once (AddressSanitizer, `-O`), then runs each for
+/// Builds every target once (AddressSanitizer, `-O`, overflow checks), then runs each for
 /// `seconds`, two at a time (libFuzzer runs one thread; this machine has two
 /// cores); fails on any crash, leak, timeout or OOM (libFuzzer exits
 /// non-zero and leaves the input in `fuzz/artifacts/<target>/`).
@@ -89,7 +89,9 @@ pub fn fuzz(targets: &[&str], seconds: u64) -> Result<()> {
     let fuzz_dir = root().join("fuzz");
     let mut c = Command::new("cargo");
     c.current_dir(&fuzz_dir)
-        .args(["+nightly", "fuzz", "build", "-O"])
+        // `-a`: debug assertions and overflow checks in the optimised build,
+        // so an arithmetic overflow on hostile input is a crash, not a wrap.
+        .args(["+nightly", "fuzz", "build", "-O", "-a"])
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("CARGO");
     if host {
