@@ -8,6 +8,7 @@ pub use cortex_m_rt::entry;
 pub use riscv_rt::entry;
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// The device interrupt part of the Cortex-M vector table: one entry (IRQ 0
 /// goes to the default handler; `link.x` refuses an empty table). The
@@ -30,7 +31,6 @@ pub static __INTERRUPTS: [unsafe extern "C" fn(); 1] = [{
     }
     DefaultHandler
 }];
-use core::sync::atomic::{AtomicBool, Ordering};
 
 /// A `static` whose value is handed out as `&'static mut` at most once.
 /// Replaces `cortex_m::singleton!`, which RISC-V has no equivalent of; works
