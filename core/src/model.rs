@@ -753,12 +753,15 @@ impl<'a> Model<'a> {
 
     /// The `<name>.s` scales tensor of a quantized matrix.
     fn scales_of(&self, t: &TensorInfo, hint: u32) -> Result<TensorInfo> {
-        let mut name = NameBuf::bytes(format::entry_name(self.entry(t.index)));
-        name.push(b".s");
-        let missing = Error::MissingTensor {
-            tensor: TensorName::new(name.as_bytes()),
-        };
-        self.companion(t, b".s", hint).ok_or(missing)
+        // The error's name is built only when the scales are missing: this
+        // runs for every matrix on every token.
+        self.companion(t, b".s", hint).ok_or_else(|| {
+            let mut name = NameBuf::bytes(format::entry_name(self.entry(t.index)));
+            name.push(b".s");
+            Error::MissingTensor {
+                tensor: TensorName::new(name.as_bytes()),
+            }
+        })
     }
 
     /// The tensor named `<t's name><suffix>`, if present (the name read
