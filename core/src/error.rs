@@ -250,6 +250,27 @@ pub enum Error {
     },
     /// An empty token sequence was given.
     EmptyInput,
+    /// No feature rows were given to a feature-input model.
+    EmptyFeatures,
+    /// A feature value is NaN or infinite.
+    NonFiniteInput {
+        /// Index of the first such value.
+        index: u32,
+    },
+    /// Token types given for a different number of tokens than the ids.
+    TokenTypesLength {
+        /// Number of token ids.
+        ids: u32,
+        /// Number of token types.
+        types: u32,
+    },
+    /// The arena a run needs does not fit in this target's address space.
+    ArenaOverflow,
+    /// A kernel backend this machine cannot run was asked for.
+    BackendUnavailable {
+        /// The backend's name.
+        backend: &'static str,
+    },
     /// The call does not fit the model's architecture (e.g. `embed` on a decoder).
     WrongArchitecture {
         /// Architecture code the call needs.
@@ -324,7 +345,12 @@ impl Error {
             ArenaTooSmall { .. } => "arena too small",
             SequenceTooLong { .. } => "sequence too long",
             TokenOutOfRange { .. } => "token id out of range",
-            EmptyInput => "empty input",
+            EmptyInput => "empty token sequence",
+            EmptyFeatures => "no feature rows",
+            NonFiniteInput { .. } => "feature value is NaN or infinite",
+            TokenTypesLength { .. } => "token types and ids differ in length",
+            ArenaOverflow => "arena size overflows the address space",
+            BackendUnavailable { .. } => "kernel backend not available on this machine",
             WrongArchitecture { .. } => "wrong architecture for this call",
             WrongInputKind { .. } => "wrong input kind (token ids or feature rows)",
             FeatureShape { .. } => "feature values are not whole rows",
@@ -451,6 +477,20 @@ impl fmt::Display for Error {
                 write!(f, "token id {id} is outside the vocabulary of {vocab}")
             }
             EmptyInput => write!(f, "empty token sequence"),
+            EmptyFeatures => write!(f, "no feature rows"),
+            NonFiniteInput { index } => {
+                write!(f, "feature value {index} is NaN or infinite")
+            }
+            TokenTypesLength { ids, types } => {
+                write!(f, "{types} token types given for {ids} token ids")
+            }
+            ArenaOverflow => write!(
+                f,
+                "the arena this run needs is larger than this target's address space"
+            ),
+            BackendUnavailable { backend } => {
+                write!(f, "kernel backend {backend} cannot run on this machine")
+            }
             WrongArchitecture { expected, got } => {
                 write!(
                     f,

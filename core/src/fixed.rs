@@ -8,15 +8,77 @@
 //! runs the integer path without soft-float calls. Reals inside these
 //! functions are in Q16 (`v · 2^16` in an `i32`) or Q30.
 
-use crate::quant::multiply_by_quantized_multiplier;
+/// TFLite's `MultiplyByQuantizedMultiplier`: `round(x · m · 2^shift / 2^31)`
+/// with `m` in `[2^30, 2^31)` (a Q31 multiplier) and `shift` in `-31..=30`,
+/// bit for bit as TFLite/gemmlowp: a saturating rounding doubling high
+/// multiply (ties upward), then a rounding right shift (ties away from zero).
+/// A left shift that overflows saturates.
+pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
+    let left = shift.clamp(0, 30);
+    let right = (-shift).clamp(0, 31);
+    let x = (x as i64) << left;
+    let x = x.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+    rounding_right_shift(saturating_doubling_high_mul(x, multiplier), right)
+}
+
+/// gemmlowp `SaturatingRoundingDoublingHighMul`.
+fn saturating_doubling_high_mul(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let ab = a as i64 * b as i64;
+    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+    ((ab + nudge) / (1i64 << 31)) as i32
+}
+
+/// gemmlowp `RoundingDivideByPOT`: divide by `2^exp`, ties away from zero.
+fn rounding_right_shift(x: i32, exp: i32) -> i32 {
+    if exp <= 0 {
+        return x;
+    }
+    let mask = ((1i64 << exp) - 1) as i32;
+    let remainder = x & mask;
+    let threshold = (mask >> 1) + i32::from(x < 0);
+    (x >> exp) + i32::from(remainder > threshold)
+}
+
+/// Splits a positive real multiplier into a Q31 mantissa and a power-of-two
+/// shift for [`multiply_by_quantized_multiplier`] (TFLite's `QuantizeMultiplier`).
+pub fn quantize_multiplier(real: f64) -> (i32, i32) {
+    if real <= 0.0 || !real.is_finite() {
+        return (0, 0);
+    }
+    let mut shift = 0i32;
+    let mut m = real;
+    while m >= 1.0 {
+        m /= 2.0;
+        shift += 1;
+    }
+    while m < 0.5 {
+        m *= 2.0;
+        shift -= 1;
+    }
+    let mut q = libm::round(m * (1u64 << 31) as f64) as i64;
+    if q == 1i64 << 31 {
+        q /= 2;
+        shift += 1;
+    }
+    if shift < -31 {
+        return (0, 0);
+    }
+    (q as i32, shift.min(30))
+}
 
 /// Fractional bits of the Q16 format used between integer operations.
 pub const Q16: i32 = 16;
 /// `1.0` in Q30.
 pub const ONE_Q30: i64 = 1 << 30;
 
-/// A non-negative real `m · 2^(shift - 31)` with `m` in `[2^30, 2^31)` (or
-/// zero): the multiplier form of TFLite's `MultiplyByQuantizedMultiplier`.
+/// A real `m · 2^(shift - 31)`: the multiplier form of TFLite's
+/// `MultiplyByQuantizedMultiplier`. Its constructors make non-negative
+/// multipliers with `m` in `[2^30, 2^31)` (or zero); the fields are public,
+/// and [`Mult::apply`] and [`Mult::apply64`] take any `m`, a negative one
+/// giving the negated product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mult {
     /// Q31 mantissa in `[2^30, 2^31)`, or 0.

@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod arena;
 pub mod config;
 pub mod error;
 pub mod fixed;
@@ -36,13 +37,15 @@ pub mod model;
 pub mod quant;
 pub mod session;
 pub mod slot;
+pub mod tensors;
 pub mod vocab;
 
+pub use arena::RunConfig;
 pub use config::{Activation, Architecture, Config, KvCache, NormKind, Pooling, PositionKind};
 pub use error::{Error, TensorName};
 pub use format::{Dtype, SectionKind, TensorInfo, FORMAT_VERSION, MAGIC};
 pub use model::{Model, Weight};
-pub use session::{integer, Input, Join, RunConfig, Session};
+pub use session::{integer, Input, Join, Output, Session};
 pub use vocab::{PreTokenizer, TokenizerKind, Vocab};
 
 /// Result type of every fallible `mote-core` call.

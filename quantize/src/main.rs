@@ -232,6 +232,27 @@ fn model<'a>(file: &'a ModelFile, path: &Path) -> Result<Model<'a>> {
     Model::from_bytes(file.bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
+/// The kernel backend `MOTE_BACKEND=scalar|sse4.1|avx2|neon|…` asks for
+/// (parity checks pin it), if any; one this machine cannot run is an error.
+fn chosen_backend() -> Result<Option<mote_core::quant::Backend>> {
+    match std::env::var("MOTE_BACKEND") {
+        Err(_) => Ok(None),
+        Ok(name) => match mote_core::quant::Backend::from_name(&name) {
+            Some(b) if b.available() => Ok(Some(b)),
+            _ => bail!("MOTE_BACKEND={name:?} is not a backend this machine runs"),
+        },
+    }
+}
+
+/// A session on `m`'s arena, on the backend `MOTE_BACKEND` chose (else the best).
+fn session<'m, 'a>(m: &'m Model<'m>, arena: &'a mut [u8], run: RunConfig) -> Result<Session<'m, 'a>> {
+    let mut s = Session::new(m, arena, run).map_err(core_err)?;
+    if let Some(b) = chosen_backend()? {
+        s.set_backend(b).map_err(core_err)?;
+    }
+    Ok(s)
+}
+
 fn core_err(e: mote_core::Error) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
@@ -278,14 +299,9 @@ fn main() {
     #[cfg(unix)]
     default_sigpipe();
     let cli = Cli::parse();
-    // MOTE_BACKEND=scalar|sse4.1|avx2|neon pins the integer kernels (for parity checks).
-    if let Ok(name) = std::env::var("MOTE_BACKEND") {
-        let ok = mote_core::quant::Backend::from_name(&name)
-            .is_some_and(|b| mote_core::quant::force(Some(b)));
-        if !ok {
-            eprintln!("error: MOTE_BACKEND={name:?} is not a backend this machine runs");
-            std::process::exit(1);
-        }
+    if let Err(e) = chosen_backend() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
@@ -602,7 +618,7 @@ fn run(cli: Cli) -> Result<()> {
                 max_seq: ids.len() as u32,
             };
             let mut arena = arena_for(&m, &run)?;
-            let mut s = Session::new(&m, &mut arena, run).map_err(core_err)?;
+            let mut s = session(&m, &mut arena, run)?;
             let e = s.embed(&ids).map_err(core_err)?;
             if json {
                 println!("{}", json!({"ids": ids, "embedding": e}));
@@ -631,8 +647,9 @@ fn run(cli: Cli) -> Result<()> {
                 max_seq: rows as u32,
             };
             let mut arena = arena_for(&m, &run)?;
-            let mut s = Session::new(&m, &mut arena, run).map_err(core_err)?;
-            let (label, values) = s.run(input).map_err(core_err)?;
+            let mut s = session(&m, &mut arena, run)?;
+            let out = s.run(input).map_err(core_err)?;
+            let (label, values) = (out.label(), out.values());
             if bits {
                 let hex: Vec<String> = values
                     .iter()
@@ -708,7 +725,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 None
             };
-            let mut s = Session::new(&m, &mut arena, run).map_err(core_err)?;
+            let mut s = session(&m, &mut arena, run)?;
             if let Some(j) = &join {
                 s.set_join(j);
             }
@@ -885,7 +902,7 @@ fn classify(
         max_seq: (input.rows(&cfg) as u32).clamp(1, cfg.max_seq),
     };
     let mut arena = arena_for(&m, &run)?;
-    let mut session = Session::new(&m, &mut arena, run).map_err(core_err)?;
+    let mut session = session(&m, &mut arena, run)?;
     let logits = match input {
         mote_core::Input::Features(f) => session.classify_features(f),
         mote_core::Input::Ids(ids) => session.classify(ids),
@@ -965,7 +982,7 @@ fn eval_task(
         max_seq: m.config().max_seq,
     };
     let mut arena = arena_for(&m, &run)?;
-    let mut s = Session::new(&m, &mut arena, run).map_err(core_err)?;
+    let mut s = session(&m, &mut arena, run)?;
     for (k, (desc, inputs, label)) in task.samples(split, show)?.into_iter().enumerate() {
         if let (0, Some(p), Some(first)) = (k, save_input, inputs.first()) {
             let line = match first {

@@ -3,18 +3,20 @@
 //! qemu-aarch64 by `cargo xtask test`).
 #![allow(clippy::unwrap_used)]
 
-use mote_core::quant::{force, Backend};
+use mote_core::quant::Backend;
 use mote_core::{Architecture, Model, RunConfig, Session, Weight};
 use mote_host::quantize::{quantize, Target};
 use mote_host::ModelFile;
 use mote_tests::*;
 
-fn outputs(m: &Model, ids: &[u32]) -> Vec<u32> {
+fn outputs(m: &Model, ids: &[u32], backend: Backend) -> Vec<u32> {
     let run = RunConfig {
         max_seq: ids.len() as u32 + 4,
     };
     let mut arena = vec![0u8; m.arena_bytes(&run).unwrap() + 15];
     let mut s = Session::new(m, &mut arena, run).unwrap();
+    s.set_backend(backend).unwrap();
+    assert_eq!(s.backend(), backend);
     let mut bits = Vec::new();
     match m.config().arch {
         Architecture::Encoder => bits.extend(s.embed(ids).unwrap().iter().map(|v| v.to_bits())),
@@ -88,15 +90,16 @@ fn int8_models_are_bit_identical_on_every_backend() {
         } else {
             &ids
         };
-        assert!(force(Some(Backend::Scalar)));
-        let want = outputs(&m, ids);
+        let want = outputs(&m, ids, Backend::Scalar);
         for b in Backend::ALL.into_iter().filter(|b| b.available()) {
-            assert!(force(Some(b)));
-            assert_eq!(outputs(&m, ids), want, "model {i} on {b:?}");
+            assert_eq!(outputs(&m, ids, b), want, "model {i} on {b:?}");
             compared += 1;
         }
     }
-    force(None);
+    for b in Backend::ALL {
+        let what = if b.available() { "compared with scalar" } else { "skipped: not on this machine" };
+        println!("whole models on {}: {what}", b.name());
+    }
     assert!(
         compared >= 2 * models.len(),
         "fewer than two backends compared"
@@ -186,15 +189,42 @@ fn f16_dot_is_bit_identical_to_its_definition() {
             want,
             "n {n}"
         );
-        assert_eq!(mote_core::quant::dot_f16(&w, &x).to_bits(), want, "n {n}");
-    }
-    #[cfg(target_arch = "x86_64")]
-    eprintln!(
-        "f16 dot: F16C path {}",
-        if std::is_x86_feature_detected!("f16c") && std::is_x86_feature_detected!("avx2") {
-            "tested"
-        } else {
-            "not available on this CPU (scalar only)"
+        for b in Backend::ALL.into_iter().filter(|&b| mote_core::quant::f16_simd(b)) {
+            let got = mote_core::quant::dot_f16_with(b, &w, &x).to_bits();
+            assert_eq!(got, want, "n {n} on {b:?}");
         }
-    );
+    }
+    for b in Backend::ALL {
+        let what = if mote_core::quant::f16_simd(b) {
+            "compared with the definition"
+        } else {
+            "skipped: no f16 kernel of its own on this machine"
+        };
+        println!("f16 dot on {}: {what}", b.name());
+    }
+}
+
+/// A backend this machine cannot run is refused, not replaced; a session
+/// starts on the best one.
+#[test]
+fn unavailable_backends_are_refused() {
+    let f = random_model_file(tiny_encoder_config(), 3);
+    let m = Model::from_bytes(f.bytes()).unwrap();
+    let run = RunConfig { max_seq: 4 };
+    let mut arena = vec![0u8; m.arena_bytes(&run).unwrap() + 15];
+    let mut s = Session::new(&m, &mut arena, run).unwrap();
+    assert_eq!(s.backend(), Backend::best());
+    for b in Backend::ALL {
+        let r = s.set_backend(b);
+        if b.available() {
+            assert_eq!(r, Ok(()));
+            assert_eq!(s.backend(), b);
+        } else {
+            assert_eq!(
+                r,
+                Err(mote_core::Error::BackendUnavailable { backend: b.name() })
+            );
+            assert_ne!(s.backend(), b);
+        }
+    }
 }

@@ -13,7 +13,7 @@
 //! against its definition on the same widths); exit 1 on any difference.
 #![deny(unsafe_code)]
 
-use mote_core::quant::{force, Backend};
+use mote_core::quant::Backend;
 use mote_core::{Input, Model, RunConfig, Session};
 use std::process::ExitCode;
 
@@ -39,12 +39,16 @@ fn run() -> Result<String, String> {
         (Some(p), Some(i)) => (p, i),
         _ => return Err("usage: mote-edge MODEL.mote INPUT [BACKEND]".into()),
     };
-    if let Some(name) = args.get(3) {
-        let backend = Backend::from_name(name).ok_or(format!("unknown backend {name:?}"))?;
-        if !force(Some(backend)) {
-            return Err(format!("backend {name} does not run here"));
+    let backend = match args.get(3) {
+        Some(name) => {
+            let b = Backend::from_name(name).ok_or(format!("unknown backend {name:?}"))?;
+            if !b.available() {
+                return Err(format!("backend {name} does not run here"));
+            }
+            b
         }
-    }
+        None => Backend::best(),
+    };
     let feats: Option<Vec<f32>> = ids
         .strip_prefix("features:")
         .map(|f| {
@@ -74,8 +78,10 @@ fn run() -> Result<String, String> {
     let need = model.arena_bytes(&run).map_err(|e| e.to_string())?;
     let mut arena = vec![0u8; need + 15];
     let mut s = Session::new(&model, &mut arena, run).map_err(|e| e.to_string())?;
-    let (label, out) = s.run(input).map_err(|e| e.to_string())?;
-    let hex: Vec<String> = out.iter().map(|v| format!("{:08x}", v.to_bits())).collect();
+    s.set_backend(backend).map_err(|e| e.to_string())?;
+    let out = s.run(input).map_err(|e| e.to_string())?;
+    let label = out.label();
+    let hex: Vec<String> = out.values().iter().map(|v| format!("{:08x}", v.to_bits())).collect();
     Ok(format!("{label}: {}", hex.join(" ")))
 }
 
@@ -129,11 +135,14 @@ fn check_kernels() -> Result<String, String> {
             })
             .collect();
         let xf: Vec<f32> = (0..cols).map(|_| (next() as i32) as f32 * 1e-9).collect();
-        let (got, want) = (mote_core::quant::dot_f16(&h, &xf), mote_core::quant::dot_f16_scalar(&h, &xf));
-        if got.to_bits() != want.to_bits() {
-            return Err(format!("kernel check: the f16 dot product differs from its definition at {cols}: {got} vs {want}"));
+        let want = mote_core::quant::dot_f16_scalar(&h, &xf);
+        for b in Backend::ALL.into_iter().filter(|&b| mote_core::quant::f16_simd(b)) {
+            let got = mote_core::quant::dot_f16_with(b, &h, &xf);
+            if got.to_bits() != want.to_bits() {
+                return Err(format!("kernel check: the f16 dot product on {} differs from its definition at {cols}: {got} vs {want}", b.name()));
+            }
+            pairs += 1;
         }
-        pairs += 1;
     }
     let names: Vec<&str> = Backend::ALL.into_iter().filter(|b| b.available()).map(Backend::name).collect();
     Ok(format!("kernel check: {pairs} shape/backend pairs equal the scalar bits ({})", names.join(", ")))

@@ -172,11 +172,11 @@ fn gemv_probe() {
     }
     println!("kernel check: {checked} shape/backend pairs equal the scalar bits (best: {})", mote_core::quant::Backend::best().name());
     let m = mote_gemv_start(0);
-    mote_core::quant::gemv_i8_blocked(&mut p.out, &p.w, mote_core::quant::WeightScales::Row(&p.ws), &act, None);
+    let _ = mote_core::quant::gemv_i8_blocked_with(mote_core::quant::Backend::best(), &mut p.out, &p.w, mote_core::quant::WeightScales::Row(&p.ws), &act, None);
     let _ = mote_gemv_end(m);
     println!("gemv probe: {}x{} int8, out[0] bits {:08x}", GEMV_ROWS, GEMV_COLS, p.out[0].to_bits());
     let m = mote_igemv_start(0);
-    mote_core::quant::gemv_i8(&mut p.iout, &p.w, &p.x);
+    let _ = mote_core::quant::gemv_i8_with(mote_core::quant::Backend::best(), &mut p.iout, &p.w, &p.x);
     let _ = mote_igemv_end(m);
     println!("integer gemv probe: out[0] {}", p.iout[0]);
 }
@@ -217,7 +217,8 @@ fn run(arena: &mut [u8]) -> Result<(), mote_core::Error> {
     let run = RunConfig { max_seq: rows.max(1) as u32 };
     let mark = mote_mark_start(rows as u32);
     let mut session = Session::new(&model, arena, run)?;
-    let (label, values) = session.run(inp)?;
+    let out = session.run(inp)?;
+    let (label, values) = (out.label(), out.values());
     let _ = mote_mark_end(mark);
     print_bits(label, values);
     Ok(())

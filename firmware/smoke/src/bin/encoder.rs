@@ -70,7 +70,8 @@ fn run(arena: &mut [u8]) -> Result<(), mote_core::Error> {
     };
     let run = RunConfig { max_seq: input.rows(model.config()).max(1) as u32 };
     let mut session = Session::new(&model, arena, run)?;
-    let (label, values) = session.run(input)?;
+    let out = session.run(input)?;
+    let (label, values) = (out.label(), out.values());
     device::print_bits(label, values);
     Ok(())
 }

@@ -74,7 +74,7 @@ fn run(arena: &mut [u8]) -> Result<u32, mote_core::Error> {
     };
     let run = RunConfig { max_seq: (input.rows(model.config()) as u32).max(1) };
     let mut s = Session::new(&model, arena, run)?;
-    let (_, out) = s.run(input)?;
+    let out = s.run(input)?.values();
     Ok(out.iter().fold(0u32, |h, v| h.rotate_left(5) ^ v.to_bits()))
 }
 

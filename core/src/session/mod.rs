@@ -1,29 +1,35 @@
 //! `Session`: one model, one caller-provided arena, no other memory.
 //!
-//! The arena holds, in order (each rounded up to 16 bytes): the residual rows
-//! (`max_seq` rows for an encoder, one for a decoder), the key and value
-//! caches (every layer for a decoder, one layer at a time for an encoder),
-//! per-row scratch (normed row, query, attention output, projection, two
-//! feed-forward rows, the RoPE table) and the output (logits or the pooled
-//! vector). Attention runs row by row with an online softmax, so nothing in
-//! the arena grows with sequence².
+//! - [`crate::arena`] plans the buffers; [`scratch`] holds their views;
+//! - [`lookup`] resolves a block's weights from the tensor table;
+//! - [`float`] is the f32-activation path, [`integer`] the integer-only one;
+//! - [`observe`] is where calibration watches the f32 path.
+//!
+//! The public API is here: encoder passes (`encode`, `embed`, `classify`,
+//! their feature-row forms), decoder steps (`decode_step`, `prefill`) and
+//! [`Session::run`], the device apps' one call.
 
-use crate::config::{Activation, Architecture, Config, KvCache, NormKind, Pooling, PositionKind};
+use crate::arena::{
+    self, RunConfig, ATT, F1, F2, H, KC, O, OUT, OUTL, Q, ROPE, T, UNPACK, VC, WROW, XQ, XS,
+};
+use crate::config::{Architecture, Config, NormKind, Pooling, PositionKind};
 use crate::kernels;
-use crate::model::{Model, NameBuf, Weight};
-use crate::quant;
-use crate::{Error, Result, TensorName};
-use integer::{Observe, Point};
+use crate::model::Model;
+use crate::quant::Backend;
+use crate::tensors::NameBuf;
+use crate::{Error, Result};
+use float::{add, block_row, embedding_row, linear, norm, project_kv};
+use lookup::Lookup;
+use observe::{Observe, Point, Watch};
+use scratch::{copy, span, span_mut, take, Exec, LinearScratch, Scratch};
 
+mod float;
 pub mod integer;
+mod lookup;
+pub mod observe;
+mod scratch;
 
-/// What one session must be able to hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct RunConfig {
-    /// Longest sequence (encoder input, or decoder prompt + generated tokens).
-    pub max_seq: u32,
-}
+pub use scratch::Join;
 
 /// One input to a model: token ids, or feature rows (`input_dim` values each).
 #[derive(Debug, Clone, Copy)]
@@ -45,673 +51,30 @@ impl Input<'_> {
     }
 }
 
-/// Sizes (in `f32` elements, each a multiple of 4) of the arena's buffers.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Plan {
-    sizes: [usize; 16],
+/// What [`Session::run`] returns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Output<'s> {
+    /// Logits: a classifier head's, or a decoder's for the next token.
+    Logits(&'s [f32]),
+    /// The pooled, L2-normalised vector of an encoder without a head.
+    Embedding(&'s [f32]),
 }
 
-const H: usize = 0;
-const KC: usize = 1;
-const VC: usize = 2;
-const T: usize = 3;
-const Q: usize = 4;
-const ATT: usize = 5;
-const O: usize = 6;
-const F1: usize = 7;
-const F2: usize = 8;
-const ROPE: usize = 9;
-const OUT: usize = 10;
-const XQ: usize = 11;
-const WROW: usize = 12;
-const XS: usize = 13;
-const OUTL: usize = 14;
-const UNPACK: usize = 15;
-
-impl Plan {
-    pub(crate) fn total_bytes(&self) -> usize {
-        self.sizes.iter().sum::<usize>() * 4
-    }
-}
-
-fn arena_overflow() -> Error {
-    Error::BadConfig {
-        field: "arena size",
-        value: u32::MAX,
-    }
-}
-
-/// Plans the arena for `model` under `run`.
-pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
-    let cfg = model.config();
-    if run.max_seq == 0 || run.max_seq > cfg.max_seq {
-        return Err(Error::SequenceTooLong {
-            max: cfg.max_seq,
-            got: run.max_seq,
-        });
-    }
-    let seq = run.max_seq as usize;
-    let d = cfg.d_model as usize;
-    let kv = cfg.kv_row_floats();
-    let kv_i8 = cfg.kv_cache == KvCache::I8;
-    let q = cfg.q_dim();
-    let ff = cfg.d_ff as usize;
-    let decoder = cfg.arch == Architecture::Decoder;
-    let rows = if decoder { 1 } else { seq };
-    let cache_layers = if decoder { cfg.n_layers as usize } else { 1 };
-    let gated = cfg.activation == Activation::SwiGlu;
-    // Widest input of any matrix: int8 activations and f16 row conversion need that much.
-    let widest = d.max(q).max(ff).max(cfg.input_dim as usize);
-    // The integer path has no per-block scales, inlier copies or int4
-    // rows; its attention keeps one score per key in the outlier buffer.
-    let int = cfg.integer;
-    let raw: [Option<usize>; 16] = [
-        rows.checked_mul(d),
-        cache_layers
-            .checked_mul(seq)
-            .and_then(|x| x.checked_mul(kv)),
-        cache_layers
-            .checked_mul(seq)
-            .and_then(|x| x.checked_mul(kv)),
-        Some(d),
-        Some(q),
-        Some(q),
-        Some(d),
-        Some(ff),
-        Some(if gated { ff } else { 0 }),
-        Some(if cfg.positions == PositionKind::Rope {
-            cfg.head_dim as usize
-        } else {
-            0
-        }),
-        Some(if decoder {
-            cfg.vocab_size as usize
-        } else {
-            d.max(cfg.n_classes as usize)
-        }),
-        // int8 matrix inputs; the int8 cache's quantized query head.
-        Some(if model.has_i8() || kv_i8 {
-            widest.div_ceil(4)
-        } else {
-            0
-        }),
-        // Integer models keep their outlier pairs here.
-        Some(if model.has_f16() || model.has_i8() {
-            widest
-        } else {
-            0
-        }),
-        Some(if model.has_i8() && !int {
-            widest.div_ceil(quant::BLOCK)
-        } else {
-            0
-        }),
-        Some(if int {
-            widest.max(seq)
-        } else if model.has_i8() {
-            widest
-        } else {
-            0
-        }),
-        // Bytes for two unpacked rows, counted in f32 slots.
-        Some(if model.has_i4() {
-            (2 * widest).div_ceil(4)
-        } else {
-            0
-        }),
-    ];
-    let mut sizes = [0usize; 16];
-    let mut total: usize = 0;
-    for (s, r) in sizes.iter_mut().zip(raw) {
-        let floats = r
-            .and_then(|v| v.checked_add(3))
-            .ok_or_else(arena_overflow)?
-            & !3;
-        total = total.checked_add(floats).ok_or_else(arena_overflow)?;
-        *s = floats;
-    }
-    // In `usize`: a plan whose byte count a pointer cannot hold fails here
-    // on any target (every partial product is at most the total).
-    total.checked_mul(4).ok_or_else(arena_overflow)?;
-    Ok(Plan { sizes })
-}
-
-/// Per-row scratch buffers.
-struct Scratch<'a> {
-    t: &'a mut [f32],
-    q: &'a mut [f32],
-    att: &'a mut [f32],
-    o: &'a mut [f32],
-    f1: &'a mut [f32],
-    f2: &'a mut [f32],
-    rope: &'a mut [f32],
-    lin: LinearScratch<'a>,
-    watch: Watch<'a>,
-}
-
-/// Where the f32 path shows its activations during calibration.
-struct Watch<'a> {
-    obs: Option<&'a mut (dyn Observe + Send)>,
-    layer: u32,
-}
-
-impl Watch<'_> {
-    fn see(&mut self, point: Point, x: &[f32]) {
-        if let Some(o) = self.obs.as_deref_mut() {
-            o.see(self.layer, point, x);
-        }
-    }
-}
-
-/// The weights of one block, resolved from the tensor table.
-struct Layer<'w> {
-    attn_norm: (&'w [f32], Option<&'w [f32]>),
-    ffn_norm: (&'w [f32], Option<&'w [f32]>),
-    wq: Weight<'w>,
-    wk: Weight<'w>,
-    wv: Weight<'w>,
-    wo: Weight<'w>,
-    bq: Option<&'w [f32]>,
-    bk: Option<&'w [f32]>,
-    bv: Option<&'w [f32]>,
-    bo: Option<&'w [f32]>,
-    w1: Weight<'w>,
-    w2: Weight<'w>,
-    w3: Option<Weight<'w>>,
-    b1: Option<&'w [f32]>,
-    b2: Option<&'w [f32]>,
-    b3: Option<&'w [f32]>,
-}
-
-struct Lookup<'m, 'w> {
-    model: &'m Model<'w>,
-    hint: u32,
-}
-
-impl<'w> Lookup<'_, 'w> {
-    fn info(&mut self, name: NameBuf) -> Result<crate::TensorInfo> {
-        let (i, info) =
-            self.model
-                .find(name.as_bytes(), self.hint)
-                .ok_or(Error::MissingTensor {
-                    tensor: TensorName::new(name.as_bytes()),
-                })?;
-        self.hint = i;
-        Ok(info)
-    }
-
-    fn get(&mut self, name: NameBuf) -> Result<&'w [f32]> {
-        let info = self.info(name)?;
-        self.model.tensor_f32(&info)
-    }
-
-    fn matrix(&mut self, name: NameBuf) -> Result<Weight<'w>> {
-        let info = self.info(name)?;
-        self.model.weight_near(&info, self.hint)
-    }
-
-    fn opt(&mut self, name: NameBuf, present: bool) -> Result<Option<&'w [f32]>> {
-        if present {
-            self.get(name).map(Some)
-        } else {
-            Ok(None)
+impl<'s> Output<'s> {
+    /// `"logits"` or `"embedding"`: the label device apps and `mote run
+    /// --bits` print before the values.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Output::Logits(_) => "logits",
+            Output::Embedding(_) => "embedding",
         }
     }
 
-    fn layer(&mut self, cfg: &Config, l: u32) -> Result<Layer<'w>> {
-        let ln = cfg.norm == NormKind::LayerNorm;
-        let b = cfg.bias;
-        let gated = cfg.activation == Activation::SwiGlu;
-        let n = |s: &str| NameBuf::layer(l, s);
-        Ok(Layer {
-            attn_norm: (self.get(n("attn_norm.w"))?, self.opt(n("attn_norm.b"), ln)?),
-            ffn_norm: (self.get(n("ffn_norm.w"))?, self.opt(n("ffn_norm.b"), ln)?),
-            wq: self.matrix(n("wq"))?,
-            wk: self.matrix(n("wk"))?,
-            wv: self.matrix(n("wv"))?,
-            wo: self.matrix(n("wo"))?,
-            bq: self.opt(n("bq"), b)?,
-            bk: self.opt(n("bk"), b)?,
-            bv: self.opt(n("bv"), b)?,
-            bo: self.opt(n("bo"), b)?,
-            w1: self.matrix(n("w1"))?,
-            w2: self.matrix(n("w2"))?,
-            w3: if gated {
-                Some(self.matrix(n("w3"))?)
-            } else {
-                None
-            },
-            b1: self.opt(n("b1"), b)?,
-            b2: self.opt(n("b2"), b)?,
-            b3: self.opt(n("b3"), b && gated)?,
-        })
-    }
-}
-
-fn norm(cfg: &Config, x: &mut [f32], w: (&[f32], Option<&[f32]>)) {
-    match cfg.norm {
-        NormKind::LayerNorm => kernels::layer_norm(x, w.0, w.1, cfg.norm_eps),
-        NormKind::RmsNorm => kernels::rms_norm(x, w.0, cfg.norm_eps),
-    }
-}
-
-/// Magnitude above which an activation channel is an outlier (LLM.int8()'s 6.0).
-const OUTLIER: f32 = quant::OUTLIER_LIMIT;
-
-/// Runs two closures, possibly in parallel (`rayon::join` on a host). A
-/// session given one splits each large matrix–vector product in two halves
-/// by rows; each output row is computed by the same code either way, so the
-/// bits do not depend on it.
-pub trait Join: Sync {
-    /// Runs `a` and `b`, returning when both are done.
-    fn join(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send));
-}
-
-/// Computes a run of output rows: `(out, first_row, scratch)`.
-type RowsFn<'f> = dyn Fn(&mut [f32], usize, &mut [i8]) + Sync + 'f;
-
-/// Rows below which a product is not split.
-const SPLIT_ROWS: usize = 64;
-
-/// Computes `out` with `f(chunk, first_row)`, in two halves through `join` when given.
-/// `f` also gets a private half of `scratch` (for unpacking int4 rows).
-fn split_rows(join: Option<&dyn Join>, out: &mut [f32], scratch: &mut [i8], f: &RowsFn<'_>) {
-    match join {
-        Some(j) if out.len() >= SPLIT_ROWS => {
-            let mid = out.len() / 2;
-            let (lo, hi) = out.split_at_mut(mid);
-            let half = scratch.len() / 2;
-            let (s_lo, s_hi) = scratch.split_at_mut(half);
-            j.join(&mut || f(lo, 0, s_lo), &mut || f(hi, mid, s_hi));
+    /// The values.
+    pub fn values(&self) -> &'s [f32] {
+        match *self {
+            Output::Logits(v) | Output::Embedding(v) => v,
         }
-        _ => f(out, 0, scratch),
-    }
-}
-
-/// The int8 form of a matrix input: per-block int8 values and scales, with
-/// outlier channels (LLM.int8()) kept out and added exactly, in f32, with
-/// their dequantized weights by the kernel.
-fn int8_input<'x>(
-    x: &'x [f32],
-    xq: &'x mut [i8],
-    xs: &'x mut [f32],
-    inliers: &mut [f32],
-    outliers: &'x mut [u32],
-) -> quant::Activations<'x> {
-    let n = x.len().min(xq.len()).min(inliers.len()).min(outliers.len());
-    let nb = n.div_ceil(quant::BLOCK).min(xs.len());
-    let k = quant::prepare_activations(
-        &x[..n],
-        OUTLIER,
-        &mut inliers[..n],
-        &mut xq[..n],
-        &mut xs[..nb],
-        outliers,
-    );
-    quant::Activations {
-        q: &xq[..n],
-        scales: &xs[..nb],
-        outliers: outliers.get(..k).unwrap_or(&[]),
-        values: &x[..n],
-    }
-}
-
-/// Scratch that [`linear`] needs.
-struct LinearScratch<'s> {
-    /// Optional parallelism for large products.
-    join: Option<&'s dyn Join>,
-    /// int8 copy of a matrix input.
-    xq: &'s mut [i8],
-    /// Its per-block scales.
-    xs: &'s mut [f32],
-    /// The inlier copy of an int8 input (integer-only models: outlier pairs).
-    wrow: &'s mut [f32],
-    /// Outlier channels of an int8 input.
-    outliers: &'s mut [u32],
-    /// Two rows' worth of unpacked int4 weights (one per thread half).
-    unpack: &'s mut [i8],
-    /// Outlier pairs in `wrow` (integer-only models).
-    n_outliers: usize,
-}
-
-/// `out = W x (+ bias)` for any stored weight type. int8 weights take an
-/// int8 copy of `x` (symmetric, one scale per 32-element block) and integer
-/// dot products; f16 rows are widened eight values at a time inside the dot
-/// product ([`quant::dot_f16`]).
-fn linear(out: &mut [f32], w: Weight, x: &[f32], bias: Option<&[f32]>, s: &mut LinearScratch) {
-    let LinearScratch {
-        join,
-        xq,
-        xs,
-        wrow,
-        outliers,
-        unpack,
-        ..
-    } = s;
-    let join = *join;
-    let (xq, xs, wrow, outliers) = (&mut **xq, &mut **xs, &mut **wrow, &mut **outliers);
-    let unpack = &mut **unpack;
-    let cols = x.len();
-    let bias_from = |r0: usize| bias.map(|b| b.get(r0..).unwrap_or(&[]));
-    match w {
-        Weight::F32(w) => split_rows(join, out, unpack, &|o, r0, _| {
-            kernels::matvec(o, w.get(r0 * cols..).unwrap_or(&[]), x, bias_from(r0))
-        }),
-        Weight::F16(w) => split_rows(join, out, unpack, &|o, r0, _| {
-            if cols == 0 {
-                o.fill(0.0);
-                return;
-            }
-            let rows = w.get(r0 * cols..).unwrap_or(&[]);
-            for (i, (o, wr)) in o.iter_mut().zip(rows.chunks_exact(cols.max(1))).enumerate() {
-                let b = bias.and_then(|b| b.get(r0 + i)).copied().unwrap_or(0.0);
-                *o = quant::dot_f16(wr, x) + b;
-            }
-        }),
-        Weight::I8 {
-            q,
-            scales,
-            per_block,
-        } => {
-            let act = int8_input(x, xq, xs, wrow, outliers);
-            let (n, nb) = (act.q.len(), act.scales.len());
-            split_rows(join, out, unpack, &|o, r0, _| {
-                let ws = if per_block {
-                    quant::WeightScales::Block(scales.get(r0 * nb..).unwrap_or(&[]))
-                } else {
-                    quant::WeightScales::Row(scales.get(r0..).unwrap_or(&[]))
-                };
-                quant::gemv_i8_blocked(o, q.get(r0 * n..).unwrap_or(&[]), ws, &act, bias_from(r0));
-            });
-        }
-        Weight::I4 { q, scales, offsets } => {
-            let act = int8_input(x, xq, xs, wrow, outliers);
-            let (n, nb) = (act.q.len(), act.scales.len());
-            // Offsets multiply each block's exact f32 sum of `x` (the inlier
-            // copy in `wrow` is no longer needed, so the sums go there).
-            let width = nb.min(wrow.len());
-            let sums = &mut wrow[..width];
-            for (s, xb) in sums.iter_mut().zip(x.chunks(quant::BLOCK)) {
-                *s = xb.iter().fold(0.0, |a, v| a + v);
-            }
-            let sums = &*sums;
-            let packed = n.div_ceil(2);
-            split_rows(join, out, unpack, &|o, r0, buf| {
-                quant::gemv_i4_blocked(
-                    o,
-                    q.get(r0 * packed..).unwrap_or(&[]),
-                    scales.get(r0 * nb..).unwrap_or(&[]),
-                    &act,
-                    bias_from(r0),
-                    buf,
-                );
-                if let Some(m) = offsets {
-                    for (i, o) in o.iter_mut().enumerate() {
-                        let r = r0 + i;
-                        let m = m.get(r * nb..(r + 1) * nb).unwrap_or(&[]);
-                        *o += m.iter().zip(sums).fold(0.0, |a, (m, s)| a + m * s);
-                    }
-                }
-            });
-        }
-    }
-}
-
-/// Row `i` of a `[rows, d]` embedding table, widened to f32 into `x`.
-fn embedding_row(x: &mut [f32], w: Weight, i: usize) {
-    let d = x.len();
-    let span = i * d..(i + 1) * d;
-    match w {
-        Weight::F32(t) => {
-            for (o, v) in x.iter_mut().zip(t.get(span).unwrap_or(&[])) {
-                *o = *v;
-            }
-        }
-        Weight::I4 { q, scales, offsets } => {
-            let nb = d.div_ceil(quant::BLOCK);
-            let packed = d.div_ceil(2);
-            let row = q.get(i * packed..(i + 1) * packed).unwrap_or(&[]);
-            let row_scales = scales.get(i * nb..(i + 1) * nb).unwrap_or(&[]);
-            let row_offsets = offsets.map(|m| m.get(i * nb..(i + 1) * nb).unwrap_or(&[]));
-            for (c, o) in x.iter_mut().enumerate() {
-                let v = quant::nibble(row, c);
-                let b = c / quant::BLOCK;
-                let m = row_offsets.map_or(0.0, |m| m.get(b).copied().unwrap_or(0.0));
-                *o = v as f32 * row_scales.get(b).copied().unwrap_or(0.0) + m;
-            }
-        }
-        Weight::F16(t) => {
-            for (o, h) in x.iter_mut().zip(t.get(span).unwrap_or(&[])) {
-                *o = h.to_f32();
-            }
-        }
-        Weight::I8 {
-            q,
-            scales,
-            per_block: false,
-        } => {
-            let s = scales.get(i).copied().unwrap_or(0.0);
-            for (o, &v) in x.iter_mut().zip(q.get(span).unwrap_or(&[])) {
-                *o = v as f32 * s;
-            }
-        }
-        Weight::I8 {
-            q,
-            scales,
-            per_block: true,
-        } => {
-            let nb = d.div_ceil(quant::BLOCK);
-            let row_scales = scales.get(i * nb..(i + 1) * nb).unwrap_or(&[]);
-            let blocks = q.get(span).unwrap_or(&[]).chunks(quant::BLOCK);
-            for ((ob, qb), s) in x.chunks_mut(quant::BLOCK).zip(blocks).zip(row_scales) {
-                for (o, &v) in ob.iter_mut().zip(qb) {
-                    *o = v as f32 * s;
-                }
-            }
-        }
-    }
-}
-
-fn add(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
-}
-
-/// Key and value of one row into the cache rows `k`/`v`
-/// ([`Config::kv_row_floats`] slots each).
-fn project_kv(
-    cfg: &Config,
-    lw: &Layer,
-    s: &mut Scratch,
-    x: &[f32],
-    k: &mut [f32],
-    v: &mut [f32],
-    pos: usize,
-) {
-    copy(s.t, x);
-    if cfg.pre_norm {
-        norm(cfg, s.t, lw.attn_norm);
-    }
-    s.watch.see(Point::AttnIn, s.t);
-    // Computed in the query and attention buffers (free until `block_row`),
-    // then stored in the cache's form.
-    let kv = cfg.kv_dim();
-    let (kf, vf) = (span_mut(s.q, 0, kv), span_mut(s.att, 0, kv));
-    linear(kf, lw.wk, s.t, lw.bk, &mut s.lin);
-    linear(vf, lw.wv, s.t, lw.bv, &mut s.lin);
-    if cfg.positions == PositionKind::Rope {
-        kernels::rope_table(s.rope, pos, cfg.rope_theta);
-        kernels::rope(kf, s.rope);
-    }
-    s.watch.see(Point::Key, kf);
-    s.watch.see(Point::Value, vf);
-    store_row(cfg, k, kf);
-    store_row(cfg, v, vf);
-}
-
-/// Writes one key or value row into its cache row: as is (f32 cache), or
-/// per head as int8 with an absmax scale (the bytes first, then the scales).
-fn store_row(cfg: &Config, row: &mut [f32], x: &[f32]) {
-    match cfg.kv_cache {
-        KvCache::F32 => copy(row, x),
-        KvCache::I8 => {
-            let hd = (cfg.head_dim as usize).max(1);
-            let (bytes, scales) = row.split_at_mut(cfg.kv_dim().div_ceil(4).min(row.len()));
-            let q: &mut [i8] = bytemuck::cast_slice_mut(bytes);
-            for ((xh, qh), sc) in x.chunks(hd).zip(q.chunks_mut(hd)).zip(scales.iter_mut()) {
-                *sc = quant::quantize_symmetric(xh, qh);
-            }
-        }
-    }
-}
-
-/// One attention head over an int8 cache: the query head is quantized
-/// (absmax) once; each score is the int8 dot product with the cached key
-/// head (the SIMD kernels, exact in i32) times both scales; values are
-/// dequantized as they are added, in a fixed order.
-#[allow(clippy::too_many_arguments)]
-fn attend_head_i8(
-    cfg: &Config,
-    out: &mut [f32],
-    q: &[f32],
-    qq: &mut [i8],
-    kc: &[f32],
-    vc: &[f32],
-    n: usize,
-    kv_head: usize,
-    scale: f32,
-) {
-    let hd = q.len();
-    let qq = match qq.get_mut(..hd) {
-        Some(qq) => qq,
-        None => return out.fill(0.0),
-    };
-    let sq = quant::quantize_symmetric(q, qq) * scale;
-    let qq: &[i8] = qq;
-    let row = cfg.kv_row_floats();
-    let vals = cfg.kv_dim().div_ceil(4);
-    // (int8 head, its scale) of cached row `j`.
-    fn cached(
-        c: &[f32],
-        j: usize,
-        row: usize,
-        vals: usize,
-        h: usize,
-        hd: usize,
-    ) -> Option<(&[i8], f32)> {
-        let r = c.get(j * row..(j + 1) * row)?;
-        let (bytes, scales) = r.split_at(vals.min(r.len()));
-        let q: &[i8] = bytemuck::cast_slice(bytes);
-        Some((q.get(h * hd..(h + 1) * hd)?, *scales.get(h)?))
-    }
-    let head = |cache, j| cached(cache, j, row, vals, kv_head, hd);
-    kernels::attend(
-        out,
-        n,
-        |j| {
-            let (k, sk) = head(kc, j)?;
-            Some(quant::dot_i8(k, qq) as f32 * (sq * sk))
-        },
-        |j, p, out| {
-            let Some((v, sv)) = head(vc, j) else {
-                return false;
-            };
-            let w = p * sv;
-            for (o, &vi) in out.iter_mut().zip(v) {
-                *o += w * vi as f32;
-            }
-            true
-        },
-    );
-}
-
-/// The rest of one block for one row: attention over `n_keys` cached rows,
-/// projection, residual, norms and feed-forward, updating `x` in place.
-#[allow(clippy::too_many_arguments)]
-fn block_row(
-    cfg: &Config,
-    lw: &Layer,
-    s: &mut Scratch,
-    x: &mut [f32],
-    kc: &[f32],
-    vc: &[f32],
-    pos: usize,
-    n_keys: usize,
-) {
-    copy(s.t, x);
-    if cfg.pre_norm {
-        norm(cfg, s.t, lw.attn_norm);
-    }
-    linear(s.q, lw.wq, s.t, lw.bq, &mut s.lin);
-    if cfg.positions == PositionKind::Rope {
-        kernels::rope_table(s.rope, pos, cfg.rope_theta);
-        kernels::rope(s.q, s.rope);
-    }
-    s.watch.see(Point::Query, s.q);
-    let hd = cfg.head_dim as usize;
-    // Both counts are validated non-zero; `max(1)` keeps a division by zero out of the code.
-    let group = ((cfg.n_heads / cfg.n_kv_heads.max(1)) as usize).max(1);
-    let scale = 1.0 / libm::sqrtf(hd as f32);
-    for (h, (out, q)) in s
-        .att
-        .chunks_exact_mut(hd.max(1))
-        .zip(s.q.chunks_exact(hd.max(1)))
-        .enumerate()
-    {
-        match cfg.kv_cache {
-            KvCache::F32 => kernels::attend_head(
-                out,
-                q,
-                kc,
-                vc,
-                n_keys,
-                cfg.kv_dim(),
-                (h / group) * hd,
-                scale,
-            ),
-            KvCache::I8 => attend_head_i8(cfg, out, q, s.lin.xq, kc, vc, n_keys, h / group, scale),
-        }
-    }
-    s.watch.see(Point::Context, s.att);
-    linear(s.o, lw.wo, s.att, lw.bo, &mut s.lin);
-    add(x, s.o);
-    s.watch.see(Point::Residual, x);
-    if cfg.pre_norm {
-        copy(s.t, x);
-        norm(cfg, s.t, lw.ffn_norm);
-    } else {
-        norm(cfg, x, lw.attn_norm);
-        s.watch.see(Point::Residual, x);
-        copy(s.t, x);
-    }
-    s.watch.see(Point::FfnIn, s.t);
-    linear(s.f1, lw.w1, s.t, lw.b1, &mut s.lin);
-    match (cfg.activation, lw.w3) {
-        (Activation::SwiGlu, Some(w3)) => {
-            linear(s.f2, w3, s.t, lw.b3, &mut s.lin);
-            for (a, b) in s.f1.iter_mut().zip(s.f2.iter()) {
-                *a = kernels::silu(*a) * b;
-            }
-        }
-        (act, _) => {
-            for a in s.f1.iter_mut() {
-                *a = match act {
-                    Activation::Gelu => kernels::gelu(*a),
-                    Activation::GeluTanh => kernels::gelu_tanh(*a),
-                    Activation::Relu => a.max(0.0),
-                    Activation::Silu | Activation::SwiGlu => kernels::silu(*a),
-                };
-            }
-        }
-    }
-    s.watch.see(Point::Mid, s.f1);
-    linear(s.o, lw.w2, s.f1, lw.b2, &mut s.lin);
-    add(x, s.o);
-    s.watch.see(Point::Residual, x);
-    if !cfg.pre_norm {
-        norm(cfg, x, lw.ffn_norm);
-        s.watch.see(Point::Residual, x);
     }
 }
 
@@ -737,31 +100,6 @@ fn lm_head(cfg: &Config) -> &'static str {
     }
 }
 
-/// `s[at..at + len]`: in range by the arena plan; empty (never a panic) if not.
-fn span<T>(s: &[T], at: usize, len: usize) -> &[T] {
-    s.get(at..at.saturating_add(len)).unwrap_or(&[])
-}
-
-/// [`span`], mutable.
-fn span_mut<T>(s: &mut [T], at: usize, len: usize) -> &mut [T] {
-    s.get_mut(at..at.saturating_add(len)).unwrap_or(&mut [])
-}
-
-/// Copies the common length of `src` into `dst` (no length-mismatch panic).
-fn copy<T: Copy>(dst: &mut [T], src: &[T]) {
-    for (d, v) in dst.iter_mut().zip(src) {
-        *d = *v;
-    }
-}
-
-fn take<'a>(rest: &mut &'a mut [f32], n: usize, used: usize) -> &'a mut [f32] {
-    let all = core::mem::take(rest);
-    let (head, tail) = all.split_at_mut(n.min(all.len()));
-    *rest = tail;
-    let k = used.min(head.len());
-    head.get_mut(..k).unwrap_or_default()
-}
-
 /// Whether this build has the f32-activation path (cargo feature `float`).
 const FLOAT: bool = cfg!(feature = "float");
 /// Whether this build has decoders (cargo feature `decoder`).
@@ -778,7 +116,7 @@ impl<'m, 'a> Session<'m, 'a> {
         if cfg.arch == Architecture::Decoder && !DECODER {
             return Err(Error::NotBuilt { feature: "decoder" });
         }
-        let plan = plan(model, &run)?;
+        let plan = arena::plan(model, &run)?;
         let total = plan.total_bytes();
         let got = arena.len();
         let pad = arena.as_ptr().align_offset(16).min(got);
@@ -818,7 +156,10 @@ impl<'m, 'a> Session<'m, 'a> {
             f2: take(&mut rest, s[F2], cfg.d_ff as usize),
             rope: take(&mut rest, s[ROPE], cfg.head_dim as usize),
             lin: LinearScratch {
-                join: None,
+                exec: Exec {
+                    backend: Backend::best(),
+                    join: None,
+                },
                 xq: &mut [],
                 xs: &mut [],
                 wrow: &mut [],
@@ -840,7 +181,10 @@ impl<'m, 'a> Session<'m, 'a> {
         let xq_floats = take(&mut rest, s[XQ], s[XQ]);
         let scratch = Scratch {
             lin: LinearScratch {
-                join: None,
+                exec: Exec {
+                    backend: Backend::best(),
+                    join: None,
+                },
                 xq: bytemuck::cast_slice_mut(xq_floats),
                 wrow: take(&mut rest, s[WROW], s[WROW]),
                 xs: take(&mut rest, s[XS], s[XS]),
@@ -874,7 +218,26 @@ impl<'m, 'a> Session<'m, 'a> {
     /// Lets large matrix–vector products run in two halves through `join`
     /// (threads on a host). Results are bit-identical with and without.
     pub fn set_join(&mut self, join: &'a dyn Join) {
-        self.scratch.lin.join = Some(join);
+        self.scratch.lin.exec.join = Some(join);
+    }
+
+    /// Runs every kernel of this session on `backend` (by default the best
+    /// this machine has, [`Backend::best`]). Results are bit-identical on
+    /// every backend. A backend this machine cannot run is refused
+    /// ([`Error::BackendUnavailable`]), never replaced by another.
+    pub fn set_backend(&mut self, backend: Backend) -> Result<()> {
+        if !backend.available() {
+            return Err(Error::BackendUnavailable {
+                backend: backend.name(),
+            });
+        }
+        self.scratch.lin.exec.backend = backend;
+        Ok(())
+    }
+
+    /// The backend this session's kernels run on.
+    pub fn backend(&self) -> Backend {
+        self.scratch.lin.exec.backend
     }
 
     /// Shows `obs` the activations of every later f32 run (calibration:
@@ -1042,7 +405,11 @@ impl<'m, 'a> Session<'m, 'a> {
             });
         }
         if n == 0 {
-            return Err(Error::EmptyInput);
+            return Err(if features {
+                Error::EmptyFeatures
+            } else {
+                Error::EmptyInput
+            });
         }
         if n > self.run.max_seq as usize {
             return Err(Error::SequenceTooLong {
@@ -1082,9 +449,9 @@ impl<'m, 'a> Session<'m, 'a> {
         self.check_encoder_input(false, n)?;
         if let Some(t) = types {
             if t.len() != n {
-                return Err(Error::SequenceTooLong {
-                    max: n as u32,
-                    got: t.len().min(u32::MAX as usize) as u32,
+                return Err(Error::TokenTypesLength {
+                    ids: n.min(u32::MAX as usize) as u32,
+                    types: t.len().min(u32::MAX as usize) as u32,
                 });
             }
         }
@@ -1131,6 +498,11 @@ impl<'m, 'a> Session<'m, 'a> {
         }
         let n = features.len().checked_div(width).unwrap_or(0);
         self.check_encoder_input(true, n)?;
+        if let Some(i) = features.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFiniteInput {
+                index: i.min(u32::MAX as usize) as u32,
+            });
+        }
         let d = self.cfg.d_model as usize;
         let model = self.model;
         let mut lookup = Lookup { model, hint: 0 };
@@ -1145,7 +517,7 @@ impl<'m, 'a> Session<'m, 'a> {
                     let x = span_mut(hi, r * d, d);
                     let fq = span_mut(self.scratch.lin.xq, 0, width);
                     integer::features_i8(fq, f, &g);
-                    integer::input_projection(x, w, fq, b, &g, self.scratch.lin.join);
+                    integer::input_projection(x, w, fq, b, &g, self.scratch.lin.exec);
                     self.finish_embedding_i(&mut lookup, &g, x, r, 0)
                 })
             })
@@ -1351,26 +723,26 @@ impl<'m, 'a> Session<'m, 'a> {
     }
 
     /// The model's main output for one input, as device apps print it:
-    /// `("logits", …)` of a classifier head or of a decoder after the last
-    /// token (from the current position), or `("embedding", …)`, the pooled
-    /// vector of an encoder without a head.
-    pub fn run(&mut self, input: Input) -> Result<(&'static str, &[f32])> {
+    /// [`Output::Logits`] of a classifier head or of a decoder after the
+    /// last token (from the current position), or [`Output::Embedding`],
+    /// the pooled vector of an encoder without a head.
+    pub fn run(&mut self, input: Input) -> Result<Output<'_>> {
         let cfg = self.cfg;
         match (cfg.arch, input) {
-            (Architecture::Decoder, Input::Ids(ids)) => Ok(("logits", self.prefill(ids)?)),
+            (Architecture::Decoder, Input::Ids(ids)) => Ok(Output::Logits(self.prefill(ids)?)),
             (Architecture::Decoder, Input::Features(_)) => {
                 Err(Error::WrongInputKind { input_dim: 0 })
             }
             (Architecture::Encoder, Input::Ids(ids)) if cfg.n_classes > 0 => {
-                Ok(("logits", self.classify(ids)?))
+                Ok(Output::Logits(self.classify(ids)?))
             }
             (Architecture::Encoder, Input::Features(f)) if cfg.n_classes > 0 => {
-                Ok(("logits", self.classify_features(f)?))
+                Ok(Output::Logits(self.classify_features(f)?))
             }
-            (Architecture::Encoder, Input::Ids(ids)) => Ok(("embedding", self.embed(ids)?)),
+            (Architecture::Encoder, Input::Ids(ids)) => Ok(Output::Embedding(self.embed(ids)?)),
             (Architecture::Encoder, Input::Features(f)) => {
                 self.encode_features(f)?;
-                Ok(("embedding", self.pooled_embedding(input.rows(&cfg))))
+                Ok(Output::Embedding(self.pooled_embedding(input.rows(&cfg))))
             }
         }
     }
