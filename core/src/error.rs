@@ -266,6 +266,31 @@ pub enum Error {
     },
     /// The arena a run needs does not fit in this target's address space.
     ArenaOverflow,
+    /// A section of a kind this reader knows, at a newer version than it
+    /// reads, and not marked optional.
+    SectionVersion {
+        /// Section kind.
+        kind: u32,
+        /// The section's version.
+        version: u16,
+        /// The newest version of this kind this reader reads.
+        supported: u16,
+    },
+    /// A section whose reserved flag bits (1..16) are set, not marked optional.
+    SectionFlags {
+        /// Section kind.
+        kind: u32,
+        /// The flags word.
+        flags: u32,
+    },
+    /// A config word past the ones this reader knows is not 0: the file
+    /// uses a feature of a newer writer.
+    NewerConfig {
+        /// Index of the word.
+        word: u32,
+        /// Its value.
+        value: u32,
+    },
     /// A kernel backend this machine cannot run was asked for.
     BackendUnavailable {
         /// The backend's name.
@@ -350,6 +375,9 @@ impl Error {
             NonFiniteInput { .. } => "feature value is NaN or infinite",
             TokenTypesLength { .. } => "token types and ids differ in length",
             ArenaOverflow => "arena size overflows the address space",
+            SectionVersion { .. } => "section written by a newer format version",
+            SectionFlags { .. } => "section uses flags this reader does not know",
+            NewerConfig { .. } => "config uses a field of a newer writer",
             BackendUnavailable { .. } => "kernel backend not available on this machine",
             WrongArchitecture { .. } => "wrong architecture for this call",
             WrongInputKind { .. } => "wrong input kind (token ids or feature rows)",
@@ -484,6 +512,22 @@ impl fmt::Display for Error {
             TokenTypesLength { ids, types } => {
                 write!(f, "{types} token types given for {ids} token ids")
             }
+            SectionVersion {
+                kind,
+                version,
+                supported,
+            } => write!(
+                f,
+                "section kind {kind} is version {version}; this reader reads up to {supported} (a newer writer made it)"
+            ),
+            SectionFlags { kind, flags } => write!(
+                f,
+                "section kind {kind} has flags {flags:#010x}: reserved bits set by a newer writer"
+            ),
+            NewerConfig { word, value } => write!(
+                f,
+                "config word {word} is {value}: a field of a newer writer, which this reader does not know"
+            ),
             ArenaOverflow => write!(
                 f,
                 "the arena this run needs is larger than this target's address space"

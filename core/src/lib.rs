@@ -38,7 +38,10 @@ pub mod quant;
 pub mod session;
 pub mod slot;
 pub mod tensors;
-pub mod vocab;
+pub mod text;
+
+/// The vocabulary section ([`text::vocab`]; this path is kept for hosts).
+pub use text::vocab;
 
 pub use arena::RunConfig;
 pub use config::{Activation, Architecture, Config, KvCache, NormKind, Pooling, PositionKind};

@@ -4,10 +4,10 @@ use crate::arena::RunConfig;
 use crate::config::{Config, CONFIG_WORDS};
 use crate::format::{
     self, parse_header, parse_tensor_entry, read_u32, Dtype, SectionKind, TensorInfo, ALIGN, CRC32,
-    SECTION_OPTIONAL, TENSOR_ENTRY_LEN,
+    SECTION_OPTIONAL, SECTION_VERSION_SHIFT, TENSOR_ENTRY_LEN,
 };
 use crate::tensors::{properties, role, Kind, NameBuf, Role, GLOBAL_SPECS, LAYER_SPECS};
-use crate::vocab::Vocab;
+use crate::text::vocab::Vocab;
 use crate::{Error, Result, TensorName};
 
 /// A model read in place from its bytes (flash or a file image).
@@ -71,7 +71,9 @@ impl<'a> Model<'a> {
         }
         let header = parse_header(bytes)?;
         let table_end = header.table_end();
-        let computed = CRC32.checksum(&bytes[table_end..]);
+        // `parse_header` checked the table ends inside `bytes`; `get` keeps the
+        // load path free of panic branches regardless.
+        let computed = CRC32.checksum(bytes.get(table_end..).unwrap_or(&[]));
         if computed != header.payload_crc {
             return Err(Error::PayloadCrc {
                 stored: header.payload_crc,
@@ -94,16 +96,32 @@ impl<'a> Model<'a> {
                     len: s.len,
                 });
             }
+            // The format's extension rule (`format::section`): what this
+            // reader cannot read is skipped when optional, else refused.
+            let reserved = s.flags & !SECTION_OPTIONAL & ((1 << SECTION_VERSION_SHIFT) - 1);
             match SectionKind::from_code(s.kind) {
-                Some(k) => {
+                Some(k) if s.version() <= k.version() && reserved == 0 => {
                     let slot = &mut found[k as usize - 1];
                     if slot.is_some() {
                         return Err(Error::DuplicateSection { kind: s.kind });
                     }
                     *slot = Some((s.offset, s.len));
                 }
-                None if s.flags & SECTION_OPTIONAL != 0 => {}
+                _ if s.optional() => {}
                 None => return Err(Error::UnknownSection { kind: s.kind }),
+                Some(k) if reserved != 0 => {
+                    return Err(Error::SectionFlags {
+                        kind: k as u32,
+                        flags: s.flags,
+                    })
+                }
+                Some(k) => {
+                    return Err(Error::SectionVersion {
+                        kind: k as u32,
+                        version: s.version(),
+                        supported: k.version(),
+                    })
+                }
             }
         }
         let section = |k: SectionKind| -> Result<&'a [u8]> {
@@ -120,15 +138,27 @@ impl<'a> Model<'a> {
         };
 
         let config_bytes = section(SectionKind::Config)?;
-        if config_bytes.len() != CONFIG_WORDS * 4 {
+        if config_bytes.len() < CONFIG_WORDS * 4 || !config_bytes.len().is_multiple_of(4) {
             return Err(Error::BadConfig {
                 field: "section length",
-                value: config_bytes.len() as u32,
+                value: config_bytes.len().min(u32::MAX as usize) as u32,
             });
         }
         let mut words = [0u32; CONFIG_WORDS];
         for (i, w) in words.iter_mut().enumerate() {
             *w = read_u32(config_bytes, 4 * i).unwrap_or(0);
+        }
+        // Words past the ones this reader knows are a newer writer's
+        // fields: 0 means "feature off", anything else is refused.
+        let extra = config_bytes.get(CONFIG_WORDS * 4..).unwrap_or(&[]);
+        for (i, w) in extra.chunks_exact(4).enumerate() {
+            let value = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            if value != 0 {
+                return Err(Error::NewerConfig {
+                    word: (CONFIG_WORDS + i).min(u32::MAX as usize) as u32,
+                    value,
+                });
+            }
         }
         let config = Config::from_words(&words)?;
 
@@ -172,13 +202,21 @@ impl<'a> Model<'a> {
             has_i4: false,
         };
         let (mut has_i8, mut has_f16, mut has_i4) = (false, false, false);
+        // Loading stays linear in the table with `std` (a hash set of the
+        // names); a device without it compares names pairwise, over a
+        // table its own flash bounds.
+        #[cfg(feature = "std")]
+        let mut names = std::collections::HashMap::with_capacity(count.min(1 << 20) as usize);
         for i in 0..count {
             let entry = model.entry(i);
             let info = parse_tensor_entry(entry, i, payload_range)?;
-            for j in 0..i {
-                if format::entry_name(model.entry(j)) == format::entry_name(entry) {
-                    return Err(Error::DuplicateTensor { tensor: info.name });
-                }
+            #[cfg(feature = "std")]
+            let duplicate = names.insert(format::entry_name(entry), i).is_some();
+            #[cfg(not(feature = "std"))]
+            let duplicate =
+                (0..i).any(|j| format::entry_name(model.entry(j)) == format::entry_name(entry));
+            if duplicate {
+                return Err(Error::DuplicateTensor { tensor: info.name });
             }
             let name = format::entry_name(entry);
             let role = role(&config, name).ok_or(Error::UnknownTensor { tensor: info.name })?;
@@ -221,6 +259,19 @@ impl<'a> Model<'a> {
             has_i4 |= info.dtype == Dtype::I4;
             has_f16 |= info.dtype == Dtype::F16;
         }
+        // Finds a tensor by name from table index `hint` on: in the map with
+        // `std`, by scanning (usually a step or two: writers store tensors
+        // in order) without.
+        let lookup = |name: &[u8], hint: u32| -> Option<(u32, TensorInfo)> {
+            #[cfg(feature = "std")]
+            {
+                let _ = hint;
+                let &i = names.get(name)?;
+                model.tensor_at(i).map(|t| (i, t))
+            }
+            #[cfg(not(feature = "std"))]
+            model.find(name, hint)
+        };
         // Scales belong to i8/i4 matrices, and those have scales (i4: per block).
         for i in 0..count {
             let Some(info) = model.tensor_at(i) else {
@@ -229,12 +280,12 @@ impl<'a> Model<'a> {
             let name = format::entry_name(model.entry(i));
             if let Some(base) = name.strip_suffix(b".m") {
                 // Offsets belong to i4 matrices only (their shape is checked above).
-                match model.find(base, 0).map(|(_, t)| t) {
+                match lookup(base, i.saturating_sub(1)).map(|(_, t)| t) {
                     Some(t) if t.dtype == Dtype::I4 => {}
                     _ => return Err(Error::UnknownTensor { tensor: info.name }),
                 }
             } else if let Some(base) = name.strip_suffix(b".s") {
-                match model.find(base, 0).map(|(_, t)| t) {
+                match lookup(base, i.saturating_sub(1)).map(|(_, t)| t) {
                     Some(t) if t.dtype == Dtype::I8 => {}
                     Some(t) if t.dtype == Dtype::I4 => {
                         if info.rank != 2 {
@@ -252,7 +303,7 @@ impl<'a> Model<'a> {
                 // The name with `.s`, cut at 24 bytes as any error's name is.
                 let mut scale = NameBuf::bytes(name);
                 scale.push(b".s");
-                if scale.len == name.len() + 2 && model.find(scale.as_bytes(), i).is_some() {
+                if scale.len == name.len() + 2 && lookup(scale.as_bytes(), i).is_some() {
                     continue;
                 }
                 return Err(Error::MissingTensor {
@@ -263,7 +314,7 @@ impl<'a> Model<'a> {
         // Every tensor the config uses must be present.
         let props = properties(&config);
         let require = |n: NameBuf, hint: u32| -> Result<u32> {
-            match model.find(n.as_bytes(), hint) {
+            match lookup(n.as_bytes(), hint) {
                 Some((idx, _)) => Ok(idx),
                 None => Err(Error::MissingTensor {
                     tensor: TensorName::new(n.as_bytes()),

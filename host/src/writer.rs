@@ -85,6 +85,8 @@ struct TensorEntry {
 pub struct ModelBuilder {
     config: Config,
     tensors: Vec<TensorEntry>,
+    /// The names so far (adding stays linear in the number of tensors).
+    names: std::collections::HashSet<String>,
     vocab: Option<VocabData>,
 }
 
@@ -98,6 +100,7 @@ impl ModelBuilder {
         ModelBuilder {
             config,
             tensors: Vec::new(),
+            names: std::collections::HashSet::new(),
             vocab: None,
         }
     }
@@ -132,7 +135,7 @@ impl ModelBuilder {
         if dims.is_empty() || dims.len() > 4 {
             bail!("tensor {name}: rank {} is not 1..=4", dims.len());
         }
-        if self.tensors.iter().any(|t| t.name == name) {
+        if !self.names.insert(name.to_string()) {
             bail!("tensor {name} added twice");
         }
         self.tensors.push(TensorEntry {

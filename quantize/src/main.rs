@@ -245,7 +245,11 @@ fn chosen_backend() -> Result<Option<mote_core::quant::Backend>> {
 }
 
 /// A session on `m`'s arena, on the backend `MOTE_BACKEND` chose (else the best).
-fn session<'m, 'a>(m: &'m Model<'m>, arena: &'a mut [u8], run: RunConfig) -> Result<Session<'m, 'a>> {
+fn session<'m, 'a>(
+    m: &'m Model<'m>,
+    arena: &'a mut [u8],
+    run: RunConfig,
+) -> Result<Session<'m, 'a>> {
     let mut s = Session::new(m, arena, run).map_err(core_err)?;
     if let Some(b) = chosen_backend()? {
         s.set_backend(b).map_err(core_err)?;

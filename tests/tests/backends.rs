@@ -97,7 +97,11 @@ fn int8_models_are_bit_identical_on_every_backend() {
         }
     }
     for b in Backend::ALL {
-        let what = if b.available() { "compared with scalar" } else { "skipped: not on this machine" };
+        let what = if b.available() {
+            "compared with scalar"
+        } else {
+            "skipped: not on this machine"
+        };
         println!("whole models on {}: {what}", b.name());
     }
     assert!(
@@ -189,7 +193,10 @@ fn f16_dot_is_bit_identical_to_its_definition() {
             want,
             "n {n}"
         );
-        for b in Backend::ALL.into_iter().filter(|&b| mote_core::quant::f16_simd(b)) {
+        for b in Backend::ALL
+            .into_iter()
+            .filter(|&b| mote_core::quant::f16_simd(b))
+        {
             let got = mote_core::quant::dot_f16_with(b, &w, &x).to_bits();
             assert_eq!(got, want, "n {n} on {b:?}");
         }

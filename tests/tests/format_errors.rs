@@ -727,6 +727,10 @@ fn session_errors() {
         Some(Error::TokenOutOfRange { id: 2, vocab: 2 })
     );
     assert_eq!(
+        s.encode(&[1, 2, 3], Some(&[0, 1])).err(),
+        Some(Error::TokenTypesLength { ids: 3, types: 2 })
+    );
+    assert_eq!(
         s.decode_step(1).err(),
         Some(Error::WrongArchitecture {
             expected: 1,
@@ -765,6 +769,26 @@ fn session_errors() {
     );
     s.reset();
     assert!(s.decode_step(1).is_ok());
+
+    // Feature rows: none at all, and NaN or infinite values, are refused
+    // (a NaN would otherwise come out as confident logits).
+    let mut cfg = tiny_encoder_config();
+    cfg.input_dim = 3;
+    cfg.n_classes = 2;
+    let f = random_model_file(cfg, 4);
+    let m = Model::from_bytes(f.bytes()).unwrap();
+    let run = RunConfig { max_seq: 4 };
+    let mut arena = vec![0u8; m.arena_bytes(&run).unwrap() + 15];
+    let mut s = Session::new(&m, &mut arena, run).unwrap();
+    assert_eq!(s.classify_features(&[]).err(), Some(Error::EmptyFeatures));
+    assert_eq!(s.encode_features(&[]).err(), Some(Error::EmptyFeatures));
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        assert_eq!(
+            s.classify_features(&[0.5, 1.0, 2.0, 0.0, bad, 1.0]).err(),
+            Some(Error::NonFiniteInput { index: 4 })
+        );
+    }
+    assert!(s.classify_features(&[0.5, 1.0, 2.0]).is_ok());
 }
 
 #[test]

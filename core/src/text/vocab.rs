@@ -95,6 +95,7 @@ impl<'a> Vocab<'a> {
         let bad = |offset: usize| Error::BadVocab {
             offset: offset.min(u32::MAX as usize) as u32,
         };
+        // Header words 0..8: offsets far below any overflow.
         let word = |i: usize| read_u32(bytes, 4 * i).ok_or(bad(4 * i));
         let kind = match word(0)? {
             0 => TokenizerKind::None,
@@ -205,9 +206,13 @@ impl<'a> Vocab<'a> {
 
     /// Text of token `id` (in the tokenizer's own alphabet), if in range.
     pub fn token(&self, id: u32) -> Option<&'a [u8]> {
-        let i = id as usize;
-        let start = read_u32(self.offsets, 4 * i)? as usize;
-        let end = read_u32(self.offsets, 4 * (i + 1))? as usize;
+        if id >= self.n_tokens {
+            return None;
+        }
+        // Checked: on a 32-bit target `4 * (id + 1)` can pass `usize`.
+        let at = (id as usize).checked_mul(4)?;
+        let start = read_u32(self.offsets, at)? as usize;
+        let end = read_u32(self.offsets, at.checked_add(4)?)? as usize;
         self.blob.get(start..end)
     }
 
@@ -227,12 +232,36 @@ impl<'a> Vocab<'a> {
 
     /// Merge `rank` as the two token ids it joins.
     pub fn merge(&self, rank: u32) -> Option<(u32, u32)> {
-        let at = rank as usize * 8;
-        Some((read_u32(self.merges, at)?, read_u32(self.merges, at + 4)?))
+        if rank >= self.n_merges {
+            return None;
+        }
+        let at = (rank as usize).checked_mul(8)?;
+        Some((
+            read_u32(self.merges, at)?,
+            read_u32(self.merges, at.checked_add(4)?)?,
+        ))
     }
 
     /// The chat template (a Jinja text; empty when the model has none).
     pub fn chat_template(&self) -> &'a str {
         core::str::from_utf8(self.template).unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::Vocab;
+
+    /// Ids and ranks past the end are `None`, never an offset computed in
+    /// `usize` that could wrap on a 32-bit target.
+    #[test]
+    fn out_of_range_ids_and_ranks_are_none() {
+        let v = Vocab::empty();
+        for id in [0, 1, u32::MAX / 4, u32::MAX / 4 + 1, u32::MAX - 1, u32::MAX] {
+            assert_eq!(v.token(id), None);
+            assert_eq!(v.token_kind(id), None);
+            assert_eq!(v.merge(id), None);
+        }
     }
 }
