@@ -12,22 +12,43 @@
 use crate::arena::{
     self, RunConfig, ATT, F1, F2, H, KC, O, OUT, OUTL, Q, ROPE, T, UNPACK, VC, WROW, XQ, XS,
 };
-use crate::config::{Architecture, Config, NormKind, Pooling, PositionKind};
-use crate::kernels;
+use crate::config::{Architecture, Config, NormKind, PositionKind};
 use crate::model::Model;
 use crate::quant::Backend;
 use crate::tensors::NameBuf;
 use crate::{Error, Result};
-use float::{add, block_row, embedding_row, linear, norm, project_kv};
 use lookup::Lookup;
 use observe::{Observe, Point, Watch};
-use scratch::{copy, span, span_mut, take, Exec, LinearScratch, Scratch};
+use path::{Float, Integer, Path};
+use scratch::{span, span_mut, take, Exec, LinearScratch, Scratch};
 
 mod float;
 pub mod integer;
 mod lookup;
 pub mod observe;
+mod path;
 mod scratch;
+
+/// Runs `$body` with `$p` bound to the path this session's model takes —
+/// [`Integer`] for an integer-only model (always, in a build without
+/// `float`: the f32 branch is then dead code the linker drops), else
+/// [`Float`] — and `$lookup` a fresh tensor lookup. Both paths run the same
+/// control flow, written once in the generic methods below.
+macro_rules! on_path {
+    ($self:ident, $lookup:ident, |$p:ident| $body:expr) => {{
+        let mut $lookup = Lookup {
+            model: $self.model,
+            hint: 0,
+        };
+        if $self.integer() {
+            let $p = Integer::new(&$self.cfg, &mut $lookup)?;
+            $body
+        } else {
+            let $p = Float;
+            $body
+        }
+    }};
+}
 
 pub use scratch::Join;
 
@@ -272,129 +293,6 @@ impl<'m, 'a> Session<'m, 'a> {
         }
     }
 
-    /// Writes token embedding (+ absolute position, + token type) of `id` into `x`.
-    fn embed_row(
-        &self,
-        lookup: &mut Lookup<'_, 'm>,
-        x: &mut [f32],
-        id: u32,
-        pos: usize,
-        ty: u32,
-    ) -> Result<()> {
-        let cfg = &self.cfg;
-        if id >= cfg.vocab_size {
-            return Err(Error::TokenOutOfRange {
-                id,
-                vocab: cfg.vocab_size,
-            });
-        }
-        embedding_row(x, lookup.matrix(NameBuf::global("tok_emb"))?, id as usize);
-        self.finish_embedding(lookup, x, pos, ty)
-    }
-
-    /// [`Session::embed_row`] for an integer model, in residual units.
-    fn embed_row_i(
-        &self,
-        lookup: &mut Lookup<'_, 'm>,
-        g: &integer::Globals,
-        x: &mut [i32],
-        id: u32,
-        pos: usize,
-        ty: u32,
-    ) -> Result<()> {
-        let cfg = &self.cfg;
-        if id >= cfg.vocab_size {
-            return Err(Error::TokenOutOfRange {
-                id,
-                vocab: cfg.vocab_size,
-            });
-        }
-        let w = lookup.matrix(NameBuf::global("tok_emb"))?;
-        integer::embedding_row(x, w, id as usize, g);
-        self.finish_embedding_i(lookup, g, x, pos, ty)
-    }
-
-    /// [`Session::finish_embedding`] for an integer model.
-    fn finish_embedding_i(
-        &self,
-        lookup: &mut Lookup<'_, 'm>,
-        g: &integer::Globals,
-        x: &mut [i32],
-        pos: usize,
-        ty: u32,
-    ) -> Result<()> {
-        let cfg = &self.cfg;
-        let d = cfg.d_model as usize;
-        let row = |t: &'m [f32], i: usize| t.get(i * d..(i + 1) * d).unwrap_or(&[]);
-        match cfg.positions {
-            PositionKind::Learned => {
-                integer::add_constants(x, row(lookup.get(NameBuf::global("pos_emb"))?, pos), g)
-            }
-            PositionKind::Sinusoidal => integer::add_sinusoidal(x, pos, g),
-            PositionKind::Rope => {}
-        }
-        if cfg.n_token_types > 0 {
-            if ty >= cfg.n_token_types {
-                return Err(Error::TokenOutOfRange {
-                    id: ty,
-                    vocab: cfg.n_token_types,
-                });
-            }
-            let t = lookup.get(NameBuf::global("type_emb"))?;
-            integer::add_constants(x, row(t, ty as usize), g);
-        }
-        if cfg.embedding_norm {
-            let ln = cfg.norm == NormKind::LayerNorm;
-            let w = lookup.get(NameBuf::global("emb_norm.w"))?;
-            let b = lookup.opt(NameBuf::global("emb_norm.b"), ln)?;
-            integer::norm_residual(cfg, x, (w, b), g);
-        }
-        Ok(())
-    }
-
-    /// Adds position and token type to an embedded row `x`, then the embedding norm.
-    fn finish_embedding(
-        &self,
-        lookup: &mut Lookup<'_, 'm>,
-        x: &mut [f32],
-        pos: usize,
-        ty: u32,
-    ) -> Result<()> {
-        let cfg = &self.cfg;
-        let d = cfg.d_model as usize;
-        let row = |t: &'m [f32], i: usize| t.get(i * d..(i + 1) * d).unwrap_or(&[]);
-        match cfg.positions {
-            PositionKind::Learned => add(x, row(lookup.get(NameBuf::global("pos_emb"))?, pos)),
-            PositionKind::Sinusoidal => {
-                for (i, pair) in x.chunks_exact_mut(2).enumerate() {
-                    let angle = pos as f32 / libm::powf(10000.0, 2.0 * i as f32 / d as f32);
-                    pair[0] += libm::sinf(angle);
-                    pair[1] += libm::cosf(angle);
-                }
-            }
-            PositionKind::Rope => {}
-        }
-        if cfg.n_token_types > 0 {
-            if ty >= cfg.n_token_types {
-                return Err(Error::TokenOutOfRange {
-                    id: ty,
-                    vocab: cfg.n_token_types,
-                });
-            }
-            add(
-                x,
-                row(lookup.get(NameBuf::global("type_emb"))?, ty as usize),
-            );
-        }
-        if cfg.embedding_norm {
-            let ln = cfg.norm == NormKind::LayerNorm;
-            let w = lookup.get(NameBuf::global("emb_norm.w"))?;
-            let b = lookup.opt(NameBuf::global("emb_norm.b"), ln)?;
-            norm(cfg, x, (w, b));
-        }
-        Ok(())
-    }
-
     /// Checks an encoder call's input kind (`features`: feature rows, else
     /// token ids) and row count against the model and the run.
     fn check_encoder_input(&self, features: bool, n: usize) -> Result<()> {
@@ -436,8 +334,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 model: self.model,
                 hint: 0,
             };
-            let g = integer::globals(&self.cfg, &mut lookup)?;
-            integer::to_f32(span_mut(self.h, 0, n * d), &g);
+            Integer::new(&self.cfg, &mut lookup)?.to_f32(span_mut(self.h, 0, n * d));
         }
         Ok(span(self.h, 0, n * d))
     }
@@ -455,28 +352,33 @@ impl<'m, 'a> Session<'m, 'a> {
                 });
             }
         }
+        on_path!(self, lookup, |p| self.encode_tokens(
+            &p,
+            &mut lookup,
+            ids,
+            types
+        ))?;
+        Ok(n)
+    }
+
+    /// Embeds every token of `ids`, then runs the encoder layers.
+    fn encode_tokens<P: Path<'m>>(
+        &mut self,
+        p: &P,
+        lookup: &mut Lookup<'_, 'm>,
+        ids: &[u32],
+        types: Option<&[u32]>,
+    ) -> Result<()> {
         let d = self.cfg.d_model as usize;
-        let model = self.model;
-        let mut lookup = Lookup { model, hint: 0 };
         let h = core::mem::take(&mut self.h);
         let ty = |r: usize| types.and_then(|t| t.get(r)).copied().unwrap_or(0);
-        let embedded = if self.integer() {
-            integer::globals(&self.cfg, &mut lookup).and_then(|g| {
-                let hi = integer::ints(h);
-                ids.iter().enumerate().try_for_each(|(r, &id)| {
-                    self.embed_row_i(&mut lookup, &g, span_mut(hi, r * d, d), id, r, ty(r))
-                })
-            })
-        } else {
-            ids.iter().enumerate().try_for_each(|(r, &id)| {
-                self.embed_row(&mut lookup, span_mut(h, r * d, d), id, r, ty(r))
-            })
-        };
+        let embedded = ids.iter().enumerate().try_for_each(|(r, &id)| {
+            embed_token(p, &self.cfg, lookup, span_mut(h, r * d, d), id, r, ty(r))
+        });
         // Put the rows back before reporting a bad token, so the session stays usable.
         self.h = h;
         embedded?;
-        self.encoder_layers(&mut lookup, n)?;
-        Ok(n)
+        self.encoder_layers(p, lookup, ids.len())
     }
 
     /// Runs an encoder whose input is rows of `input_dim` features (image
@@ -503,169 +405,105 @@ impl<'m, 'a> Session<'m, 'a> {
                 index: i.min(u32::MAX as usize) as u32,
             });
         }
-        let d = self.cfg.d_model as usize;
-        let model = self.model;
-        let mut lookup = Lookup { model, hint: 0 };
-        let w = lookup.matrix(NameBuf::global("in_proj.w"))?;
-        let b = lookup.get(NameBuf::global("in_proj.b"))?;
-        let h = core::mem::take(&mut self.h);
-        let rows = features.chunks_exact(width.max(1)).enumerate();
-        let embedded = if self.integer() {
-            integer::globals(&self.cfg, &mut lookup).and_then(|g| {
-                let hi = integer::ints(h);
-                rows.into_iter().try_for_each(|(r, f)| {
-                    let x = span_mut(hi, r * d, d);
-                    let fq = span_mut(self.scratch.lin.xq, 0, width);
-                    integer::features_i8(fq, f, &g);
-                    integer::input_projection(x, w, fq, b, &g, self.scratch.lin.exec);
-                    self.finish_embedding_i(&mut lookup, &g, x, r, 0)
-                })
-            })
-        } else {
-            rows.into_iter().try_for_each(|(r, f)| {
-                let x = span_mut(h, r * d, d);
-                self.scratch.watch.see(Point::Features, f);
-                linear(x, w, f, Some(b), &mut self.scratch.lin);
-                self.finish_embedding(&mut lookup, x, r, 0)
-            })
-        };
-        self.h = h;
-        embedded?;
-        self.encoder_layers(&mut lookup, n)?;
+        on_path!(self, lookup, |p| self.encode_features_on(
+            &p,
+            &mut lookup,
+            features,
+            width
+        ))?;
         Ok(n)
     }
 
+    /// Projects every feature row, then runs the encoder layers.
+    fn encode_features_on<P: Path<'m>>(
+        &mut self,
+        p: &P,
+        lookup: &mut Lookup<'_, 'm>,
+        features: &[f32],
+        width: usize,
+    ) -> Result<()> {
+        let d = self.cfg.d_model as usize;
+        let w = lookup.matrix(NameBuf::global("in_proj.w"))?;
+        let b = lookup.get(NameBuf::global("in_proj.b"))?;
+        let h = core::mem::take(&mut self.h);
+        let mut n = 0;
+        let embedded = features
+            .chunks_exact(width.max(1))
+            .enumerate()
+            .try_for_each(|(r, f)| {
+                let x = span_mut(h, r * d, d);
+                p.feature_row(&mut self.scratch, x, f, w, b);
+                n = r + 1;
+                finish_embedding(p, &self.cfg, lookup, x, r, 0)
+            });
+        self.h = h;
+        embedded?;
+        self.encoder_layers(p, lookup, n)
+    }
+
     /// The transformer blocks and final norm over `n` embedded rows.
-    fn encoder_layers(&mut self, lookup: &mut Lookup<'_, 'm>, n: usize) -> Result<()> {
+    fn encoder_layers<P: Path<'m>>(
+        &mut self,
+        p: &P,
+        lookup: &mut Lookup<'_, 'm>,
+        n: usize,
+    ) -> Result<()> {
         let cfg = self.cfg;
-        if self.integer() {
-            return self.encoder_layers_i(lookup, n);
-        }
         let d = cfg.d_model as usize;
         let kv = cfg.kv_row_floats();
         self.scratch.watch.layer = 0;
         for x in span(self.h, 0, n * d).chunks_exact(d.max(1)) {
-            self.scratch.watch.see(Point::Residual, x);
+            p.see(&mut self.scratch, Point::Residual, x);
         }
         for l in 0..cfg.n_layers {
-            let lw = lookup.layer(&cfg, l)?;
+            let b = p.block(lookup, &cfg, l)?;
             self.scratch.watch.layer = l;
             for r in 0..n {
                 let (k, v) = (span_mut(self.kc, r * kv, kv), span_mut(self.vc, r * kv, kv));
-                project_kv(
-                    &cfg,
-                    &lw,
-                    &mut self.scratch,
-                    span(self.h, r * d, d),
-                    k,
-                    v,
-                    r,
-                );
+                let x = span_mut(self.h, r * d, d);
+                p.project_kv(&cfg, &b, &mut self.scratch, x, k, v, r);
             }
             for r in 0..n {
                 let n_keys = if cfg.causal { r + 1 } else { n };
                 let x = span_mut(self.h, r * d, d);
-                block_row(&cfg, &lw, &mut self.scratch, x, self.kc, self.vc, r, n_keys);
+                p.block_row(&cfg, &b, &mut self.scratch, x, self.kc, self.vc, r, n_keys);
             }
         }
         self.scratch.watch.layer = 0;
         if cfg.pre_norm {
-            let w = lookup.get(NameBuf::global("out_norm.w"))?;
-            let b = lookup.opt(
-                NameBuf::global("out_norm.b"),
-                cfg.norm == NormKind::LayerNorm,
-            )?;
+            let w = final_norm(&cfg, lookup)?;
             for x in span_mut(self.h, 0, n * d).chunks_exact_mut(d.max(1)) {
-                norm(&cfg, x, (w, b));
-                self.scratch.watch.see(Point::Residual, x);
+                p.norm(&cfg, x, w);
+                p.see(&mut self.scratch, Point::Residual, x);
             }
         }
         Ok(())
-    }
-
-    /// [`Session::encoder_layers`] for an integer model.
-    fn encoder_layers_i(&mut self, lookup: &mut Lookup<'_, 'm>, n: usize) -> Result<()> {
-        let cfg = self.cfg;
-        let d = cfg.d_model as usize;
-        let kv = cfg.kv_row_floats();
-        let g = integer::globals(&cfg, lookup)?;
-        for l in 0..cfg.n_layers {
-            let lw = lookup.layer(&cfg, l)?;
-            let ls = integer::layer_scales(lookup, l)?;
-            for r in 0..n {
-                let (k, v) = (span_mut(self.kc, r * kv, kv), span_mut(self.vc, r * kv, kv));
-                let x = span_mut(integer::ints(self.h), r * d, d);
-                integer::project_kv(&cfg, &lw, &ls, &g, &mut self.scratch, x, k, v, r);
-            }
-            for r in 0..n {
-                let n_keys = if cfg.causal { r + 1 } else { n };
-                let x = span_mut(integer::ints(self.h), r * d, d);
-                integer::block_row(
-                    &cfg,
-                    &lw,
-                    &ls,
-                    &g,
-                    &mut self.scratch,
-                    x,
-                    self.kc,
-                    self.vc,
-                    r,
-                    n_keys,
-                );
-            }
-        }
-        if cfg.pre_norm {
-            let w = lookup.get(NameBuf::global("out_norm.w"))?;
-            let b = lookup.opt(
-                NameBuf::global("out_norm.b"),
-                cfg.norm == NormKind::LayerNorm,
-            )?;
-            for x in span_mut(integer::ints(self.h), 0, n * d).chunks_exact_mut(d.max(1)) {
-                integer::norm_residual(&cfg, x, (w, b), &g);
-            }
-        }
-        Ok(())
-    }
-
-    /// Pools the first `n` hidden rows into `out` (mean or first row).
-    fn pool(&self, out: &mut [f32], n: usize) {
-        let d = self.cfg.d_model as usize;
-        match self.cfg.pooling {
-            Pooling::Mean => {
-                out.fill(0.0);
-                for row in span(self.h, 0, n * d).chunks_exact(d.max(1)) {
-                    add(out, row);
-                }
-                let inv = 1.0 / n as f32;
-                for v in out.iter_mut() {
-                    *v *= inv;
-                }
-            }
-            Pooling::Cls => copy(out, span(self.h, 0, d)),
-        }
     }
 
     /// Runs an encoder and pools its rows into one L2-normalised vector
     /// (mean over all tokens, or the first token), as sentence-transformers does.
     pub fn embed(&mut self, ids: &[u32]) -> Result<&[f32]> {
         let n = self.encode_rows(ids, None)?;
-        Ok(self.pooled_embedding(n))
+        self.pooled_embedding(n)
     }
 
-    /// The first `n` hidden rows pooled into `out` and L2-normalised.
-    fn pooled_embedding(&mut self, n: usize) -> &[f32] {
+    /// The first `n` hidden rows (as the layers left them) pooled into the
+    /// output and L2-normalised.
+    fn pooled_embedding(&mut self, n: usize) -> Result<&[f32]> {
+        on_path!(self, lookup, |p| {
+            let _ = &mut lookup;
+            self.pool_normalized(&p, n);
+            Ok(())
+        })?;
+        Ok(span(self.out, 0, self.cfg.d_model as usize))
+    }
+
+    fn pool_normalized<P: Path<'m>>(&mut self, p: &P, n: usize) {
         let d = self.cfg.d_model as usize;
-        let out = core::mem::take(&mut self.out);
-        if self.integer() {
-            let pooled = span_mut(integer::ints(self.scratch.t), 0, d);
-            integer::pool(&self.cfg, pooled, integer::ints(self.h), n);
-            integer::l2_normalize(span_mut(out, 0, d), pooled);
-        } else {
-            self.pool(span_mut(out, 0, d), n);
-            kernels::l2_normalize(span_mut(out, 0, d));
-        }
-        self.out = out;
-        span(self.out, 0, d)
+        let pooled = core::mem::take(&mut self.scratch.t);
+        p.pool(&self.cfg, span_mut(pooled, 0, d), self.h, n);
+        p.normalize(span_mut(self.out, 0, d), span_mut(pooled, 0, d));
+        self.scratch.t = pooled;
     }
 
     /// Runs an encoder with a classifier head over token ids and returns the
@@ -692,34 +530,29 @@ impl<'m, 'a> Session<'m, 'a> {
     }
 
     fn head(&mut self, n: usize) -> Result<&[f32]> {
+        on_path!(self, lookup, |p| self.head_on(&p, &mut lookup, n))?;
+        Ok(span(self.out, 0, self.cfg.n_classes as usize))
+    }
+
+    /// The classifier head over the pooled rows.
+    fn head_on<P: Path<'m>>(&mut self, p: &P, lookup: &mut Lookup<'_, 'm>, n: usize) -> Result<()> {
         let d = self.cfg.d_model as usize;
         let k = self.cfg.n_classes as usize;
-        let mut lookup = Lookup {
-            model: self.model,
-            hint: 0,
-        };
         let w = lookup.matrix(NameBuf::global("cls.w"))?;
         let b = lookup.get(NameBuf::global("cls.b"))?;
-        if self.integer() {
-            let g = integer::globals(&self.cfg, &mut lookup)?;
-            let pooled = span_mut(integer::ints(self.scratch.t), 0, d);
-            integer::pool(&self.cfg, pooled, integer::ints(self.h), n);
-            let out = span_mut(self.out, 0, k);
-            integer::head_logits(out, w, pooled, Some(b), &mut self.scratch.lin, &g);
-            return Ok(span(self.out, 0, k));
-        }
         let pooled = core::mem::take(&mut self.scratch.t);
-        self.pool(span_mut(pooled, 0, d), n);
-        self.scratch.watch.see(Point::HeadIn, span(pooled, 0, d));
-        linear(
-            span_mut(self.out, 0, k),
+        p.pool(&self.cfg, span_mut(pooled, 0, d), self.h, n);
+        p.see(&mut self.scratch, Point::HeadIn, span(pooled, 0, d));
+        let out = span_mut(self.out, 0, k);
+        p.head(
+            out,
             w,
-            span(pooled, 0, d),
+            span_mut(pooled, 0, d),
             Some(b),
             &mut self.scratch.lin,
         );
         self.scratch.t = pooled;
-        Ok(span(self.out, 0, k))
+        Ok(())
     }
 
     /// The model's main output for one input, as device apps print it:
@@ -741,8 +574,10 @@ impl<'m, 'a> Session<'m, 'a> {
             }
             (Architecture::Encoder, Input::Ids(ids)) => Ok(Output::Embedding(self.embed(ids)?)),
             (Architecture::Encoder, Input::Features(f)) => {
-                self.encode_features(f)?;
-                Ok(Output::Embedding(self.pooled_embedding(input.rows(&cfg))))
+                // Pooled from the rows as the layers left them (residual
+                // units on the integer path), not from their f32 copy.
+                let n = self.encode_feature_rows(f)?;
+                Ok(Output::Embedding(self.pooled_embedding(n)?))
             }
         }
     }
@@ -753,114 +588,61 @@ impl<'m, 'a> Session<'m, 'a> {
             return Err(Error::NotBuilt { feature: "decoder" });
         }
         self.check_arch(Architecture::Decoder)?;
-        let pos = self.pos;
-        if pos >= self.run.max_seq as usize {
+        if self.pos >= self.run.max_seq as usize {
             return Err(Error::SequenceTooLong {
                 max: self.run.max_seq,
                 got: self.run.max_seq.saturating_add(1),
             });
         }
-        let cfg = self.cfg;
-        if self.integer() {
-            return self.decode_step_i(token);
-        }
-        let d = cfg.d_model as usize;
-        let kv = cfg.kv_row_floats();
-        let layer_stride = self.run.max_seq as usize * kv;
-        let model = self.model;
-        let mut lookup = Lookup { model, hint: 0 };
-        let h = core::mem::take(&mut self.h);
-        let embedded = self.embed_row(&mut lookup, span_mut(h, 0, d), token, pos, 0);
-        self.h = h;
-        embedded?;
-        self.scratch.watch.layer = 0;
-        self.scratch.watch.see(Point::Residual, span(self.h, 0, d));
-        for l in 0..cfg.n_layers as usize {
-            let lw = lookup.layer(&cfg, l as u32)?;
-            self.scratch.watch.layer = l as u32;
-            let kc = span_mut(self.kc, l * layer_stride, layer_stride);
-            let vc = span_mut(self.vc, l * layer_stride, layer_stride);
-            let (k, v) = (span_mut(kc, pos * kv, kv), span_mut(vc, pos * kv, kv));
-            project_kv(&cfg, &lw, &mut self.scratch, span(self.h, 0, d), k, v, pos);
-            block_row(
-                &cfg,
-                &lw,
-                &mut self.scratch,
-                span_mut(self.h, 0, d),
-                kc,
-                vc,
-                pos,
-                pos + 1,
-            );
-        }
-        if cfg.pre_norm {
-            let w = lookup.get(NameBuf::global("out_norm.w"))?;
-            let b = lookup.opt(
-                NameBuf::global("out_norm.b"),
-                cfg.norm == NormKind::LayerNorm,
-            )?;
-            norm(&cfg, span_mut(self.h, 0, d), (w, b));
-        }
-        self.scratch.watch.layer = 0;
-        self.scratch.watch.see(Point::HeadIn, span(self.h, 0, d));
-        let w = lookup.matrix(NameBuf::global(lm_head(&cfg)))?;
-        linear(self.out, w, span(self.h, 0, d), None, &mut self.scratch.lin);
-        self.pos = pos + 1;
+        on_path!(self, lookup, |p| self.decode_on(&p, &mut lookup, token))?;
         Ok(self.out)
     }
 
-    /// [`Session::decode_step`] for an integer model.
-    fn decode_step_i(&mut self, token: u32) -> Result<&[f32]> {
+    /// One decoder step: embed, every block over the cache, final norm, LM head.
+    fn decode_on<P: Path<'m>>(
+        &mut self,
+        p: &P,
+        lookup: &mut Lookup<'_, 'm>,
+        token: u32,
+    ) -> Result<()> {
         let pos = self.pos;
         let cfg = self.cfg;
         let d = cfg.d_model as usize;
         let kv = cfg.kv_row_floats();
         let layer_stride = self.run.max_seq as usize * kv;
-        let mut lookup = Lookup {
-            model: self.model,
-            hint: 0,
-        };
-        let g = integer::globals(&cfg, &mut lookup)?;
         let h = core::mem::take(&mut self.h);
-        let x = span_mut(integer::ints(h), 0, d);
-        let embedded = self.embed_row_i(&mut lookup, &g, x, token, pos, 0);
+        let embedded = embed_token(p, &cfg, lookup, span_mut(h, 0, d), token, pos, 0);
         self.h = h;
         embedded?;
+        self.scratch.watch.layer = 0;
+        p.see(&mut self.scratch, Point::Residual, span(self.h, 0, d));
         for l in 0..cfg.n_layers as usize {
-            let lw = lookup.layer(&cfg, l as u32)?;
-            let ls = integer::layer_scales(&mut lookup, l as u32)?;
+            let b = p.block(lookup, &cfg, l as u32)?;
+            self.scratch.watch.layer = l as u32;
             let kc = span_mut(self.kc, l * layer_stride, layer_stride);
             let vc = span_mut(self.vc, l * layer_stride, layer_stride);
             let (k, v) = (span_mut(kc, pos * kv, kv), span_mut(vc, pos * kv, kv));
-            let x = span_mut(integer::ints(self.h), 0, d);
-            integer::project_kv(&cfg, &lw, &ls, &g, &mut self.scratch, x, k, v, pos);
-            let x = span_mut(integer::ints(self.h), 0, d);
-            integer::block_row(
-                &cfg,
-                &lw,
-                &ls,
-                &g,
-                &mut self.scratch,
-                x,
-                kc,
-                vc,
-                pos,
-                pos + 1,
-            );
+            let x = span_mut(self.h, 0, d);
+            p.project_kv(&cfg, &b, &mut self.scratch, x, k, v, pos);
+            let x = span_mut(self.h, 0, d);
+            p.block_row(&cfg, &b, &mut self.scratch, x, kc, vc, pos, pos + 1);
         }
-        let x = span_mut(integer::ints(self.h), 0, d);
         if cfg.pre_norm {
-            let w = lookup.get(NameBuf::global("out_norm.w"))?;
-            let b = lookup.opt(
-                NameBuf::global("out_norm.b"),
-                cfg.norm == NormKind::LayerNorm,
-            )?;
-            integer::norm_residual(&cfg, x, (w, b), &g);
+            let w = final_norm(&cfg, lookup)?;
+            p.norm(&cfg, span_mut(self.h, 0, d), w);
         }
+        self.scratch.watch.layer = 0;
+        p.see(&mut self.scratch, Point::HeadIn, span(self.h, 0, d));
         let w = lookup.matrix(NameBuf::global(lm_head(&cfg)))?;
-        integer::head_logits(self.out, w, x, None, &mut self.scratch.lin, &g);
+        p.head(
+            self.out,
+            w,
+            span_mut(self.h, 0, d),
+            None,
+            &mut self.scratch.lin,
+        );
         self.pos = pos + 1;
-        Ok(self.out)
+        Ok(())
     }
 
     /// Feeds a whole prompt and returns the logits after its last token.
@@ -881,4 +663,75 @@ impl<'m, 'a> Session<'m, 'a> {
         }
         Ok(self.out)
     }
+}
+
+/// Writes the token embedding (+ absolute position, + token type, + the
+/// embedding norm) of `id` into the residual row `x`.
+fn embed_token<'m, P: Path<'m>>(
+    p: &P,
+    cfg: &Config,
+    lookup: &mut Lookup<'_, 'm>,
+    x: &mut [f32],
+    id: u32,
+    pos: usize,
+    ty: u32,
+) -> Result<()> {
+    if id >= cfg.vocab_size {
+        return Err(Error::TokenOutOfRange {
+            id,
+            vocab: cfg.vocab_size,
+        });
+    }
+    p.token_row(x, lookup.matrix(NameBuf::global("tok_emb"))?, id as usize);
+    finish_embedding(p, cfg, lookup, x, pos, ty)
+}
+
+/// Adds position and token type to an embedded row `x`, then the embedding norm.
+fn finish_embedding<'m, P: Path<'m>>(
+    p: &P,
+    cfg: &Config,
+    lookup: &mut Lookup<'_, 'm>,
+    x: &mut [f32],
+    pos: usize,
+    ty: u32,
+) -> Result<()> {
+    let d = cfg.d_model as usize;
+    let row = |t: &'m [f32], i: usize| t.get(i * d..(i + 1) * d).unwrap_or(&[]);
+    match cfg.positions {
+        PositionKind::Learned => p.add_row(x, row(lookup.get(NameBuf::global("pos_emb"))?, pos)),
+        PositionKind::Sinusoidal => p.add_sinusoidal(x, pos),
+        PositionKind::Rope => {}
+    }
+    if cfg.n_token_types > 0 {
+        if ty >= cfg.n_token_types {
+            return Err(Error::TokenOutOfRange {
+                id: ty,
+                vocab: cfg.n_token_types,
+            });
+        }
+        p.add_row(
+            x,
+            row(lookup.get(NameBuf::global("type_emb"))?, ty as usize),
+        );
+    }
+    if cfg.embedding_norm {
+        let ln = cfg.norm == NormKind::LayerNorm;
+        let w = lookup.get(NameBuf::global("emb_norm.w"))?;
+        let b = lookup.opt(NameBuf::global("emb_norm.b"), ln)?;
+        p.norm(cfg, x, (w, b));
+    }
+    Ok(())
+}
+
+/// The final norm's weights (pre-norm models).
+fn final_norm<'m>(
+    cfg: &Config,
+    lookup: &mut Lookup<'_, 'm>,
+) -> Result<(&'m [f32], Option<&'m [f32]>)> {
+    let w = lookup.get(NameBuf::global("out_norm.w"))?;
+    let b = lookup.opt(
+        NameBuf::global("out_norm.b"),
+        cfg.norm == NormKind::LayerNorm,
+    )?;
+    Ok((w, b))
 }
