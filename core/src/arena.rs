@@ -10,8 +10,7 @@
 //! copy, outlier channels, unpacked int4 rows). Attention runs row by row
 //! with an online softmax, so nothing in the arena grows with sequence².
 
-use crate::config::{Activation, Architecture, KvCache, PositionKind};
-use crate::model::Model;
+use crate::config::{Activation, Architecture, Config, KvCache, PositionKind};
 use crate::quant;
 use crate::{Error, Result};
 
@@ -56,9 +55,23 @@ fn arena_overflow() -> Error {
     Error::ArenaOverflow
 }
 
-/// Plans the arena for `model` under `run`.
-pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
-    let cfg = model.config();
+/// What of a model the plan depends on: its config and which weight
+/// types it stores (they decide the matrix-input scratch).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Needs<'c> {
+    /// The model's config.
+    pub(crate) cfg: &'c Config,
+    /// Some weight is int8 or int4 (activations are quantized).
+    pub(crate) i8: bool,
+    /// Some weight is int4.
+    pub(crate) i4: bool,
+    /// Some weight is f16.
+    pub(crate) f16: bool,
+}
+
+/// Plans the arena for a model with `needs` under `run`.
+pub(crate) fn plan(needs: Needs, run: &RunConfig) -> Result<Plan> {
+    let cfg = needs.cfg;
     if run.max_seq == 0 || run.max_seq > cfg.max_seq {
         return Err(Error::SequenceTooLong {
             max: cfg.max_seq,
@@ -105,31 +118,27 @@ pub(crate) fn plan(model: &Model, run: &RunConfig) -> Result<Plan> {
             d.max(cfg.n_classes as usize)
         }),
         // int8 matrix inputs; the int8 cache's quantized query head.
-        Some(if model.has_i8() || kv_i8 {
+        Some(if needs.i8 || kv_i8 {
             widest.div_ceil(4)
         } else {
             0
         }),
         // Integer models keep their outlier pairs here.
-        Some(if model.has_f16() || model.has_i8() {
-            widest
-        } else {
-            0
-        }),
-        Some(if model.has_i8() && !int {
+        Some(if needs.f16 || needs.i8 { widest } else { 0 }),
+        Some(if needs.i8 && !int {
             widest.div_ceil(quant::BLOCK)
         } else {
             0
         }),
         Some(if int {
             widest.max(seq)
-        } else if model.has_i8() {
+        } else if needs.i8 {
             widest
         } else {
             0
         }),
         // Bytes for two unpacked rows, counted in f32 slots.
-        Some(if model.has_i4() {
+        Some(if needs.i4 {
             (2 * widest).div_ceil(4)
         } else {
             0

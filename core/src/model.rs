@@ -517,6 +517,16 @@ impl<'a> Model<'a> {
         self.find(name.as_bytes(), hint).map(|(_, s)| s)
     }
 
+    /// What the arena plan depends on.
+    pub(crate) fn needs(&self) -> crate::arena::Needs<'_> {
+        crate::arena::Needs {
+            cfg: &self.config,
+            i8: self.has_i8,
+            i4: self.has_i4,
+            f16: self.has_f16,
+        }
+    }
+
     /// True when some weight is int8 or int4 (activations are then quantized).
     pub fn has_i8(&self) -> bool {
         self.has_i8
@@ -534,6 +544,6 @@ impl<'a> Model<'a> {
 
     /// Exact arena bytes a [`crate::Session`] with `run` needs (for a 16-byte aligned arena).
     pub fn arena_bytes(&self, run: &RunConfig) -> Result<usize> {
-        crate::arena::plan(self, run).map(|p| p.total_bytes())
+        crate::arena::plan(self.needs(), run).map(|p| p.total_bytes())
     }
 }

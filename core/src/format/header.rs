@@ -1,7 +1,7 @@
 //! The fixed 32-byte header: magic, format version, section count, file
 //! length and the two CRCs.
 
-use super::{read_u16, read_u32, read_u64, section::SECTION_ENTRY_LEN, CRC32};
+use super::{read_u16, read_u32, read_u64, CRC32, HEADER_LEN, SECTION_ENTRY_LEN};
 use crate::{Error, Result};
 
 /// The first four bytes of every `.mote` file.
@@ -11,8 +11,6 @@ pub const MAGIC: [u8; 4] = *b"MOTE";
 /// layout; new features come as new section kinds, section versions or
 /// dtypes (`docs/FORMAT.md`, "Growing the format").
 pub const FORMAT_VERSION: u16 = 2;
-/// Size of the fixed header.
-pub const HEADER_LEN: usize = 32;
 
 /// Byte offsets of the header's fields.
 pub mod field {

@@ -8,15 +8,18 @@ pub mod header;
 pub mod section;
 pub mod tensor;
 
-pub use header::{parse_header, Header, FORMAT_VERSION, HEADER_LEN, MAGIC};
-pub use section::{
-    section, Section, SectionKind, SECTION_ENTRY_LEN, SECTION_OPTIONAL, SECTION_VERSION_SHIFT,
-};
+pub use header::{parse_header, Header, FORMAT_VERSION, MAGIC};
+pub use section::{section, Section, SectionKind, SECTION_OPTIONAL, SECTION_VERSION_SHIFT};
 pub(crate) use tensor::entry_name;
 pub use tensor::{parse_tensor_entry, Dtype, TensorInfo, TENSOR_ENTRY_LEN};
 
 /// A field: a byte range inside a structure.
 pub type Field = core::ops::Range<usize>;
+
+/// Size of the fixed header.
+pub const HEADER_LEN: usize = 32;
+/// Size of one section-table entry.
+pub const SECTION_ENTRY_LEN: usize = 24;
 
 /// Alignment of every tensor payload (and of the model bytes in memory).
 pub const ALIGN: usize = 16;

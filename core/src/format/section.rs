@@ -10,10 +10,8 @@
 //! file otherwise ([`crate::Error::UnknownSection`],
 //! [`crate::Error::SectionVersion`]), naming what it lacks.
 
-use super::{header::HEADER_LEN, read_u32, read_u64};
+use super::{read_u32, read_u64, HEADER_LEN, SECTION_ENTRY_LEN};
 
-/// Size of one section-table entry.
-pub const SECTION_ENTRY_LEN: usize = 24;
 /// Section flag: a reader that does not know this kind (or this version of
 /// it) may skip it.
 pub const SECTION_OPTIONAL: u32 = 1;

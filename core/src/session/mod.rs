@@ -137,7 +137,7 @@ impl<'m, 'a> Session<'m, 'a> {
         if cfg.arch == Architecture::Decoder && !DECODER {
             return Err(Error::NotBuilt { feature: "decoder" });
         }
-        let plan = arena::plan(model, &run)?;
+        let plan = arena::plan(model.needs(), &run)?;
         let total = plan.total_bytes();
         let got = arena.len();
         let pad = arena.as_ptr().align_offset(16).min(got);
