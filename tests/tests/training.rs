@@ -218,7 +218,7 @@ fn classifier_and_feature_inputs_have_their_own_errors() {
             s.classify_features(&[0.5; 7]).err(),
             Some(Error::FeatureShape { width: 4, got: 7 })
         );
-        assert_eq!(s.classify_features(&[]).err(), Some(Error::EmptyInput));
+        assert_eq!(s.classify_features(&[]).err(), Some(Error::EmptyFeatures));
         assert!(matches!(
             s.classify_features(&[0.5; 4 * 9]),
             Err(Error::SequenceTooLong { max: 8, got: 9 })
