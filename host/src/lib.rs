@@ -1,11 +1,13 @@
 //! `mote-host`: the workstation side of Mote — checkpoint import
-//! (safetensors, GGUF), the `.mote` writer, tokenizers built from a model's
-//! own vocabulary, and pinned model packages from the registries.
+//! (safetensors, GGUF), weight quantization, calibration and the
+//! integer-only model, training (feature `train`), the `.mote` writer,
+//! tokenizers built from a model's own vocabulary, threads for sessions, and
+//! pinned model packages from the registries.
 #![deny(missing_docs)]
 
 pub mod calibrate;
+pub mod family;
 pub mod fetch;
-pub mod gguf;
 pub mod import;
 pub mod parallel;
 pub mod quantize;
@@ -20,4 +22,5 @@ pub mod train {
 }
 pub mod writer;
 
+pub use import::gguf;
 pub use writer::{ModelBuilder, ModelFile, VocabData};

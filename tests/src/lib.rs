@@ -2,10 +2,9 @@
 //! pinned real checkpoints imported once per test binary, and golden files.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use mote_core::config::{
-    Activation, Architecture, Config, NormKind, Pooling, PositionKind, NO_TOKEN,
-};
+use mote_core::config::{Activation, Architecture, Config, NormKind, PositionKind};
 use mote_host::calibrate::{calibrate, integer_model, Method, Sample};
+use mote_host::family::{self, Shape};
 use mote_host::{ModelBuilder, ModelFile};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -16,66 +15,17 @@ pub use mote_host::train::net::Rng;
 /// A tiny BERT-style encoder config (post-norm LayerNorm, GELU, learned positions, biases).
 pub fn tiny_encoder_config() -> Config {
     Config {
-        arch: Architecture::Encoder,
-        d_model: 16,
-        n_layers: 2,
-        n_heads: 4,
-        n_kv_heads: 4,
-        head_dim: 4,
-        d_ff: 32,
-        vocab_size: 50,
-        max_seq: 16,
         n_token_types: 2,
-        norm: NormKind::LayerNorm,
-        pre_norm: false,
-        activation: Activation::Gelu,
-        positions: PositionKind::Learned,
-        rope_theta: 10000.0,
         norm_eps: 1e-5,
-        tied_embeddings: false,
-        causal: false,
-        pooling: Pooling::Mean,
-        bos: NO_TOKEN,
-        eos: NO_TOKEN,
-        bias: true,
-        embedding_norm: true,
-        n_classes: 0,
-        input_dim: 0,
-        kv_cache: mote_core::KvCache::F32,
-        integer: false,
+        ..family::bert(Shape::mha(16, 2, 4, 32).vocab(50).max_seq(16))
     }
 }
 
 /// A tiny Llama-style decoder config (RMSNorm, RoPE, SwiGLU, GQA, tied embeddings).
 pub fn tiny_decoder_config() -> Config {
     Config {
-        arch: Architecture::Decoder,
-        d_model: 16,
-        n_layers: 2,
-        n_heads: 4,
-        n_kv_heads: 2,
-        head_dim: 4,
-        d_ff: 24,
-        vocab_size: 40,
-        max_seq: 32,
-        n_token_types: 0,
-        norm: NormKind::RmsNorm,
-        pre_norm: true,
-        activation: Activation::SwiGlu,
-        positions: PositionKind::Rope,
-        rope_theta: 10000.0,
-        norm_eps: 1e-5,
         tied_embeddings: true,
-        causal: true,
-        pooling: Pooling::Mean,
-        bos: NO_TOKEN,
-        eos: NO_TOKEN,
-        bias: false,
-        embedding_norm: false,
-        n_classes: 0,
-        input_dim: 0,
-        kv_cache: mote_core::KvCache::F32,
-        integer: false,
+        ..family::llama(Shape::mha(16, 2, 4, 24).kv_heads(2).vocab(40).max_seq(32))
     }
 }
 

@@ -3,11 +3,12 @@
 use super::data::{self, Digit, Split};
 use super::net::{Input, Net, Rng};
 use super::{Score, TaskKind, TrainConfig};
+use crate::family::{self, Shape};
 use crate::tokenizer::Tokenizer;
 use crate::writer::VocabData;
 use anyhow::{ensure, Context, Result};
 use candle_core::{Device, Tensor};
-use mote_core::config::{Activation, Architecture, NormKind, Pooling, PositionKind, NO_TOKEN};
+use mote_core::config::{Architecture, NO_TOKEN};
 use mote_core::vocab::{PreTokenizer, TokenizerKind, FLAG_LOWERCASE, FLAG_STRIP_ACCENTS};
 use mote_core::Config;
 
@@ -613,42 +614,23 @@ pub fn byte_vocab() -> VocabData {
     }
 }
 
-/// An encoder classifier of the trainer's family with the config's shape.
+/// An encoder classifier of the trainer's family with the config's shape:
+/// BERT's blocks, pre-norm, no embedding norm, `norm_eps` 1e-5.
 fn text_config(cfg: &TrainConfig, vocab: u32, classes: u32) -> Config {
     let m = &cfg.model;
-    let heads = m.n_heads.max(1);
+    let shape = Shape::mha(m.d_model, m.n_layers, m.n_heads, m.d_ff)
+        .vocab(vocab)
+        .max_seq(m.max_seq);
+    let shape = match m.n_kv_heads {
+        0 => shape,
+        kv => shape.kv_heads(kv),
+    };
     Config {
-        arch: Architecture::Encoder,
-        d_model: m.d_model,
-        n_layers: m.n_layers,
-        n_heads: heads,
-        n_kv_heads: if m.n_kv_heads == 0 {
-            heads
-        } else {
-            m.n_kv_heads
-        },
-        head_dim: m.d_model / heads,
-        d_ff: m.d_ff,
-        vocab_size: vocab,
-        max_seq: m.max_seq,
-        n_token_types: 0,
-        norm: NormKind::LayerNorm,
         pre_norm: true,
-        activation: Activation::Gelu,
-        positions: PositionKind::Learned,
-        rope_theta: 10000.0,
         norm_eps: 1e-5,
-        tied_embeddings: false,
-        causal: false,
-        pooling: Pooling::Mean,
-        bos: NO_TOKEN,
-        eos: NO_TOKEN,
-        bias: true,
         embedding_norm: false,
         n_classes: classes,
-        input_dim: 0,
-        kv_cache: mote_core::KvCache::F32,
-        integer: false,
+        ..family::bert(shape)
     }
 }
 

@@ -1,9 +1,11 @@
-//! A GGUF (v2/v3) reader: metadata, tensor infos, and dequantisation of
-//! F32, F16, Q4_0, Q4_1 and Q8_0 tensors to `f32`.
+//! The GGUF (v2/v3) container: metadata, tensor infos, and dequantisation
+//! of F32, F16, Q4_0, Q4_1 and Q8_0 tensors to `f32`. What the metadata and
+//! tensors mean for one architecture is its mapping's business
+//! ([`super::llama`]).
 
 use anyhow::{bail, ensure, Context, Result};
 use half::f16;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +58,23 @@ impl Value {
     }
 }
 
+/// Short enough for an error message: numbers whole, strings cut, arrays counted.
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::U64(v) => write!(f, "{v}"),
+            Value::I64(v) => write!(f, "{v}"),
+            Value::F64(v) => write!(f, "{v}"),
+            Value::Bool(v) => write!(f, "{v}"),
+            Value::Str(s) if s.chars().count() > 40 => {
+                write!(f, "{:?}…", s.chars().take(40).collect::<String>())
+            }
+            Value::Str(s) => write!(f, "{s:?}"),
+            Value::Array(v) => write!(f, "an array of {} values", v.len()),
+        }
+    }
+}
+
 /// One tensor's description.
 #[derive(Debug, Clone)]
 pub struct TensorInfo {
@@ -90,6 +109,8 @@ pub struct Gguf {
     pub meta: BTreeMap<String, Value>,
     /// Tensors in file order.
     pub tensors: Vec<TensorInfo>,
+    /// Tensor index by name (names are unique: a file naming one twice is refused).
+    index: HashMap<String, usize>,
     data: Vec<u8>,
     data_start: usize,
 }
@@ -227,21 +248,28 @@ impl Gguf {
                 offset,
             });
         }
-        let align = meta
-            .get("general.alignment")
-            .and_then(Value::as_u64)
-            .unwrap_or(32) as usize;
+        let mut index = HashMap::with_capacity(tensors.len());
+        for (i, t) in tensors.iter().enumerate() {
+            ensure!(
+                index.insert(t.name.clone(), i).is_none(),
+                "GGUF tensor {} is named twice",
+                t.name
+            );
+        }
+        let mut g = Gguf {
+            meta,
+            tensors,
+            index,
+            data: Vec::new(),
+            data_start: 0,
+        };
+        let align = g.opt_u32("general.alignment")?.unwrap_or(32) as usize;
         ensure!(
             align.is_power_of_two(),
             "GGUF alignment {align} is not a power of two"
         );
-        let data_start = r.at.div_ceil(align) * align;
-        let g = Gguf {
-            meta,
-            tensors,
-            data,
-            data_start,
-        };
+        g.data_start = r.at.div_ceil(align) * align;
+        g.data = data;
         for t in &g.tensors {
             g.tensor_bytes(t)?;
         }
@@ -260,14 +288,56 @@ impl Gguf {
 
     /// A required unsigned metadata value.
     pub fn u64(&self, key: &str) -> Result<u64> {
-        self.get(key)
-            .and_then(Value::as_u64)
-            .with_context(|| format!("GGUF metadata {key} missing"))
+        match self.get(key) {
+            None => bail!("GGUF metadata {key} missing"),
+            Some(v) => v
+                .as_u64()
+                .with_context(|| format!("GGUF metadata {key} = {v} is not an unsigned integer")),
+        }
+    }
+
+    /// A required metadata value that must fit a `u32` (a dimension, a
+    /// count, a token id): one above `u32::MAX` is refused with its key and
+    /// value, never truncated.
+    pub fn u32(&self, key: &str) -> Result<u32> {
+        let v = self.u64(key)?;
+        u32::try_from(v)
+            .map_err(|_| anyhow::anyhow!("GGUF metadata {key} = {v} is larger than {}", u32::MAX))
+    }
+
+    /// [`Gguf::u32`] of a key that may be absent.
+    pub fn opt_u32(&self, key: &str) -> Result<Option<u32>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(_) => self.u32(key).map(Some),
+        }
+    }
+
+    /// A number that may be absent (an error when present and not a number).
+    pub fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .with_context(|| format!("GGUF metadata {key} = {v} is not a number")),
+        }
+    }
+
+    /// A string that may be absent (an error when present and not a string).
+    pub fn opt_str(&self, key: &str) -> Result<Option<&str>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .with_context(|| format!("GGUF metadata {key} = {v} is not a string")),
+        }
     }
 
     /// A tensor by name.
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
-        self.tensors.iter().find(|t| t.name == name)
+        self.index.get(name).and_then(|&i| self.tensors.get(i))
     }
 
     fn tensor_bytes(&self, t: &TensorInfo) -> Result<&[u8]> {
@@ -332,7 +402,55 @@ impl Gguf {
 #[cfg(test)]
 #[allow(clippy::expect_used)]
 mod tests {
-    use super::Gguf;
+    use super::{Gguf, Value};
+
+    /// A GGUF file with these metadata values (u64, type 10) and no tensors.
+    fn with_u64s(kv: &[(&str, u64)]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(b"GGUF");
+        f.extend_from_slice(&3u32.to_le_bytes());
+        f.extend_from_slice(&0u64.to_le_bytes());
+        f.extend_from_slice(&(kv.len() as u64).to_le_bytes());
+        for (k, v) in kv {
+            f.extend_from_slice(&(k.len() as u64).to_le_bytes());
+            f.extend_from_slice(k.as_bytes());
+            f.extend_from_slice(&10u32.to_le_bytes());
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        f
+    }
+
+    /// A u64 above `u32::MAX` is refused with its key and value, never
+    /// truncated (2^32 + 5 used to read as 5).
+    #[test]
+    fn metadata_above_u32_is_refused_with_key_and_value() {
+        let big = (1u64 << 32) + 5;
+        let g =
+            Gguf::parse(with_u64s(&[("llama.context_length", big), ("ok", 7)])).expect("parses");
+        let err = g.u32("llama.context_length").expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            format!("GGUF metadata llama.context_length = {big} is larger than 4294967295")
+        );
+        assert!(g.opt_u32("llama.context_length").is_err());
+        assert_eq!(g.u32("ok").ok(), Some(7));
+        assert_eq!(g.opt_u32("absent").ok(), Some(None));
+        // The alignment is a u32 too.
+        let err = Gguf::parse(with_u64s(&[("general.alignment", big)]))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("general.alignment"), "{err}");
+    }
+
+    #[test]
+    fn long_values_are_shown_short_in_errors() {
+        let s = Value::Str("x".repeat(1000)).to_string();
+        assert!(s.len() < 50, "{s}");
+        assert_eq!(
+            Value::Array(vec![Value::Bool(true); 3]).to_string(),
+            "an array of 3 values"
+        );
+    }
 
     /// Found by the fuzz target `gguf` built with overflow checks: one
     /// tensor whose dimensions multiply past `u64`. It must be refused, not
