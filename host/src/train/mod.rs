@@ -19,7 +19,7 @@ use crate::quantize::{quantize, Target};
 use crate::writer::{ModelBuilder, ModelFile, VocabData};
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Tensor, Var};
-use mote_core::config::{Architecture, CONFIG_WORDS};
+use mote_core::config::{Architecture, CONFIG_WORDS, MAX_DIM};
 use mote_core::vocab::{PreTokenizer, TokenizerKind};
 use mote_core::{Config, Model, RunConfig, Session};
 use net::{Input, Net, Rng};
@@ -219,12 +219,58 @@ impl TrainConfig {
                 None => anyhow::anyhow!("training config: {}", e.message().trim()),
             }
         })?;
-        ensure!(
-            c.train.batch > 0 && c.qat.batch > 0,
-            "batch must be at least 1"
-        );
-        ensure!(c.model.max_seq > 0, "max_seq must be at least 1");
+        c.validate()?;
         Ok(c)
+    }
+
+    /// Checks what can be checked before any data is read or any step is
+    /// taken: every dimension of `[model]` in range, the heads dividing the
+    /// width, batches of at least one. The error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let m = &self.model;
+        for (field, value) in [
+            ("d_model", m.d_model),
+            ("n_layers", m.n_layers),
+            ("n_heads", m.n_heads),
+            ("d_ff", m.d_ff),
+            ("max_seq", m.max_seq),
+        ] {
+            ensure!(
+                (1..=MAX_DIM).contains(&value),
+                "training config: model.{field} = {value} is out of range (1..={MAX_DIM})"
+            );
+        }
+        ensure!(
+            m.d_model.is_multiple_of(m.n_heads),
+            "training config: model.n_heads = {} does not divide model.d_model = {}",
+            m.n_heads,
+            m.d_model
+        );
+        ensure!(
+            m.n_kv_heads == 0 || m.n_heads.is_multiple_of(m.n_kv_heads),
+            "training config: model.n_kv_heads = {} does not divide model.n_heads = {} (0: as many)",
+            m.n_kv_heads,
+            m.n_heads
+        );
+        if self.task == TaskKind::BbcNews {
+            ensure!(
+                (1..=MAX_DIM).contains(&m.vocab_size),
+                "training config: model.vocab_size = {} is out of range (1..={MAX_DIM})",
+                m.vocab_size
+            );
+        }
+        for (phase, s) in [("train", &self.train), ("qat", &self.qat)] {
+            ensure!(
+                s.batch > 0,
+                "training config: {phase}.batch = 0: a batch needs at least one example"
+            );
+            ensure!(
+                s.lr.is_finite() && s.lr >= 0.0,
+                "training config: {phase}.lr = {} is not a finite non-negative rate",
+                s.lr
+            );
+        }
+        Ok(())
     }
 }
 
@@ -761,6 +807,8 @@ pub fn run(
     resume: bool,
     progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<Report> {
+    // Before anything is written: a bad config leaves no output behind.
+    cfg.validate()?;
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("config.toml"), toml::to_string(cfg)?)?;
     let t0 = Instant::now();
@@ -791,6 +839,8 @@ pub fn run(
     let f32_file = ModelFile::from_vec(export(&net, vocab.as_ref())?.to_bytes());
     let mut files = Vec::new();
     let mut write = |name: &str, bytes: &[u8]| -> Result<()> {
+        // Only a model the reader accepts is written.
+        Model::from_bytes(bytes).map_err(|e| anyhow::anyhow!("{name} would be invalid: {e}"))?;
         crate::writer::write_atomic(&out.join(name), bytes)?;
         files.push((name.to_string(), bytes.len() as u64));
         Ok(())

@@ -157,6 +157,10 @@ pub struct Net {
 
 /// Checks that `cfg` is in the family this trainer builds.
 fn check_family(cfg: &Config) -> Result<()> {
+    // The reader's own checks, before a parameter is made (a net the reader
+    // would refuse trains every step and only fails at export).
+    Config::from_words(&cfg.to_words())
+        .map_err(|e| anyhow::anyhow!("the model to train is invalid: {e}"))?;
     if cfg.norm != NormKind::LayerNorm
         || !cfg.pre_norm
         || cfg.activation != Activation::Gelu
