@@ -1,11 +1,15 @@
 //! Post-training weight quantization of a `.mote` model: f32 matrices to
-//! int8 (symmetric; one scale per row and 32-column block, or one per row)
-//! or f16, with a per-tensor error report. Norms, biases and position
-//! tables stay f32.
+//! int8 (symmetric; one scale per row and 32-column block, or one per row),
+//! int4 (one scale, and for the asymmetric form one offset, per row and
+//! 32-column block) or f16, with a per-tensor error report. Norms, biases
+//! and position tables stay f32.
 //!
-//! Activations are quantized at run time by `mote-core` (int8, one
-//! symmetric scale per input vector, computed from that vector), so no
-//! calibration set is needed for this path.
+//! Activations are quantized at run time by `mote-core`: int8 with one
+//! symmetric scale per 32-element block, computed from that block, and the
+//! outlier channels (`|x|` above `mote_core::quant::OUTLIER_LIMIT`, as in
+//! LLM.int8()) kept out and added exactly in f32. So no calibration set is
+//! needed for this path; the integer-only path's static scales come from
+//! [`crate::calibrate`].
 
 use crate::writer::{ModelBuilder, VocabData};
 use anyhow::{bail, Result};

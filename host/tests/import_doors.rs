@@ -229,7 +229,15 @@ fn a_path_that_is_no_checkpoint_says_so() {
     let g = d.join("x.gguf");
     std::fs::write(&g, b"GGUX").unwrap();
     assert!(error_of(import_checkpoint(&g)).contains("not a GGUF file"));
-    assert!(error_of(import_checkpoint(Path::new("/no/such/path"))).contains("cannot read it"));
+    let empty = d.join("empty.mote");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(
+        error_of(import_checkpoint(&empty)).contains("not a .mote model (empty, or no MOTE magic)")
+    );
+    assert_eq!(
+        error_of(import_checkpoint(Path::new("/no/such/path"))),
+        "/no/such/path does not exist"
+    );
 }
 
 // ---- GGUF (Llama) ------------------------------------------------------

@@ -442,6 +442,27 @@ mod tests {
         assert!(err.to_string().contains("general.alignment"), "{err}");
     }
 
+    /// Two tensors with one name: which one a lookup finds would be chance.
+    #[test]
+    fn a_tensor_named_twice_is_refused() {
+        let mut f = Vec::new();
+        f.extend_from_slice(b"GGUF");
+        f.extend_from_slice(&3u32.to_le_bytes());
+        f.extend_from_slice(&2u64.to_le_bytes()); // tensors
+        f.extend_from_slice(&0u64.to_le_bytes()); // metadata
+        for offset in [0u64, 32] {
+            f.extend_from_slice(&1u64.to_le_bytes());
+            f.push(b't');
+            f.extend_from_slice(&1u32.to_le_bytes()); // dims
+            f.extend_from_slice(&1u64.to_le_bytes());
+            f.extend_from_slice(&0u32.to_le_bytes()); // f32
+            f.extend_from_slice(&offset.to_le_bytes());
+        }
+        f.resize(f.len().div_ceil(32) * 32 + 64, 0);
+        let err = Gguf::parse(f).err().expect("refused");
+        assert_eq!(err.to_string(), "GGUF tensor t is named twice");
+    }
+
     #[test]
     fn long_values_are_shown_short_in_errors() {
         let s = Value::Str("x".repeat(1000)).to_string();

@@ -46,8 +46,13 @@ pub fn import(path: &Path) -> Result<ModelBuilder> {
 /// (`config.json` and `model.safetensors`), a `.safetensors` file inside
 /// one, or a GGUF file (known by its magic, whatever its name).
 pub fn import_checkpoint(path: &Path) -> Result<Imported> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("{}: cannot read it", path.display()))?;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("{} does not exist", path.display())
+        }
+        Err(e) => bail!("{}: cannot read it: {e}", path.display()),
+    };
     if meta.is_dir() {
         return bert::import_bert(path);
     }
@@ -73,6 +78,10 @@ pub fn import_checkpoint(path: &Path) -> Result<Imported> {
             bert::import_bert(path.parent().context("safetensors file has no directory")?)
         }
         (_, "gguf") => bail!("{}: not a GGUF file (bad magic)", path.display()),
+        (_, "mote") => bail!(
+            "{}: not a .mote model (empty, or no MOTE magic) and not a checkpoint",
+            path.display()
+        ),
         _ => bail!(
             "{}: expected a checkpoint directory (config.json and model.safetensors), \
              a .safetensors file inside one, or a GGUF file",

@@ -262,7 +262,7 @@ impl TrainConfig {
         for (phase, s) in [("train", &self.train), ("qat", &self.qat)] {
             ensure!(
                 s.batch > 0,
-                "training config: {phase}.batch = 0: a batch needs at least one example"
+                "training config: {phase}.batch = 0: batch must be at least 1"
             );
             ensure!(
                 s.lr.is_finite() && s.lr >= 0.0,
