@@ -35,6 +35,7 @@ pub mod format;
 pub mod kernels;
 pub mod model;
 pub mod quant;
+pub mod selfcheck;
 pub mod session;
 pub mod slot;
 pub mod tensors;
