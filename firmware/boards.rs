@@ -1,6 +1,7 @@
 // The boards the firmware builds for: one table, included by
-// `firmware/smoke/build.rs` (memory map, slots) and by `xtask` (QEMU command
-// line, flash image). Not a module: `include!`d as items.
+// `firmware/mcu/build.rs` (memory map, slots), by `xtask` (QEMU command
+// line, flash image) and read by `qemu-run.sh` (QEMU machine and CPU, one
+// board a line). Not a module: `include!`d as items.
 
 /// A board: memory map and, for QEMU boards, how to run it.
 #[allow(dead_code)]

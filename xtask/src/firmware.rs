@@ -1,7 +1,7 @@
 //! `cargo xtask firmware …`: build the device app for a board, write the
 //! flash image (model slots A/B and the input area) and run it in QEMU.
 
-use crate::{firmware_cargo, output, root, run};
+use crate::cmd::{firmware_cargo, output, root, run};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,7 +38,7 @@ fn board_cargo_profile(b: &Board, arena: usize, profile: &str) -> (Command, Path
         "--profile",
         profile,
         "-p",
-        "mote-smoke",
+        "mote-mcu",
         "--target",
         b.target,
     ])
@@ -59,7 +59,7 @@ pub fn build(b: &Board, arena: usize) -> Result<PathBuf> {
     // Boards sharing the directory overwrite each other's ELF: keep a copy per board.
     let elf = root().join(format!("firmware/target/elf/{}.elf", b.name));
     std::fs::create_dir_all(elf.parent().context("no parent")?)?;
-    std::fs::copy(dir.join(b.target).join("release/mote-smoke"), &elf)?;
+    std::fs::copy(dir.join(b.target).join("release/mote-mcu"), &elf)?;
     Ok(elf)
 }
 
@@ -82,19 +82,20 @@ pub fn code_bytes(elf: &Path) -> Result<u64> {
 }
 
 /// The link-time proof that the device's load-and-run path cannot panic:
-/// `nopanic` (slots, model validation, session, `embed`/`prefill`) links
+/// `panic-free` (the kernel self-check, slots, model validation, the input
+/// area's parser, session, `Session::run`) links
 /// only if no call to its panic handler — which calls an undefined symbol —
 /// survives optimization. Checked on every QEMU board, then checked to fail
 /// with a deliberate panic path (`--features panic-demo`).
 pub fn panic_free_proof() -> Result<()> {
     for b in BOARDS.iter().filter(|b| !b.qemu_machine.is_empty()) {
-        nopanic_build(b, false).with_context(|| {
+        panic_free_build(b, false).with_context(|| {
             format!("{}: a panic path survives in the load-and-run path (the link names `mote_panic_path_survived`)", b.name)
         })?;
         eprintln!("{}: load-and-run path links without any panic path", b.name);
     }
     let b = board("mps2-an386")?;
-    let out = nopanic_build(b, true);
+    let out = panic_free_build(b, true);
     match out {
         Err(e) if format!("{e:#}").contains("mote_panic_path_survived") => {
             eprintln!(
@@ -110,9 +111,9 @@ pub fn panic_free_proof() -> Result<()> {
     }
 }
 
-fn nopanic_build(b: &Board, demo: bool) -> Result<()> {
+fn panic_free_build(b: &Board, demo: bool) -> Result<()> {
     let (mut c, _) = board_cargo(b, 16384);
-    c.args(["--bin", "nopanic"]);
+    c.args(["--bin", "panic-free"]);
     if demo {
         c.args(["--features", "panic-demo"]);
     }
@@ -173,7 +174,7 @@ pub fn flash_image(
 
 /// The QEMU command that runs `elf` on `b` with `image` loaded at slot A's
 /// address (semihosting on; the firmware's exit code becomes QEMU's).
-fn qemu_command(b: &Board, elf: &Path, image: &Path) -> Result<Command> {
+pub fn qemu_command(b: &Board, elf: &Path, image: &Path) -> Result<Command> {
     if b.qemu_machine.is_empty() {
         bail!("{} is a real board: QEMU does not run it", b.name);
     }
@@ -376,7 +377,7 @@ pub fn main(args: &[String]) -> Result<()> {
             let model_path = flag("--model").context("--model is required")?;
             let model = read(model_path)?;
             let ids = ids()?;
-            let mote = crate::mote_bin()?;
+            let mote = crate::cmd::mote_bin()?;
             let arena = arena_for(&mote, Path::new(model_path), &ids)?;
             let elf = build(b, arena)?;
             let dir = root().join("target/firmware-run");
@@ -403,77 +404,10 @@ pub fn main(args: &[String]) -> Result<()> {
     }
 }
 
-/// Matrix multiply–accumulates of one run of `model` on `n` tokens: every
-/// layer matrix once per token, and for a decoder the output head once per
-/// token (`prefill` computes logits at every step).
-pub fn matrix_macs(model: &[u8], n: u64) -> Result<u64> {
-    let mut store = vec![0u128; model.len().div_ceil(16)];
-    let view: &mut [u8] = bytemuck::cast_slice_mut(&mut store);
-    view[..model.len()].copy_from_slice(model);
-    let m =
-        mote_core::Model::from_bytes(&view[..model.len()]).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut layer = 0u64;
-    for i in 0..m.tensor_count() {
-        let Some(t) = m.tensor_at(i) else { continue };
-        let name = t.name.as_str();
-        let is_matrix = name.starts_with('L')
-            && ["wq", "wk", "wv", "wo", "w1", "w2", "w3"]
-                .iter()
-                .any(|s| name.ends_with(&format!(".{s}")));
-        if is_matrix {
-            layer += t.dims[0] as u64 * t.dims[1] as u64;
-        }
-    }
-    let c = m.config();
-    let head = if c.arch == mote_core::Architecture::Decoder {
-        c.vocab_size as u64 * c.d_model as u64
-    } else {
-        0
-    };
-    Ok(n * (layer + head))
-}
-
-/// Builds the instruction-counting plugin; returns the `.so`.
-pub fn icount_plugin() -> Result<PathBuf> {
-    let manifest = root().join("tools/qemu-icount/Cargo.toml");
-    run(crate::cargo()
-        .args(["build", "-q", "--release", "--manifest-path"])
-        .arg(&manifest))?;
-    Ok(root().join("tools/qemu-icount/target/release/libqemu_icount.so"))
-}
-
-/// Instructions QEMU executed between entering `start` and entering `end`.
-pub fn count(
-    b: &Board,
-    elf: &Path,
-    image: &Path,
-    plugin: &Path,
-    start: &str,
-    end: &str,
-) -> Result<u64> {
-    let out = qemu_command(b, elf, image)?
-        .arg("-plugin")
-        .arg(format!("{},start={start},end={end}", plugin.display()))
-        .args(["-d", "plugin"])
-        .output()
-        .with_context(|| format!("starting {}", b.qemu))?;
-    let text = String::from_utf8_lossy(&out.stderr);
-    let prefix = format!("icount: {start}..{end} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|n| n.trim().parse().ok())
-        .with_context(|| {
-            format!(
-                "{}: no instruction count for {start}..{end}:\n{text}",
-                b.name
-            )
-        })
-}
-
 /// (code and read-only data in flash, initialised data, zeroed data) bytes
 /// of `elf`, by section (`size -A`): riscv-rt's `.stack` and `.heap` are
 /// reservations, not statics, so they are left out.
-fn elf_sizes(elf: &Path) -> Result<(u64, u64, u64)> {
+pub fn elf_sizes(elf: &Path) -> Result<(u64, u64, u64)> {
     let listing = output(Command::new("size").arg("-A").arg(elf))?;
     let (mut text, mut data, mut bss) = (0, 0, 0);
     for line in listing.lines() {
@@ -494,80 +428,82 @@ fn elf_sizes(elf: &Path) -> Result<(u64, u64, u64)> {
     Ok((text, data, bss))
 }
 
-/// `cargo xtask bench --firmware`: per QEMU board and int8 model, the
-/// instructions per inference and per matrix MAC, the int8 GEMV probe's
-/// instructions per MAC, flash (code, model) and RAM (arena, stack, static).
-pub fn cost_table(mote: &Path, models: &[PathBuf], ids: &Input) -> Result<String> {
-    let plugin = icount_plugin()?;
-    let mut arena = 0;
-    for m in models {
-        arena = arena.max(arena_for(mote, m, ids)?);
-    }
-    let dir = root().join("target/firmware-images");
-    std::fs::create_dir_all(&dir)?;
-    let mut table = String::from(
-        "| board | model | instructions / inference | matrix MACs | instr / MAC (whole run) | int8 GEMV 64×256 instr / MAC (blocked, f32 epilogue) | int8 GEMV 64×256 instr / MAC (whole rows, integer path) | code (flash) | model (flash) | arena | stack | static RAM |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for b in BOARDS.iter().filter(|b| !b.qemu_machine.is_empty()) {
-        let elf = build(b, arena)?;
-        let (text, data, bss) = elf_sizes(&elf)?;
-        for m in models {
-            let bytes = std::fs::read(m)?;
-            let name = m
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let image = dir.join(format!("{}-cost.img", b.name));
-            let img = match flash_image(
-                b,
-                Some(SlotContent {
-                    model: &bytes,
-                    seq: 1,
-                }),
-                None,
-                ids,
-            ) {
-                Ok(i) => i,
-                Err(e) => {
-                    table.push_str(&format!(
-                        "| {} | {name} | — ({e}) | | | | | | | | | |\n",
-                        b.name
-                    ));
-                    continue;
-                }
-            };
-            std::fs::write(&image, img)?;
-            let (ok, run_text) = qemu(b, &elf, &image)?;
-            if !ok {
-                bail!("{name} on {}: the firmware failed:\n{run_text}", b.name);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The board aliases of `firmware/.cargo/config.toml` (`cargo run-m4` …)
+    /// name the target and CPU that `boards.rs` gives each board: one
+    /// `run-` alias per QEMU board, one `build-` alias per real board.
+    #[test]
+    fn board_aliases_match_boards_rs() -> Result<()> {
+        let config = std::fs::read_to_string(root().join("firmware/.cargo/config.toml"))?;
+        let mut seen = Vec::new();
+        let mut in_alias = false;
+        for line in config.lines() {
+            if line.starts_with('[') {
+                in_alias = line == "[alias]";
+                continue;
             }
-            let stack = run_text
-                .lines()
-                .find_map(|l| l.strip_prefix("stack: "))
-                .unwrap_or("?")
-                .to_string();
-            let total = count(b, &elf, &image, &plugin, "mote_mark_start", "mote_mark_end")?;
-            let gemv = count(b, &elf, &image, &plugin, "mote_gemv_start", "mote_gemv_end")?;
-            let igemv = count(
-                b,
-                &elf,
-                &image,
-                &plugin,
-                "mote_igemv_start",
-                "mote_igemv_end",
-            )?;
-            let macs = matrix_macs(&bytes, rows_for(mote, m, ids)? as u64)?;
-            let need = arena_for(mote, m, ids)?;
-            table.push_str(&format!(
-                "| {} | {name} | {total} | {macs} | {:.2} | {:.2} | {:.2} | {text} B | {} B | {need} B (static {arena} B) | {stack} | {} B |\n",
-                b.name,
-                total as f64 / macs as f64,
-                gemv as f64 / (64.0 * 256.0),
-                igemv as f64 / (64.0 * 256.0),
-                bytes.len(),
-                data + bss
-            ));
+            let Some((alias, list)) = line.split_once(" = [").filter(|_| in_alias) else {
+                continue;
+            };
+            if !alias.starts_with("run-") && !alias.starts_with("build-") {
+                continue;
+            }
+            let words: Vec<&str> = list
+                .trim_end_matches(']')
+                .split(", ")
+                .map(|w| w.trim_matches('"'))
+                .collect();
+            let after = |flag: &str| {
+                words
+                    .iter()
+                    .position(|w| *w == flag)
+                    .and_then(|i| words.get(i + 1))
+                    .copied()
+                    .with_context(|| format!("{alias}: no {flag}"))
+            };
+            let name = words
+                .iter()
+                .find_map(|w| w.strip_prefix("env.MOTE_BOARD='"))
+                .and_then(|w| w.strip_suffix('\''))
+                .with_context(|| format!("{alias}: no MOTE_BOARD"))?;
+            let b = board(name)?;
+            assert_eq!(after("--target")?, b.target, "{alias}");
+            assert_eq!(after("-p")?, "mote-mcu", "{alias}");
+            assert_eq!(
+                after("--target-dir")?,
+                format!("target/run/{name}"),
+                "{alias}"
+            );
+            let cpu = words
+                .iter()
+                .find_map(|w| w.split_once("rustflags=['-C").map(|(_, f)| f))
+                .and_then(|f| f.strip_suffix("']"))
+                .with_context(|| format!("{alias}: no rustflags"))?;
+            assert_eq!(format!("-C {cpu}"), b.rustflags, "{alias}");
+            let qemu = !b.qemu_machine.is_empty();
+            assert_eq!(
+                alias.starts_with("run-"),
+                qemu,
+                "{alias}: run- for QEMU boards, build- for real ones"
+            );
+            assert_eq!(
+                words.first().copied(),
+                Some(if qemu { "run" } else { "build" }),
+                "{alias}"
+            );
+            seen.push(name);
         }
+        for b in BOARDS.iter() {
+            assert_eq!(
+                seen.iter().filter(|n| **n == b.name).count(),
+                1,
+                "{}: one alias",
+                b.name
+            );
+        }
+        Ok(())
     }
-    Ok(table)
 }

@@ -1,8 +1,9 @@
 //! `cargo xtask fuzz [--minutes N] [TARGET…]`: cargo-fuzz (nightly,
 //! AddressSanitizer) on the model reader + inference, the SIMD kernels, the
-//! GGUF importer and the tokenizers, seeded from real files.
+//! GGUF and safetensors importers, the tokenizers and the training-data
+//! readers, seeded from real files.
 
-use crate::{cargo, root, run};
+use crate::cmd::{cargo, root, run, two_at_a_time};
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
@@ -99,7 +100,7 @@ pub fn fuzz(targets: &[&str], seconds: u64) -> Result<()> {
     }
     run(&mut c)?;
     let bins = fuzz_dir.join("target/x86_64-unknown-linux-gnu/release");
-    let failures: Vec<String> = crate::two_at_a_time(targets, |t| {
+    let failures: Vec<String> = two_at_a_time(targets, |t| {
         run_target(&bins, &fuzz_dir, t, seconds).map_err(|e| format!("{e:#}"))
     })
     .into_iter()

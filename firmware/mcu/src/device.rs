@@ -1,10 +1,5 @@
 //! What every device app does with the flash and the host, without
-//! `core::fmt`: read a flash region, parse the input area, print output bits.
-
-use mote_core::Input;
-
-/// Most token ids (or feature values) the input area holds.
-pub const MAX_IDS: usize = 256;
+//! `core::fmt`: read a flash region, print output bits.
 
 /// A flash region the memory map reserves (slots, input).
 #[allow(unsafe_code)]
@@ -14,38 +9,6 @@ pub fn flash(addr: usize, len: usize) -> &'static [u8] {
     // code part); nothing writes flash while the firmware runs, and any byte
     // value is a valid u8.
     unsafe { core::slice::from_raw_parts(addr as *const u8, len) }
-}
-
-/// The input area: magic `MIDS` (token ids, u32 LE) or `MFEA` (feature
-/// values, f32 LE), a u32 count, then the values.
-pub fn input<'s>(
-    area: &[u8],
-    ids: &'s mut [u32; MAX_IDS],
-    feats: &'s mut [f32; MAX_IDS],
-) -> Result<Input<'s>, &'static str> {
-    let magic = area.get(..4);
-    let features = magic == Some(b"MFEA".as_slice());
-    if !features && magic != Some(b"MIDS".as_slice()) {
-        return Err("no input: the input area has no MIDS or MFEA magic");
-    }
-    let word = |i: usize| {
-        area.get(4 * i..4 * i + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let n = word(1).unwrap_or(0) as usize;
-    if n > MAX_IDS || 4 * (2 + n) > area.len() {
-        return Err("input area: more values than it can hold");
-    }
-    for (i, id) in ids.iter_mut().enumerate().take(n) {
-        *id = word(2 + i).unwrap_or(0);
-    }
-    if features {
-        for (f, id) in feats.iter_mut().zip(ids.iter()).take(n) {
-            *f = f32::from_bits(*id);
-        }
-        return Ok(Input::Features(feats.get(..n).unwrap_or(&[])));
-    }
-    Ok(Input::Ids(ids.get(..n).unwrap_or(&[])))
 }
 
 /// Writes `bytes` to the host's standard output (semihosting).
@@ -86,8 +49,7 @@ pub fn print_bits(label: &str, values: &[f32]) {
     out(b"\n");
 }
 
-/// `n` in decimal, written into the end of `buf` (the main app has `core::fmt`).
-#[allow(dead_code)]
+/// `n` in decimal, written into the end of `buf` (for apps without `core::fmt`).
 pub fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
     let mut at = buf.len();
     loop {

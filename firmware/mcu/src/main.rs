@@ -6,6 +6,9 @@
 //! fixed addresses, runs the newest valid one (reporting why the other was
 //! passed over) on the input in the flash input area (token ids, or feature
 //! rows such as an image's patches), and prints over semihosting:
+//! - `kernel check: …` (`mote_core::selfcheck`: every backend this core runs
+//!   against the scalar definition, before anything else) and the GEMV
+//!   probes' lines (the cost markers below),
 //! - `slot: A seq 3` (and `slot B passed over: <error>` when one is bad),
 //! - `logits: ` (a classifier head, or a decoder after `prefill`) or
 //!   `embedding: ` (an encoder's pooled vector), then every `f32` as the 8
@@ -17,24 +20,12 @@
 #![no_main]
 #![deny(unsafe_code)]
 
-mod device;
-mod rt;
-
 use mote_core::slot::{self, SlotId};
 use mote_core::{RunConfig, Session};
+use mote_mcu::device::{flash, print_bits};
+use mote_mcu::memory_map::{ARENA_BYTES, INPUT, INPUT_LEN, SLOT_A, SLOT_B, SLOT_LEN};
+use mote_mcu::{input, rt};
 use semihosting::{eprintln, println, process};
-
-/// Forces 16-byte alignment of what it wraps (the arena).
-#[repr(C, align(16))]
-pub struct Aligned<T: ?Sized>(pub T);
-
-/// Memory map and arena size written by `build.rs`.
-#[allow(dead_code)]
-mod generated {
-    include!(concat!(env!("OUT_DIR"), "/generated.rs"));
-}
-use device::{flash, print_bits, MAX_IDS};
-use generated::{ARENA_BYTES, INPUT, INPUT_LEN, SLOT_A, SLOT_B, SLOT_LEN};
 
 /// Cost markers: `tools/qemu-icount` counts the instructions executed
 /// between entering a start marker and entering its end marker. Distinct
@@ -112,8 +103,23 @@ static PROBE: rt::Once<Probe> = rt::Once::new(Probe {
     iout: [0; GEMV_ROWS],
 });
 
-/// The arena, in `.bss`.
-static ARENA: rt::Once<Aligned<[u8; ARENA_BYTES]>> = rt::Once::new(Aligned([0; ARENA_BYTES]));
+/// The kernel self-check's buffers.
+static CHECK: rt::Once<mote_core::selfcheck::Workspace> = rt::Once::new(mote_core::selfcheck::Workspace::new());
+
+/// The kernel self-check (`mote_core::selfcheck`: every backend this core
+/// runs against the scalar definition); exits 1 on a difference.
+fn kernel_check() {
+    let Some(ws) = CHECK.take() else {
+        fail("kernel check: workspace already taken")
+    };
+    match mote_core::selfcheck::check_kernels(ws) {
+        Ok(report) => println!("{report}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            process::exit(1)
+        }
+    }
+}
 
 fn gemv_probe() {
     let Some(p) = PROBE.take() else {
@@ -133,44 +139,6 @@ fn gemv_probe() {
         *v = 0.02 - 0.0001 * i as f32;
     }
     let act = mote_core::quant::Activations { q: &p.x, scales: &p.xs, outliers: &[], values: &p.xf };
-    // Every backend this core runs must give the scalar definition's bits,
-    // on odd shapes (row and column tails) with per-row and per-block scales.
-    let mut checked = 0;
-    for (rows, cols) in [(1usize, 1usize), (3, 31), (5, 33), (7, 100), (2, 64), (9, 255), (4, 256)] {
-        let nb = cols.div_ceil(mote_core::quant::BLOCK);
-        let act = mote_core::quant::Activations { q: &p.x[..cols], scales: &p.xs[..nb], outliers: &[], values: &p.xf[..cols] };
-        for per_block in [false, true] {
-            let ws = if per_block {
-                mote_core::quant::WeightScales::Block(&p.ws[..rows * nb])
-            } else {
-                mote_core::quant::WeightScales::Row(&p.ws[..rows])
-            };
-            let w = &p.w[..rows * cols];
-            let mut want = [0.0f32; 16];
-            let _ = mote_core::quant::gemv_i8_blocked_with(mote_core::quant::Backend::Scalar, &mut want[..rows], w, ws, &act, None);
-            for b in mote_core::quant::Backend::ALL.into_iter().filter(|b| b.available()) {
-                let mut got = [0.0f32; 16];
-                let _ = mote_core::quant::gemv_i8_blocked_with(b, &mut got[..rows], w, ws, &act, None);
-                if got.map(f32::to_bits) != want.map(f32::to_bits) {
-                    fail("kernel check: a backend differs from the scalar definition");
-                }
-                checked += 1;
-            }
-        }
-        // The integer path's whole-row products.
-        let w = &p.w[..rows * cols];
-        let mut want = [0i32; 16];
-        let _ = mote_core::quant::gemv_i8_with(mote_core::quant::Backend::Scalar, &mut want[..rows], w, &p.x[..cols]);
-        for b in mote_core::quant::Backend::ALL.into_iter().filter(|b| b.available()) {
-            let mut got = [0i32; 16];
-            let _ = mote_core::quant::gemv_i8_with(b, &mut got[..rows], w, &p.x[..cols]);
-            if got != want {
-                fail("kernel check: a whole-row backend differs from the scalar definition");
-            }
-            checked += 1;
-        }
-    }
-    println!("kernel check: {checked} shape/backend pairs equal the scalar bits (best: {})", mote_core::quant::Backend::best().name());
     let m = mote_gemv_start(0);
     let _ = mote_core::quant::gemv_i8_blocked_with(mote_core::quant::Backend::best(), &mut p.out, &p.w, mote_core::quant::WeightScales::Row(&p.ws), &act, None);
     let _ = mote_gemv_end(m);
@@ -184,11 +152,12 @@ fn gemv_probe() {
 #[rt::entry]
 fn main() -> ! {
     stack::paint();
+    kernel_check();
     gemv_probe();
-    let Some(arena) = ARENA.take() else {
+    let Some(arena) = mote_mcu::arena() else {
         fail("arena already taken")
     };
-    let code = match run(&mut arena.0) {
+    let code = match run(arena) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
@@ -211,8 +180,8 @@ fn run(arena: &mut [u8]) -> Result<(), mote_core::Error> {
         fail("no valid model in slot A or B")
     };
     println!("slot: {} seq {seq}", id.name());
-    let (mut ids, mut feats) = ([0u32; MAX_IDS], [0f32; MAX_IDS]);
-    let inp = device::input(flash(INPUT, INPUT_LEN), &mut ids, &mut feats).unwrap_or_else(|m| fail(m));
+    let mut buf = input::Buffers::new();
+    let inp = input::parse(flash(INPUT, INPUT_LEN), &mut buf).unwrap_or_else(|e| fail(e.summary()));
     let rows = inp.rows(model.config());
     let run = RunConfig { max_seq: rows.max(1) as u32 };
     let mark = mote_mark_start(rows as u32);

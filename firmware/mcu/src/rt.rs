@@ -1,6 +1,6 @@
 //! What differs between the Cortex-M and RISC-V boards, in one place: the
 //! runtime's `entry` attribute, waiting for an interrupt, and statics taken
-//! once (the arena, the probe buffers). Shared by both binaries.
+//! once (the arena, the probe buffers). Shared by every app.
 
 #[cfg(target_arch = "arm")]
 pub use cortex_m_rt::entry;
@@ -68,7 +68,6 @@ impl<T> Once<T> {
 }
 
 /// Waits for an interrupt (none come: the firmware parks here).
-#[allow(dead_code)]
 pub fn idle() {
     #[cfg(target_arch = "arm")]
     cortex_m::asm::wfi();
@@ -78,7 +77,6 @@ pub fn idle() {
 
 /// An address in the current stack frame (the stack pointer, near enough).
 #[inline(always)]
-#[allow(dead_code)]
 pub fn stack_pointer() -> usize {
     let marker = 0u8;
     core::hint::black_box(core::ptr::addr_of!(marker)) as usize

@@ -15,30 +15,15 @@
 #![no_main]
 #![deny(unsafe_code)]
 
-#[path = "../device.rs"]
-mod device;
-#[path = "../rt.rs"]
-mod rt;
-
-use device::{flash, out, MAX_IDS};
 use mote_core::slot::{self, SlotId};
 use mote_core::{RunConfig, Session};
-
-#[allow(dead_code)]
-mod generated {
-    include!(concat!(env!("OUT_DIR"), "/generated.rs"));
-}
-use generated::{ARENA_BYTES, INPUT, INPUT_LEN, SLOT_A, SLOT_B, SLOT_LEN};
-
-#[repr(C, align(16))]
-struct Aligned<T>(T);
-
-/// The arena, in `.bss`.
-static ARENA: rt::Once<Aligned<[u8; ARENA_BYTES]>> = rt::Once::new(Aligned([0; ARENA_BYTES]));
+use mote_mcu::device::{self, flash, out};
+use mote_mcu::memory_map::{INPUT, INPUT_LEN, SLOT_A, SLOT_B, SLOT_LEN};
+use mote_mcu::{input, rt};
 
 #[rt::entry]
 fn main() -> ! {
-    let code = match ARENA.take().map(|a| run(&mut a.0)) {
+    let code = match mote_mcu::arena().map(run) {
         Some(Ok(())) => 0,
         Some(Err(e)) => {
             // `Error::summary`, not its `Display`: no `core::fmt` in this app.
@@ -60,11 +45,11 @@ fn run(arena: &mut [u8]) -> Result<(), mote_core::Error> {
     let (id, seq, model) = choice.chosen.ok_or(mote_core::Error::EmptySlot)?;
     let mut digits = [0u8; 10];
     line(&[b"slot: ", id.name().as_bytes(), b" seq ", device::decimal(seq, &mut digits)]);
-    let (mut ids, mut feats) = ([0u32; MAX_IDS], [0f32; MAX_IDS]);
-    let input = match device::input(flash(INPUT, INPUT_LEN), &mut ids, &mut feats) {
+    let mut buf = input::Buffers::new();
+    let input = match input::parse(flash(INPUT, INPUT_LEN), &mut buf) {
         Ok(i) => i,
-        Err(m) => {
-            line(&[b"error: ", m.as_bytes()]);
+        Err(e) => {
+            line(&[b"error: ", e.summary().as_bytes()]);
             semihosting::process::exit(1)
         }
     };
