@@ -1,7 +1,10 @@
 //! Training curves as a PNG: training and validation loss, and the
-//! validation metric, per step (f32 training, then QAT).
+//! validation metric, per step (f32 training, then QAT). Drawn in memory
+//! and written as every output is (`mote_host::writer::write_atomic`).
 
 use anyhow::{Context, Result};
+use image::ImageEncoder;
+use crate::cmd::train::Metric;
 use mote_host::train::Point;
 use plotters::prelude::*;
 use std::path::Path;
@@ -24,7 +27,7 @@ fn font() -> Result<()> {
 }
 
 /// Draws `history` into `png` (two panels: losses, and the validation metric).
-pub fn curves(history: &[Point], png: &Path, perplexity: bool) -> Result<()> {
+pub fn curves(history: &[Point], png: &Path, metric: Metric) -> Result<()> {
     font()?;
     anyhow::ensure!(!history.is_empty(), "no validation points");
     // QAT steps continue the f32 step axis.
@@ -42,7 +45,25 @@ pub fn curves(history: &[Point], png: &Path, perplexity: bool) -> Result<()> {
         }) as f64
     };
     let xmax = history.iter().map(x).fold(1.0, f64::max);
-    let root = BitMapBackend::new(png, (1000, 420)).into_drawing_area();
+    const SIZE: (u32, u32) = (1000, 420);
+    let mut rgb = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+    draw(history, &mut rgb, SIZE, metric, xmax, &x)?;
+    let mut file = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut file)
+        .write_image(&rgb, SIZE.0, SIZE.1, image::ColorType::Rgb8)
+        .context("encoding the PNG")?;
+    mote_host::writer::write_atomic(png, &file)
+}
+
+fn draw(
+    history: &[Point],
+    rgb: &mut [u8],
+    size: (u32, u32),
+    metric: Metric,
+    xmax: f64,
+    x: &dyn Fn(&Point) -> f64,
+) -> Result<()> {
+    let root = BitMapBackend::with_buffer(rgb, size).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(500);
     let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e}");
@@ -90,11 +111,7 @@ pub fn curves(history: &[Point], png: &Path, perplexity: bool) -> Result<()> {
     let pad = ((hi - lo) * 0.05).max(1e-3);
     let mut c = ChartBuilder::on(&right)
         .caption(
-            if perplexity {
-                "validation perplexity"
-            } else {
-                "validation accuracy"
-            },
+            format!("validation {}", metric.name()),
             ("sans-serif", 20),
         )
         .margin(10)
@@ -111,8 +128,5 @@ pub fn curves(history: &[Point], png: &Path, perplexity: bool) -> Result<()> {
         GREEN,
     ))
     .map_err(|e| err(&e))?;
-    root.present()
-        .map_err(|e| err(&e))
-        .with_context(|| format!("writing {}", png.display()))?;
-    Ok(())
+    root.present().map_err(|e| err(&e))
 }

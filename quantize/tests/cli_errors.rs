@@ -32,6 +32,20 @@ fn fails_with(args: &[&str], needle: &str) {
     );
 }
 
+/// A flag value clap refuses: exit code 2, clap's message (the value, the
+/// flag, and the choices or the reason), no output written.
+fn usage_error(args: &[&str], needles: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mote"))
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "mote {args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "mote {args:?}: {err:?} does not mention {n:?}");
+    }
+}
+
 fn tiny(kind: &str) -> PathBuf {
     let p = work_dir().join(format!("cli-{kind}-{}.mote", std::process::id()));
     let cfg = if kind == "dec" {
@@ -68,7 +82,7 @@ fn bad_inputs_get_one_line_errors() {
         "does not exist",
     );
     let never = work_dir().join(format!("cli-kv-{}.mote", std::process::id()));
-    fails_with(
+    usage_error(
         &[
             "quantize",
             dec_s,
@@ -77,7 +91,11 @@ fn bad_inputs_get_one_line_errors() {
             "--kv",
             "int3",
         ],
-        "--kv \"int3\": expected f32 or int8",
+        &["invalid value 'int3' for '--kv <KV>'", "[possible values: f32, int8]"],
+    );
+    usage_error(
+        &["quantize", dec_s, "-o", never.to_str().unwrap(), "--dtype", "int2"],
+        &["'int2'", "--dtype", "int8, int8-row, int4, int4-sym, f16"],
     );
     assert!(!never.exists());
 
@@ -213,10 +231,12 @@ fn bad_training_input_gets_one_line_errors() {
     );
     fails_with(&["classify", enc_s, "--text", "hello"], "no vocabulary");
     fails_with(&["run", enc_s, "--features", "0.5,0.25"], "takes token ids");
-    fails_with(
+    fails_with(&["eval", &unknown, enc_s], "unknown field");
+    usage_error(
         &["eval", &unknown, enc_s, "--split", "dev"],
-        "unknown field",
+        &["'dev'", "--split", "test, validation, train"],
     );
+    usage_error(&["fetch", "gpt5"], &["'gpt5'", "minilm, smollm2, bbc-news, digits, austen"]);
 }
 
 /// `mote quantize --calib`: every bad calibration input gets its own
@@ -249,8 +269,18 @@ fn calibration_inputs() {
         fails_with(&v.iter().map(String::as_str).collect::<Vec<_>>(), needle)
     };
     fails(&["--dtype", "int4", "--calib", &ids], "use --dtype int8");
-    fails(&["--calib", &ids, "--method", "median"], "unknown --method");
-    fails(&["--calib", &ids, "--smooth", "2"], "--smooth");
+    let usage = |extra: &[&str], needles: &[&str]| {
+        let v = q(extra);
+        usage_error(&v.iter().map(String::as_str).collect::<Vec<_>>(), needles)
+    };
+    usage(
+        &["--calib", &ids, "--method", "median"],
+        &["'median'", "--method", "minmax, percentile, mse"],
+    );
+    usage(
+        &["--calib", &ids, "--smooth", "2"],
+        &["'2'", "--smooth", "expected a number in (0, 1] or off"],
+    );
     fails(&["--calib", "/nonexistent/calib.json"], "calib.json");
     fails(
         &["--calib", &file("x.bin", "")],

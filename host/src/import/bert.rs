@@ -169,7 +169,7 @@ pub fn import_bert(dir: &Path) -> Result<Imported> {
         eos: find("[SEP]"),
         ..bert(shape)
     };
-    check_config(&config, "config.json", &KEYS)?;
+    check_config(&config, &cfg_path.display().to_string(), &KEYS)?;
 
     let st_path = dir.join("model.safetensors");
     let st_bytes =
