@@ -30,7 +30,10 @@ mod tests;
 
 pub use crate::fixed::{multiply_by_quantized_multiplier, quantize_multiplier};
 pub use activations::{prepare_activations, quantize_blocks, quantize_symmetric};
-use reference::{add_outliers, blocked_row_by, blocked_row_scalar};
+use reference::{add_outliers, blocked_row_scalar};
+// The per-block dot kernels of SSE4.1 and NEON run through the scalar row loop.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+use reference::blocked_row_by;
 pub use reference::{dot_f16_scalar, dot_i8_scalar, nibble, unpack_i4};
 
 /// A kernel implementation.
