@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod import;
 pub mod parallel;
 pub mod quantize;
+pub mod wav;
 pub mod tokenizer;
 #[cfg(feature = "train")]
 pub mod train;
