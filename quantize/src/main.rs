@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod args;
 mod cmd;
+mod metric;
 mod open;
 mod plot;
 mod template;

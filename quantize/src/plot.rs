@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use image::ImageEncoder;
-use crate::cmd::train::Metric;
+use crate::metric::Metric;
 use mote_host::train::Point;
 use plotters::prelude::*;
 use std::path::Path;

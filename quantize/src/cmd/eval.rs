@@ -2,7 +2,8 @@
 //! its task's data (accuracy, or perplexity for the language model), and a
 //! few predictions shown.
 
-use super::train::{read_config, Metric};
+use super::train::read_config;
+use crate::metric::Metric;
 use crate::args::Split;
 use crate::open::{Arena, Loaded};
 use anyhow::Result;

@@ -1,9 +1,10 @@
 //! `mote train`: a task model trained (f32, then quantization-aware
 //! fine-tuning), exported and scored on the test split (docs/TASKS.md).
 
+use crate::metric::Metric;
 use crate::plot;
 use anyhow::{Context, Result};
-use mote_host::train::{Point, TaskKind, TrainConfig};
+use mote_host::train::{Point, TrainConfig};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -19,41 +20,6 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-}
-
-/// What a task's score is, and what its training rate counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    /// Classification accuracy; the rate counts samples.
-    Accuracy,
-    /// The language model's perplexity; the rate counts tokens.
-    Perplexity,
-}
-
-impl Metric {
-    /// The metric of a task.
-    pub fn of(task: TaskKind) -> Metric {
-        match task {
-            TaskKind::Austen => Metric::Perplexity,
-            TaskKind::Digits | TaskKind::BbcNews => Metric::Accuracy,
-        }
-    }
-
-    /// Its name in reports and JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Accuracy => "accuracy",
-            Metric::Perplexity => "perplexity",
-        }
-    }
-
-    /// The unit of the training rate.
-    pub fn rate_unit(self) -> &'static str {
-        match self {
-            Metric::Accuracy => "samples/s",
-            Metric::Perplexity => "tokens/s",
-        }
-    }
 }
 
 /// Reads and checks a task config.
