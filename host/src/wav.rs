@@ -52,7 +52,8 @@ pub enum WavError {
     UnsupportedBits { bits: u16, float: bool },
     /// Zero channels, or a block alignment that is not channels × bytes.
     BadChannels { channels: u16, block_align: u16 },
-    /// A sample rate of 0 or above 384 kHz.
+    /// A sample rate below 4 kHz or above 384 kHz (a resampler's output
+    /// would be out of proportion to its input).
     BadRate { rate: u32 },
     /// A data chunk that is not a whole number of frames.
     PartialFrame { len: u64, frame: u16 },
@@ -98,7 +99,9 @@ impl fmt::Display for WavError {
                 f,
                 "bad channel layout: {channels} channels, block alignment {block_align}"
             ),
-            WavError::BadRate { rate } => write!(f, "bad sample rate {rate} Hz"),
+            WavError::BadRate { rate } => {
+                write!(f, "sample rate {rate} Hz is not read (4,000 to 384,000 Hz are)")
+            }
             WavError::PartialFrame { len, frame } => write!(
                 f,
                 "the data chunk's {len} bytes are not whole frames of {frame} bytes"
@@ -270,7 +273,7 @@ fn check_format(
     if channels == 0 || u32::from(block_align) != u32::from(channels) * u32::from(bits / 8) {
         return Err(WavError::BadChannels { channels, block_align });
     }
-    if rate == 0 || rate > 384_000 {
+    if !(4_000..=384_000).contains(&rate) {
         return Err(WavError::BadRate { rate });
     }
     Ok(Format { rate, channels, bits, float, data_offset, data_len })
@@ -342,7 +345,7 @@ pub fn stream(
 }
 
 fn stream_from(
-    file: &mut File,
+    file: &mut (impl Read + Seek),
     f: &Format,
     block: usize,
     each: &mut impl FnMut(&[i16]),
@@ -372,12 +375,27 @@ fn stream_from(
 /// listed in [`Clip::conversions`].
 pub fn read(path: &Path) -> Result<Clip, WavError> {
     let (mut file, f) = open(path)?;
+    decode(&mut file, f).map_err(|e| match e {
+        WavError::Io(e) => WavError::Io(format!("{}: {e}", path.display())),
+        e => e,
+    })
+}
+
+/// [`read`] on a file's bytes already in memory (a flash image's input
+/// area written by the host, the fuzz target).
+pub fn read_bytes(bytes: &[u8]) -> Result<Clip, WavError> {
+    let mut c = std::io::Cursor::new(bytes);
+    let f = parse(&mut c, bytes.len() as u64)?;
+    decode(&mut c, f)
+}
+
+fn decode(file: &mut (impl Read + Seek), f: Format) -> Result<Clip, WavError> {
     let mut samples = Vec::new();
     samples
         .try_reserve_exact(f.frames() as usize)
-        .map_err(|_| WavError::Io(format!("{}: {} frames do not fit in memory", path.display(), f.frames())))?;
-    stream_from(&mut file, &f, 1 << 14, &mut |b: &[i16]| samples.extend_from_slice(b))
-        .map_err(|e| io(path, e))?;
+        .map_err(|_| WavError::Io(format!("{} frames do not fit in memory", f.frames())))?;
+    stream_from(file, &f, 1 << 14, &mut |b: &[i16]| samples.extend_from_slice(b))
+        .map_err(|e| WavError::Io(e.to_string()))?;
     let mut conversions = Vec::new();
     if f.channels != 1 {
         conversions.push(format!("mixed {} channels down to mono", f.channels));

@@ -41,7 +41,8 @@ fn err_of(name: &str, bytes: &[u8]) -> WavError {
     let p = dir().join(name);
     std::fs::write(&p, bytes).unwrap();
     let e = wav::read(&p).unwrap_err();
-    // The streaming reader sees the same door.
+    // The in-memory reader and the streaming one see the same door.
+    assert_eq!(wav::read_bytes(bytes).unwrap_err(), e, "{name}");
     assert_eq!(wav::stream(&p, 160, |_| {}).unwrap_err(), e, "{name}");
     assert!(!e.to_string().is_empty());
     e
@@ -166,6 +167,7 @@ fn empty_data_missing_chunks_and_bad_fields() {
         WavError::BadChannels { channels: 0, block_align: 0 }
     );
     assert_eq!(err_of("rate0.wav", &wav(1, 1, 0, 16, &[0; 4], None)), WavError::BadRate { rate: 0 });
+    assert_eq!(err_of("rate1.wav", &wav(1, 1, 1, 16, &[0; 4], None)), WavError::BadRate { rate: 1 });
     // data before fmt
     let good = wav(1, 1, 16_000, 16, &[0; 4], None);
     let mut swapped = good[..12].to_vec();

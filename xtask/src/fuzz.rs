@@ -11,15 +11,16 @@ use std::process::Command;
 pub const CORE_TARGETS: [&str; 2] = ["model", "kernels"];
 /// Targets that need `mote-host` (the `host` feature of the fuzz crate;
 /// mote-host without training, so no candle under AddressSanitizer).
-pub const HOST_TARGETS: [&str; 4] = ["gguf", "safetensors", "tokenizer", "data"];
+pub const HOST_TARGETS: [&str; 5] = ["gguf", "safetensors", "tokenizer", "data", "wav"];
 /// Every target (the CI smoke runs them all).
-pub const ALL_TARGETS: [&str; 6] = [
+pub const ALL_TARGETS: [&str; 7] = [
     "model",
     "kernels",
     "gguf",
     "safetensors",
     "tokenizer",
     "data",
+    "wav",
 ];
 
 /// Installs cargo-fuzz from crates.io when it is missing.
