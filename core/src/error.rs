@@ -326,6 +326,32 @@ pub enum Error {
         /// The cargo feature.
         feature: &'static str,
     },
+    /// A malformed field of the audio section (`docs/FORMAT.md`).
+    BadAudio {
+        /// The field (or table: `band bin count`, `window value`, ...).
+        field: &'static str,
+        /// The value found (a band's or entry's index for tables; an
+        /// f32's bits for f32 fields).
+        value: u32,
+    },
+    /// Audio given to a model without an audio section.
+    NoAudio,
+    /// A frame of the wrong number of samples.
+    AudioFrame {
+        /// `frame_len`.
+        expected: u32,
+        /// Samples given.
+        got: u32,
+    },
+    /// An output buffer too small for a clip's feature rows.
+    AudioOutput {
+        /// Values needed.
+        needed: u32,
+        /// Values the buffer holds.
+        got: u32,
+    },
+    /// A stream over a front end that normalises by the whole clip.
+    AudioStreaming,
     /// A flash model slot's header is damaged.
     SlotHeaderCrc {
         /// CRC stored in the slot header.
@@ -382,6 +408,11 @@ impl Error {
             WrongArchitecture { .. } => "wrong architecture for this call",
             WrongInputKind { .. } => "wrong input kind (token ids or feature rows)",
             FeatureShape { .. } => "feature values are not whole rows",
+            BadAudio { .. } => "invalid audio section",
+            NoAudio => "model has no audio front end",
+            AudioFrame { .. } => "audio frame of the wrong length",
+            AudioOutput { .. } => "feature buffer too small",
+            AudioStreaming => "front end cannot stream",
             NoClassifier => "no classifier head",
             EmptySlot => "model slot is empty",
             SlotHeaderCrc { .. } => "model slot header CRC mismatch",
@@ -436,6 +467,20 @@ impl fmt::Display for Error {
             DuplicateSection { kind } => write!(f, "section {kind} appears twice"),
             UnknownSection { kind } => write!(f, "unknown required section {kind}"),
             BadConfig { field, value } => write!(f, "config field `{field}` has bad value {value}"),
+            BadAudio { field, value } => {
+                write!(f, "audio section: `{field}` is bad (value {value})")
+            }
+            NoAudio => write!(f, "the model has no audio section: it takes feature rows, not sound"),
+            AudioFrame { expected, got } => {
+                write!(f, "an audio frame needs {expected} samples, got {got}")
+            }
+            AudioOutput { needed, got } => {
+                write!(f, "the clip's features need {needed} values, the buffer holds {got}")
+            }
+            AudioStreaming => write!(
+                f,
+                "the front end clamps by the whole clip's maximum (dynamic_range): it cannot stream"
+            ),
             UnknownDtype { tensor, code } => {
                 write!(f, "tensor `{tensor}` has unknown dtype code {code}")
             }

@@ -21,6 +21,7 @@
 //! | `crc-table` | CRC-32 with a 1 KiB table (hosts with `std` use 16 KiB) | bit by bit: 1 KiB less flash, about 7× the instructions to open a model |
 //! | `tensor-names` | errors and [`TensorInfo`] keep the tensor's name | they read `?` (24 bytes less per error value) |
 //! | `vocab` | the tokenizer vocabulary section is read and checked | it is skipped; [`Model::vocab`] is empty |
+//! | `audio` | the audio section is read and checked; the front end ([`audio`]: PCM to log-mel rows, whole clips or streamed) | the section is skipped |
 //! | `std` | a 16 KiB CRC table (several times faster on big models) and `half`'s `std` | `no_std` |
 //! | `defmt` | `defmt::Format` for the public types | — |
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
@@ -28,6 +29,8 @@
 #![deny(unsafe_code)]
 
 pub mod arena;
+#[cfg(feature = "audio")]
+pub mod audio;
 pub mod config;
 pub mod error;
 pub mod fixed;

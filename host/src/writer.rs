@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use mote_core::config::Config;
 use mote_core::format::{
     Dtype, SectionKind, ALIGN, CRC32, FORMAT_VERSION, HEADER_LEN, MAGIC, SECTION_ENTRY_LEN,
-    TENSOR_ENTRY_LEN,
+    SECTION_OPTIONAL, TENSOR_ENTRY_LEN,
 };
 use mote_core::vocab::{PreTokenizer, TokenizerKind, VOCAB_HEADER_LEN};
 use mote_core::TensorName;
@@ -91,6 +91,9 @@ pub struct ModelBuilder {
     /// The names so far (adding stays linear in the number of tensors).
     names: std::collections::HashSet<String>,
     vocab: Option<VocabData>,
+    /// Optional sections after the vocabulary (kind, bytes): the audio
+    /// front end.
+    optional: Vec<(SectionKind, Vec<u8>)>,
 }
 
 fn align_up(v: usize, a: usize) -> usize {
@@ -105,6 +108,7 @@ impl ModelBuilder {
             tensors: Vec::new(),
             names: std::collections::HashSet::new(),
             vocab: None,
+            optional: Vec::new(),
         }
     }
 
@@ -155,6 +159,14 @@ impl ModelBuilder {
         self.vocab = Some(vocab);
     }
 
+    /// Sets the audio front end section ([`crate::audio::FrontEndSpec::to_bytes`]),
+    /// marked optional: a reader without it still runs the model on
+    /// feature rows.
+    pub fn set_audio(&mut self, bytes: Vec<u8>) {
+        self.optional.retain(|(k, _)| *k != SectionKind::Audio);
+        self.optional.push((SectionKind::Audio, bytes));
+    }
+
     /// The file image.
     pub fn to_bytes(&self) -> Vec<u8> {
         let config: Vec<u8> = self
@@ -164,14 +176,21 @@ impl ModelBuilder {
             .flat_map(|w| w.to_le_bytes())
             .collect();
         let vocab = self.vocab.as_ref().map(VocabData::to_bytes);
-        let n_sections = if vocab.is_some() { 4 } else { 3 };
+        let n_sections = 3 + usize::from(vocab.is_some()) + self.optional.len();
         let table_end = HEADER_LEN + SECTION_ENTRY_LEN * n_sections;
         let config_at = table_end;
         let tensors_at = config_at + config.len();
         let tensors_len = 8 + TENSOR_ENTRY_LEN * self.tensors.len();
         let vocab_at = tensors_at + tensors_len;
         let vocab_len = vocab.as_ref().map_or(0, Vec::len);
-        let payload_at = align_up(vocab_at + vocab_len, ALIGN);
+        let mut optional_at = Vec::with_capacity(self.optional.len());
+        let mut end = vocab_at + vocab_len;
+        for (_, bytes) in &self.optional {
+            end = align_up(end, 4);
+            optional_at.push(end);
+            end += bytes.len();
+        }
+        let payload_at = align_up(end, ALIGN);
         let mut offsets = Vec::with_capacity(self.tensors.len());
         let mut at = payload_at;
         for t in &self.tensors {
@@ -185,16 +204,21 @@ impl ModelBuilder {
         out[6..8].copy_from_slice(&(n_sections as u16).to_le_bytes());
         out[8..16].copy_from_slice(&(file_len as u64).to_le_bytes());
         let mut sections = vec![
-            (SectionKind::Config, config_at, config.len()),
-            (SectionKind::Tensors, tensors_at, tensors_len),
-            (SectionKind::Payload, payload_at, file_len - payload_at),
+            (SectionKind::Config, 0, config_at, config.len()),
+            (SectionKind::Tensors, 0, tensors_at, tensors_len),
+            (SectionKind::Payload, 0, payload_at, file_len - payload_at),
         ];
         if vocab.is_some() {
-            sections.push((SectionKind::Vocab, vocab_at, vocab_len));
+            sections.push((SectionKind::Vocab, 0, vocab_at, vocab_len));
         }
-        for (i, (kind, off, len)) in sections.iter().enumerate() {
+        for ((kind, bytes), at) in self.optional.iter().zip(&optional_at) {
+            sections.push((*kind, SECTION_OPTIONAL, *at, bytes.len()));
+            out[*at..*at + bytes.len()].copy_from_slice(bytes);
+        }
+        for (i, (kind, flags, off, len)) in sections.iter().enumerate() {
             let e = HEADER_LEN + i * SECTION_ENTRY_LEN;
             out[e..e + 4].copy_from_slice(&(*kind as u32).to_le_bytes());
+            out[e + 4..e + 8].copy_from_slice(&flags.to_le_bytes());
             out[e + 8..e + 16].copy_from_slice(&(*off as u64).to_le_bytes());
             out[e + 16..e + 24].copy_from_slice(&(*len as u64).to_le_bytes());
         }
@@ -723,7 +747,10 @@ mod tests {
             std::os::unix::fs::symlink(&file, &link).unwrap();
             let err = write_atomic(&link, b"x").unwrap_err().to_string();
             assert!(err.contains("is a symbolic link"), "{err}");
-            assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+            assert!(std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink());
             assert_eq!(std::fs::read(&file).unwrap(), b"two");
         }
         let left: Vec<_> = std::fs::read_dir(&d)

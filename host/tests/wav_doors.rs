@@ -68,7 +68,10 @@ fn a_good_file_reads_as_it_is() {
 
 #[test]
 fn not_riff_or_not_wave() {
-    assert_eq!(err_of("text.wav", b"hello, this is no audio file at all"), WavError::NotWave);
+    assert_eq!(
+        err_of("text.wav", b"hello, this is no audio file at all"),
+        WavError::NotWave
+    );
     let mut avi = wav(1, 1, 16_000, 16, &[0; 4], None);
     avi[8..12].copy_from_slice(b"AVI ");
     assert_eq!(err_of("avi.wav", &avi), WavError::NotWave);
@@ -77,29 +80,52 @@ fn not_riff_or_not_wave() {
 #[test]
 fn truncated_header_and_data() {
     let full = wav(1, 1, 16_000, 16, &pcm16(&[1, 2, 3, 4]), None);
-    assert!(matches!(err_of("h.wav", &full[..8]), WavError::HeaderTruncated { .. }));
-    assert!(matches!(err_of("h2.wav", &full[..40]), WavError::HeaderTruncated { .. }));
+    assert!(matches!(
+        err_of("h.wav", &full[..8]),
+        WavError::HeaderTruncated { .. }
+    ));
+    assert!(matches!(
+        err_of("h2.wav", &full[..40]),
+        WavError::HeaderTruncated { .. }
+    ));
     assert_eq!(
         err_of("d.wav", &full[..full.len() - 3]),
-        WavError::DataTruncated { claimed: 8, present: 5 }
+        WavError::DataTruncated {
+            claimed: 8,
+            present: 5
+        }
     );
-    assert!(err_of("d.wav", &full[..full.len() - 3]).to_string().contains("holds 5"));
+    assert!(err_of("d.wav", &full[..full.len() - 3])
+        .to_string()
+        .contains("holds 5"));
 }
 
 #[test]
 fn unsupported_encodings_and_widths_are_named() {
     let e = err_of("alaw.wav", &wav(6, 1, 8_000, 8, &[0; 16], None));
-    assert_eq!(e, WavError::UnsupportedEncoding { tag: 6, name: "A-law" });
+    assert_eq!(
+        e,
+        WavError::UnsupportedEncoding {
+            tag: 6,
+            name: "A-law"
+        }
+    );
     assert!(e.to_string().contains("A-law"));
     let e = err_of("ulaw.wav", &wav(7, 1, 8_000, 8, &[0; 16], None));
     assert!(e.to_string().contains("µ-law"));
     assert_eq!(
         err_of("f64.wav", &wav(3, 1, 16_000, 64, &[0; 16], None)),
-        WavError::UnsupportedBits { bits: 64, float: true }
+        WavError::UnsupportedBits {
+            bits: 64,
+            float: true
+        }
     );
     assert_eq!(
         err_of("12.wav", &wav(1, 1, 16_000, 12, &[0; 16], None)),
-        WavError::UnsupportedBits { bits: 12, float: false }
+        WavError::UnsupportedBits {
+            bits: 12,
+            float: false
+        }
     );
 }
 
@@ -119,7 +145,10 @@ fn eight_24_bit_and_float_are_converted_and_said() {
     assert_eq!(wav::read(&p).unwrap().samples, [16384, -16384]);
     // float, NaN becomes 0, out of range clips.
     let p = d.join("f32.wav");
-    let f: Vec<u8> = [0.25f32, f32::NAN, 2.0, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+    let f: Vec<u8> = [0.25f32, f32::NAN, 2.0, -2.0]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
     std::fs::write(&p, wav(3, 1, 16_000, 32, &f, None)).unwrap();
     assert_eq!(wav::read(&p).unwrap().samples, [8192, 0, 32767, -32768]);
 }
@@ -128,13 +157,22 @@ fn eight_24_bit_and_float_are_converted_and_said() {
 fn stereo_and_other_rates_are_mixed_and_resampled_on_the_host_refused_on_a_device() {
     let d = dir();
     let p = d.join("stereo.wav");
-    std::fs::write(&p, wav(1, 2, 16_000, 16, &pcm16(&[1000, 3000, -1000, -3000]), None)).unwrap();
+    std::fs::write(
+        &p,
+        wav(1, 2, 16_000, 16, &pcm16(&[1000, 3000, -1000, -3000]), None),
+    )
+    .unwrap();
     let c = wav::read(&p).unwrap();
     assert_eq!(c.samples, [2000, -2000]);
     assert_eq!(c.conversions, ["mixed 2 channels down to mono"]);
     assert_eq!(
         c.source.check_device().unwrap_err(),
-        WavError::NotDeviceFormat { rate: 16_000, channels: 2, bits: 16, float: false }
+        WavError::NotDeviceFormat {
+            rate: 16_000,
+            channels: 2,
+            bits: 16,
+            float: false
+        }
     );
     // An 8 kHz 500 Hz tone becomes a 16 kHz 500 Hz tone of twice the samples.
     let tone: Vec<i16> = (0..800)
@@ -145,7 +183,12 @@ fn stereo_and_other_rates_are_mixed_and_resampled_on_the_host_refused_on_a_devic
     let c = wav::read(&p).unwrap();
     assert_eq!(c.samples.len(), 1600);
     assert_eq!(c.conversions, ["resampled 8000 Hz to 16000 Hz"]);
-    assert!(c.source.check_device().unwrap_err().to_string().contains("8000 Hz"));
+    assert!(c
+        .source
+        .check_device()
+        .unwrap_err()
+        .to_string()
+        .contains("8000 Hz"));
     let worst = (100..1500)
         .map(|j| {
             let want = 10_000.0 * (2.0 * std::f64::consts::PI * 500.0 * j as f64 / 16000.0).sin();
@@ -157,17 +200,29 @@ fn stereo_and_other_rates_are_mixed_and_resampled_on_the_host_refused_on_a_devic
 
 #[test]
 fn empty_data_missing_chunks_and_bad_fields() {
-    assert_eq!(err_of("empty.wav", &wav(1, 1, 16_000, 16, &[], None)), WavError::Empty);
+    assert_eq!(
+        err_of("empty.wav", &wav(1, 1, 16_000, 16, &[], None)),
+        WavError::Empty
+    );
     assert_eq!(
         err_of("partial.wav", &wav(1, 1, 16_000, 16, &[0; 3], None)),
         WavError::PartialFrame { len: 3, frame: 2 }
     );
     assert_eq!(
         err_of("ch0.wav", &wav(1, 0, 16_000, 16, &[0; 4], None)),
-        WavError::BadChannels { channels: 0, block_align: 0 }
+        WavError::BadChannels {
+            channels: 0,
+            block_align: 0
+        }
     );
-    assert_eq!(err_of("rate0.wav", &wav(1, 1, 0, 16, &[0; 4], None)), WavError::BadRate { rate: 0 });
-    assert_eq!(err_of("rate1.wav", &wav(1, 1, 1, 16, &[0; 4], None)), WavError::BadRate { rate: 1 });
+    assert_eq!(
+        err_of("rate0.wav", &wav(1, 1, 0, 16, &[0; 4], None)),
+        WavError::BadRate { rate: 0 }
+    );
+    assert_eq!(
+        err_of("rate1.wav", &wav(1, 1, 1, 16, &[0; 4], None)),
+        WavError::BadRate { rate: 1 }
+    );
     // data before fmt
     let good = wav(1, 1, 16_000, 16, &[0; 4], None);
     let mut swapped = good[..12].to_vec();
@@ -179,14 +234,26 @@ fn empty_data_missing_chunks_and_bad_fields() {
     // a fmt chunk too short
     let mut short = good.clone();
     short[16..20].copy_from_slice(&8u32.to_le_bytes());
-    assert!(matches!(err_of("short.wav", &short[..28]), WavError::FormatTooShort { len: 8 }));
+    assert!(matches!(
+        err_of("short.wav", &short[..28]),
+        WavError::FormatTooShort { len: 8 }
+    ));
 }
 
 #[test]
 fn claims_past_the_end_never_become_allocations() {
     // A 2 GB data claim on a tiny file.
-    let e = err_of("2g.wav", &wav(1, 1, 16_000, 16, &[0; 4], Some(2_000_000_000)));
-    assert_eq!(e, WavError::DataTruncated { claimed: 2_000_000_000, present: 4 });
+    let e = err_of(
+        "2g.wav",
+        &wav(1, 1, 16_000, 16, &[0; 4], Some(2_000_000_000)),
+    );
+    assert_eq!(
+        e,
+        WavError::DataTruncated {
+            claimed: 2_000_000_000,
+            present: 4
+        }
+    );
     // Another chunk past the end.
     let mut v = wav(1, 1, 16_000, 16, &[0; 4], None);
     v.truncate(36);
@@ -195,7 +262,11 @@ fn claims_past_the_end_never_become_allocations() {
     v.extend_from_slice(&[0; 10]);
     assert!(matches!(
         err_of("list.wav", &v),
-        WavError::ChunkPastEnd { chunk: [b'L', b'I', b'S', b'T'], claimed: 4_294_967_295, .. }
+        WavError::ChunkPastEnd {
+            chunk: [b'L', b'I', b'S', b'T'],
+            claimed: 4_294_967_295,
+            ..
+        }
     ));
 }
 

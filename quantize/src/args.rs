@@ -160,6 +160,8 @@ pub enum Package {
     Digits,
     /// Jane Austen's novels.
     Austen,
+    /// beckett.wav, ten seconds of speech (16 kHz).
+    Beckett,
 }
 
 impl Package {
@@ -171,6 +173,7 @@ impl Package {
             Package::BbcNews => "bbc-news",
             Package::Digits => "digits",
             Package::Austen => "austen",
+            Package::Beckett => "beckett",
         }
     }
 }
@@ -217,7 +220,10 @@ mod tests {
         }
         assert_eq!(Kv::from_str("int8", false).unwrap(), Kv::Int8);
         assert_eq!(Kv::from_str("f32", false).unwrap(), Kv::F32);
-        assert_eq!(Split::from_str("validation", false).unwrap(), Split::Validation);
+        assert_eq!(
+            Split::from_str("validation", false).unwrap(),
+            Split::Validation
+        );
         assert_eq!(Method::from_str("mse", false).unwrap(), Method::Mse);
         assert_eq!(smooth("off").unwrap(), Smooth::Off);
         assert_eq!(smooth("1").unwrap(), Smooth::Alpha(1.0));

@@ -2,9 +2,9 @@
 //! validation metric, per step (f32 training, then QAT). Drawn in memory
 //! and written as every output is (`mote_host::writer::write_atomic`).
 
+use crate::metric::Metric;
 use anyhow::{Context, Result};
 use image::ImageEncoder;
-use crate::metric::Metric;
 use mote_host::train::Point;
 use plotters::prelude::*;
 use std::path::Path;
@@ -110,10 +110,7 @@ fn draw(
         });
     let pad = ((hi - lo) * 0.05).max(1e-3);
     let mut c = ChartBuilder::on(&right)
-        .caption(
-            format!("validation {}", metric.name()),
-            ("sans-serif", 20),
-        )
+        .caption(format!("validation {}", metric.name()), ("sans-serif", 20))
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(50)

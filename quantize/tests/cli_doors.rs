@@ -33,7 +33,10 @@ fn fails_with(args: &[&str], needles: &[&str]) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "mote {args:?} succeeded");
     for n in needles {
-        assert!(err.contains(n), "mote {args:?}: {err:?} does not mention {n:?}");
+        assert!(
+            err.contains(n),
+            "mote {args:?}: {err:?} does not mention {n:?}"
+        );
     }
     err
 }
@@ -115,10 +118,19 @@ fn outputs_onto_links_fifos_devices_and_directories_are_refused() {
             fails_with(&cmd, &[s(out), what, "refusing to replace it"]);
         }
     }
-    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(std::fs::read(&target).unwrap(), b"keep");
-    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
-    assert!(std::fs::symlink_metadata(&dev).unwrap().file_type().is_char_device());
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(std::fs::symlink_metadata(&dev)
+        .unwrap()
+        .file_type()
+        .is_char_device());
     assert!(std::fs::symlink_metadata(&sub).unwrap().is_dir());
     assert_eq!(std::fs::read(&m).unwrap(), before, "the input changed");
     assert!(temporaries(&d).is_empty(), "{:?}", temporaries(&d));
@@ -137,10 +149,18 @@ fn an_output_onto_its_own_input_goes_through_a_rename() {
     let hard = d.join("hard.mote");
     std::fs::hard_link(&m, &hard).unwrap();
     let out = run(&["quantize", s(&hard), "-o", s(&hard), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read(&m).unwrap(), before, "the other name changed");
     let out = run(&["quantize", s(&m), "-o", s(&m), "--dtype", "int4", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let info = run(&["inspect", s(&m), "--json"]);
     assert!(info.status.success());
     let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
@@ -198,7 +218,10 @@ fn model_inputs_that_are_no_regular_file_are_refused_at_once() {
         }
     }
     // quantize imports a directory (a checkpoint) but maps a file.
-    let out = run_within(&["quantize", "/dev/zero", "-o", s(&d.join("o.mote"))], limit);
+    let out = run_within(
+        &["quantize", "/dev/zero", "-o", s(&d.join("o.mote"))],
+        limit,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is a character device"), "{err}");
     let out = run_within(&["quantize", s(&fifo), "-o", s(&d.join("o.mote"))], limit);
@@ -252,7 +275,11 @@ fn peak_rss(cmd: &mut Command) -> (u64, u64) {
     // SAFETY: an empty closure: it only makes `spawn` fork, not vfork.
     unsafe { cmd.pre_exec(|| Ok(())) };
     let ours = own_rss();
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid value to be overwritten.
@@ -317,7 +344,16 @@ fn an_arena_the_machine_cannot_allocate_is_an_error() {
     let m = d.join("long.mote");
     write_model(&m, cfg);
     let mut cmd = mote();
-    cmd.args(["generate", s(&m), "--ids", "1", "--max-tokens", "1048575", "--threads", "1"]);
+    cmd.args([
+        "generate",
+        s(&m),
+        "--ids",
+        "1",
+        "--max-tokens",
+        "1048575",
+        "--threads",
+        "1",
+    ]);
     // SAFETY: only setrlimit (async-signal-safe) between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -374,7 +410,10 @@ fn the_chat_template_is_bounded() {
     let out = run_within(&["generate", s(&nested), "--prompt", "ab"], limit);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("chat template runs more than 200000 instructions"), "{err}");
+    assert!(
+        err.contains("chat template runs more than 200000 instructions"),
+        "{err}"
+    );
     let wide = d.join("wide.mote");
     with_template(&wide, "{{ 'x' * 50000000 }}");
     let out = run_within(&["generate", s(&wide), "--prompt", "ab"], limit);
@@ -388,10 +427,22 @@ fn the_chat_template_is_bounded() {
         "{% for m in messages %}{{ m.content }}{% endfor %}{% if add_generation_prompt %}c{% endif %}",
     );
     let out = run_within(
-        &["generate", s(&fine), "--prompt", "ab", "--max-tokens", "2", "--json"],
+        &[
+            "generate",
+            s(&fine),
+            "--prompt",
+            "ab",
+            "--max-tokens",
+            "2",
+            "--json",
+        ],
         limit,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -407,7 +458,15 @@ fn sampling_parameters_out_of_range_are_refused() {
         );
     }
     fails_with(
-        &["generate", s(&m), "--ids", "1", "--greedy", "--temperature", "0.5"],
+        &[
+            "generate",
+            s(&m),
+            "--ids",
+            "1",
+            "--greedy",
+            "--temperature",
+            "0.5",
+        ],
         &["cannot be used with"],
     );
     fails_with(
@@ -423,7 +482,11 @@ fn sampling_parameters_out_of_range_are_refused() {
         let mut args = vec!["generate", s(&m), "--ids", "1,2", "--max-tokens", "3"];
         args.extend_from_slice(extra);
         let out = run(&args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -504,7 +567,10 @@ fn quantize_says_what_is_wrong_with_its_input() {
     assert!(!err.contains("checkpoint directory"), "{err}");
     let short = d.join("short.mote");
     std::fs::write(&short, b"MOTE").unwrap();
-    fails_with(&["quantize", s(&short), "-o", s(&out)], &["short.mote", "truncated"]);
+    fails_with(
+        &["quantize", s(&short), "-o", s(&out)],
+        &["short.mote", "truncated"],
+    );
     // A BERT checkpoint with no layers.
     let ckpt = d.join("ckpt");
     std::fs::create_dir(&ckpt).unwrap();

@@ -42,7 +42,10 @@ fn usage_error(args: &[&str], needles: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "mote {args:?}: {err}");
     for n in needles {
-        assert!(err.contains(n), "mote {args:?}: {err:?} does not mention {n:?}");
+        assert!(
+            err.contains(n),
+            "mote {args:?}: {err:?} does not mention {n:?}"
+        );
     }
 }
 
@@ -91,10 +94,20 @@ fn bad_inputs_get_one_line_errors() {
             "--kv",
             "int3",
         ],
-        &["invalid value 'int3' for '--kv <KV>'", "[possible values: f32, int8]"],
+        &[
+            "invalid value 'int3' for '--kv <KV>'",
+            "[possible values: f32, int8]",
+        ],
     );
     usage_error(
-        &["quantize", dec_s, "-o", never.to_str().unwrap(), "--dtype", "int2"],
+        &[
+            "quantize",
+            dec_s,
+            "-o",
+            never.to_str().unwrap(),
+            "--dtype",
+            "int2",
+        ],
         &["'int2'", "--dtype", "int8, int8-row, int4, int4-sym, f16"],
     );
     assert!(!never.exists());
@@ -236,7 +249,10 @@ fn bad_training_input_gets_one_line_errors() {
         &["eval", &unknown, enc_s, "--split", "dev"],
         &["'dev'", "--split", "test, validation, train"],
     );
-    usage_error(&["fetch", "gpt5"], &["'gpt5'", "minilm, smollm2, bbc-news, digits, austen"]);
+    usage_error(
+        &["fetch", "gpt5"],
+        &["'gpt5'", "minilm, smollm2, bbc-news, digits, austen"],
+    );
 }
 
 /// `mote quantize --calib`: every bad calibration input gets its own

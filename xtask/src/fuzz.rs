@@ -1,21 +1,22 @@
 //! `cargo xtask fuzz [--minutes N] [TARGET…]`: cargo-fuzz (nightly,
 //! AddressSanitizer) on the model reader + inference, the SIMD kernels, the
-//! GGUF and safetensors importers, the tokenizers and the training-data
-//! readers, seeded from real files.
+//! audio front end, the GGUF and safetensors importers, the tokenizers, the
+//! training-data readers and the WAV reader, seeded from real files.
 
 use crate::cmd::{cargo, root, run, two_at_a_time};
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
 /// Targets that need only `mote-core`.
-pub const CORE_TARGETS: [&str; 2] = ["model", "kernels"];
+pub const CORE_TARGETS: [&str; 3] = ["model", "kernels", "audio"];
 /// Targets that need `mote-host` (the `host` feature of the fuzz crate;
 /// mote-host without training, so no candle under AddressSanitizer).
 pub const HOST_TARGETS: [&str; 5] = ["gguf", "safetensors", "tokenizer", "data", "wav"];
 /// Every target (the CI smoke runs them all).
-pub const ALL_TARGETS: [&str; 7] = [
+pub const ALL_TARGETS: [&str; 8] = [
     "model",
     "kernels",
+    "audio",
     "gguf",
     "safetensors",
     "tokenizer",

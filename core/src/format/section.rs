@@ -42,11 +42,20 @@ pub enum SectionKind {
     Vocab = 3,
     /// Tensor payloads.
     Payload = 4,
+    /// The audio front end ([`crate::audio`]); optional: a model without it
+    /// takes feature rows.
+    Audio = 5,
 }
 
 impl SectionKind {
     /// Every kind this reader knows.
-    pub const ALL: [SectionKind; 4] = [Self::Config, Self::Tensors, Self::Vocab, Self::Payload];
+    pub const ALL: [SectionKind; 5] = [
+        Self::Config,
+        Self::Tensors,
+        Self::Vocab,
+        Self::Payload,
+        Self::Audio,
+    ];
 
     /// The kind for a code, if known.
     pub fn from_code(code: u32) -> Option<Self> {

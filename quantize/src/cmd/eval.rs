@@ -3,8 +3,8 @@
 //! few predictions shown.
 
 use super::train::read_config;
-use crate::metric::Metric;
 use crate::args::Split;
+use crate::metric::Metric;
 use crate::open::{Arena, Loaded};
 use anyhow::Result;
 use mote_core::RunConfig;

@@ -24,7 +24,9 @@ pub fn run(a: Args) -> Result<()> {
     let m = loaded.model()?;
     let c = *m.config();
     let seq = a.seq.unwrap_or(c.max_seq.min(128));
-    let arena = m.arena_bytes(&RunConfig { max_seq: seq }).map_err(core_err)?;
+    let arena = m
+        .arena_bytes(&RunConfig { max_seq: seq })
+        .map_err(core_err)?;
     let v = m.vocab();
     if a.json {
         let tensors: Vec<_> = (0..m.tensor_count())
@@ -78,7 +80,9 @@ pub fn run(a: Args) -> Result<()> {
         Kv::name_of(c.kv_cache)
     );
     if c.integer {
-        println!("  integer-only: static activation scales, integer norms, softmax and activations");
+        println!(
+            "  integer-only: static activation scales, integer norms, softmax and activations"
+        );
     }
     println!(
         "  tokenizer {:?}: {} tokens, {} merges, chat template {}",

@@ -76,9 +76,9 @@ pub fn run(a: Args) -> Result<()> {
     bar.set_style(style("quantizing {bar:40} {pos}/{len} tensors {elapsed}"));
     let mut activations = None;
     let (mut b, report) = match &a.calib {
-        None => mote_host::quantize::quantize(&m, a.dtype.target(), |i, _| {
-            bar.set_position(i as u64)
-        })?,
+        None => {
+            mote_host::quantize::quantize(&m, a.dtype.target(), |i, _| bar.set_position(i as u64))?
+        }
         Some(path) => {
             let samples = calibrate::load_samples(&m, path, m.config().max_seq.min(128) as usize)?;
             bar.set_style(style("calibrating {bar:40} {pos}/{len} runs {elapsed}"));
