@@ -10,6 +10,7 @@ use anyhow::Result;
 
 mod bench;
 mod cmd;
+mod data;
 mod demo;
 mod firmware;
 mod fuzz;
@@ -25,7 +26,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   panic-free                the link-time proof that the device's load-and-run path cannot panic
   firmware run|flash-image|build …   one board (cargo xtask firmware for its usage)
   fuzz [--minutes N] [target…]       the fuzz targets (ASan)
-  bench [--firmware | criterion filter]   host benches, or the QEMU boards' cost table";
+  bench [--firmware | criterion filter]   host benches, or the QEMU boards' cost table
+  data kws [--force]        the keyword-spotting data set, built into ~/.cache/mote/kws/v1 (docs/DATA-KWS.md)";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,6 +41,7 @@ fn main() -> Result<()> {
         Some("firmware") => firmware::main(rest),
         Some("fuzz") => fuzz::main(rest),
         Some("bench") => bench::main(rest),
+        Some("data") => data::main(rest),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())

@@ -1,5 +1,6 @@
 //! `cargo xtask setup`: the Debian packages for cross-building and running
-//! the firmware (see the shared TOOLCHAIN.md), installed when missing.
+//! the firmware (see the shared TOOLCHAIN.md) and for building the data sets
+//! (`cargo xtask data`), installed when missing.
 
 use crate::cmd::{output, run};
 use anyhow::Result;
@@ -20,11 +21,21 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "binutils-arm-none-eabi",
     // The training curves' labels (mote train).
     "fonts-dejavu-core",
+    // The keyword-spotting data set (cargo xtask data kws): speech synthesis
+    // and resampling.
+    "espeak-ng",
+    "sox",
 ];
 
 /// Installs the Debian packages that are missing.
 pub fn setup() -> Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+    install_missing(DEBIAN_PACKAGES)
+}
+
+/// Installs those of `packages` that are missing (a command that needs only a
+/// few packages need not pull in the cross toolchain and QEMU).
+pub fn install_missing(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| {
@@ -57,7 +68,16 @@ pub fn setup() -> Result<()> {
         c
     };
     run(&mut sudo(&["apt-get", "update", "-q"]))?;
-    let mut args = vec!["apt-get", "install", "-y", "-q", "--no-install-recommends"];
+    // Another apt run on a shared machine holds the lock for a while: wait.
+    let mut args = vec![
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "-o",
+        "DPkg::Lock::Timeout=600",
+    ];
     args.extend(missing);
     run(&mut sudo(&args))
 }
