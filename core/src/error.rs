@@ -334,6 +334,11 @@ pub enum Error {
         /// f32's bits for f32 fields).
         value: u32,
     },
+    /// The labels section is malformed at this byte (see [`crate::labels`]).
+    BadLabels {
+        /// Offset in the section.
+        offset: u32,
+    },
     /// Audio given to a model without an audio section.
     NoAudio,
     /// A frame of the wrong number of samples.
@@ -410,6 +415,7 @@ impl Error {
             FeatureShape { .. } => "feature values are not whole rows",
             BadAudio { .. } => "invalid audio section",
             NoAudio => "model has no audio front end",
+            BadLabels { .. } => "labels section malformed",
             AudioFrame { .. } => "audio frame of the wrong length",
             AudioOutput { .. } => "feature buffer too small",
             AudioStreaming => "front end cannot stream",
@@ -471,6 +477,7 @@ impl fmt::Display for Error {
                 write!(f, "audio section: `{field}` is bad (value {value})")
             }
             NoAudio => write!(f, "the model has no audio section: it takes feature rows, not sound"),
+            BadLabels { offset } => write!(f, "labels section malformed at byte {offset}"),
             AudioFrame { expected, got } => {
                 write!(f, "an audio frame needs {expected} samples, got {got}")
             }

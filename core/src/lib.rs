@@ -36,6 +36,7 @@ pub mod error;
 pub mod fixed;
 pub mod format;
 pub mod kernels;
+pub mod labels;
 pub mod model;
 pub mod quant;
 pub mod selfcheck;

@@ -6,6 +6,7 @@ use crate::format::{
     self, parse_header, parse_tensor_entry, read_u32, Dtype, SectionKind, TensorInfo, ALIGN, CRC32,
     SECTION_OPTIONAL, SECTION_VERSION_SHIFT, TENSOR_ENTRY_LEN,
 };
+use crate::labels::Labels;
 use crate::tensors::{properties, role, Kind, NameBuf, Role, GLOBAL_SPECS, LAYER_SPECS};
 use crate::text::vocab::Vocab;
 use crate::{Error, Result, TensorName};
@@ -20,6 +21,8 @@ pub struct Model<'a> {
     vocab: Vocab<'a>,
     /// The audio section's bytes (empty without one), checked at load.
     audio: &'a [u8],
+    /// The class names (empty without a labels section), checked at load.
+    labels: Labels<'a>,
     payload_len: u64,
     has_i8: bool,
     has_f16: bool,
@@ -200,6 +203,7 @@ impl<'a> Model<'a> {
             tensor_count: count,
             vocab: Vocab::empty(),
             audio: &[],
+            labels: Labels::empty(),
             payload_len: payload_range.1 - payload_range.0,
             has_i8: false,
             has_f16: false,
@@ -350,9 +354,14 @@ impl<'a> Model<'a> {
             }
             _ => &[],
         };
+        let labels = match found[SectionKind::Labels as usize - 1] {
+            Some(_) => Labels::parse(section(SectionKind::Labels)?, config.n_classes)?,
+            None => Labels::empty(),
+        };
         Ok(Model {
             vocab,
             audio,
+            labels,
             has_i8,
             has_f16,
             has_i4,
@@ -400,6 +409,24 @@ impl<'a> Model<'a> {
             return Err(Error::NoAudio);
         }
         crate::audio::FrontEnd::parse(self.audio)
+    }
+
+    /// The class names (empty when the file has none).
+    pub fn labels(&self) -> &Labels<'a> {
+        &self.labels
+    }
+
+    /// The bytes of a section the file has (`None` otherwise): for tools
+    /// that copy a model's sections into another.
+    pub fn section(&self, kind: SectionKind) -> Option<&'a [u8]> {
+        let count = format::parse_header(self.bytes).ok()?.section_count as usize;
+        (0..count)
+            .filter_map(|i| format::section(self.bytes, i))
+            .find(|s| s.kind == kind as u32)
+            .and_then(|s| {
+                self.bytes
+                    .get(s.offset as usize..(s.offset + s.len) as usize)
+            })
     }
 
     /// Number of tensors.

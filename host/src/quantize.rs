@@ -273,10 +273,7 @@ pub fn quantize(
     target: Target,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<(ModelBuilder, Vec<TensorReport>)> {
-    let mut b = ModelBuilder::new(*m.config());
-    if let Some(v) = vocab_data(m) {
-        b.set_vocab(v);
-    }
+    let mut b = ModelBuilder::like(m);
     let mut report = Vec::new();
     let n = m.tensor_count() as usize;
     for i in 0..n {

@@ -167,6 +167,54 @@ impl ModelBuilder {
         self.optional.push((SectionKind::Audio, bytes));
     }
 
+    /// Sets the class names (a labels section, `mote_core::labels`),
+    /// marked optional; one name per class of the config.
+    pub fn set_labels(&mut self, names: &[impl AsRef<str>]) -> Result<()> {
+        let n = self.config.n_classes as usize;
+        if names.len() != n {
+            bail!("{} class names for a model of {n} classes", names.len());
+        }
+        let mut offsets = vec![0u32];
+        let mut blob = Vec::new();
+        for name in names {
+            let name = name.as_ref();
+            if name.is_empty()
+                || name.len() > mote_core::labels::MAX_LABEL
+                || name.chars().any(char::is_control)
+            {
+                bail!(
+                    "class name {name:?}: 1..={} bytes without control characters",
+                    mote_core::labels::MAX_LABEL
+                );
+            }
+            blob.extend_from_slice(name.as_bytes());
+            offsets.push(blob.len() as u32);
+        }
+        let mut bytes = Vec::new();
+        bytes.extend((n as u32).to_le_bytes());
+        bytes.extend(0u32.to_le_bytes());
+        offsets.iter().for_each(|o| bytes.extend(o.to_le_bytes()));
+        bytes.extend(blob);
+        self.optional.retain(|(k, _)| *k != SectionKind::Labels);
+        self.optional.push((SectionKind::Labels, bytes));
+        Ok(())
+    }
+
+    /// A builder for a model derived from `m` (quantized, smoothed): its
+    /// config, vocabulary, front end and class names, no tensors.
+    pub fn like(m: &mote_core::Model) -> Self {
+        let mut b = ModelBuilder::new(*m.config());
+        if let Some(v) = crate::quantize::vocab_data(m) {
+            b.set_vocab(v);
+        }
+        for kind in [SectionKind::Audio, SectionKind::Labels] {
+            if let Some(bytes) = m.section(kind) {
+                b.optional.push((kind, bytes.to_vec()));
+            }
+        }
+        b
+    }
+
     /// The file image.
     pub fn to_bytes(&self) -> Vec<u8> {
         let config: Vec<u8> = self

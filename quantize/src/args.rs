@@ -191,6 +191,22 @@ pub fn temperature(s: &str) -> Result<f32, String> {
     Ok(t)
 }
 
+/// Parses a score threshold: a number in `[0, 1]` (`--threshold`).
+pub fn unit_interval(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(t) if (0.0..=1.0).contains(&t) => Ok(t),
+        _ => Err(format!("{s:?}: expected a number from 0 to 1")),
+    }
+}
+
+/// Parses a finite number of at least 0 (`--refractory` seconds).
+pub fn non_negative(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!("{s:?}: expected a finite number of at least 0")),
+    }
+}
+
 /// Parses a count that must be at least 1 (`--threads`).
 pub fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {

@@ -17,7 +17,7 @@ impl Metric {
     pub fn of(task: TaskKind) -> Metric {
         match task {
             TaskKind::Austen => Metric::Perplexity,
-            TaskKind::Digits | TaskKind::BbcNews => Metric::Accuracy,
+            TaskKind::Digits | TaskKind::BbcNews | TaskKind::Kws => Metric::Accuracy,
         }
     }
 

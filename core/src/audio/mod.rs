@@ -27,6 +27,7 @@
 //! clip at `max − dynamic_range`, which needs the whole clip: a stream
 //! refuses it ([`Error::AudioStreaming`]).
 
+pub mod detect;
 #[cfg(feature = "float")]
 pub mod float;
 pub mod integer;

@@ -45,16 +45,20 @@ pub enum SectionKind {
     /// The audio front end ([`crate::audio`]); optional: a model without it
     /// takes feature rows.
     Audio = 5,
+    /// Class names ([`crate::labels`]); optional: tools print indices
+    /// without it.
+    Labels = 6,
 }
 
 impl SectionKind {
     /// Every kind this reader knows.
-    pub const ALL: [SectionKind; 5] = [
+    pub const ALL: [SectionKind; 6] = [
         Self::Config,
         Self::Tensors,
         Self::Vocab,
         Self::Payload,
         Self::Audio,
+        Self::Labels,
     ];
 
     /// The kind for a code, if known.

@@ -136,10 +136,7 @@ pub(super) fn qk_factors(cfg: &mote_core::Config, channels: &Channels) -> Vec<Ve
 /// `m` with column `j` of every matrix that reads a smoothed input scaled
 /// by `s_j` (the inverse of the input's multiplier), so `W·x` is unchanged.
 pub(super) fn smoothed_weights(m: &Model, calib: &Calibration) -> Result<crate::ModelFile> {
-    let mut b = ModelBuilder::new(*m.config());
-    if let Some(v) = crate::quantize::vocab_data(m) {
-        b.set_vocab(v);
-    }
+    let mut b = ModelBuilder::like(m);
     for i in 0..m.tensor_count() {
         let t = m.tensor_at(i).context("tensor table")?;
         let name = t.name.as_str();

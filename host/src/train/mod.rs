@@ -9,6 +9,7 @@
 //! exactly), the schedule, gradient clipping, the datasets and the export.
 
 pub mod data;
+pub mod kws;
 pub mod net;
 pub mod qat;
 mod task;
@@ -39,6 +40,9 @@ pub enum TaskKind {
     BbcNews,
     /// A byte-level language model on Jane Austen's novels.
     Austen,
+    /// Keyword spotting: twelve classes from one second of audio
+    /// (`cargo xtask data kws`), a keyword transformer over log-mel frames.
+    Kws,
 }
 
 /// The model's shape (the rest of the architecture is fixed: pre-norm
@@ -836,7 +840,12 @@ pub fn run(
         progress,
     )?;
     let vocab = task.vocab();
-    let f32_file = ModelFile::from_vec(export(&net, vocab.as_ref())?.to_bytes());
+    let export = |net: &Net| -> Result<ModelBuilder> {
+        let mut b = export(net, vocab.as_ref())?;
+        task.add_sections(&mut b)?;
+        Ok(b)
+    };
+    let f32_file = ModelFile::from_vec(export(&net)?.to_bytes());
     let mut files = Vec::new();
     let mut write = |name: &str, bytes: &[u8]| -> Result<()> {
         // Only a model the reader accepts is written.
@@ -873,7 +882,7 @@ pub fn run(
             &mut history,
             progress,
         )?;
-        let qf = ModelFile::from_vec(int8(&export(&qnet, vocab.as_ref())?.to_bytes())?);
+        let qf = ModelFile::from_vec(int8(&export(&qnet)?.to_bytes())?);
         write("model-int8.mote", qf.bytes())?;
         test.push(task.evaluate_net(&qnet, data::Split::Test, true)?);
         test.push(evaluate_mote(

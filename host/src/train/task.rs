@@ -1,6 +1,7 @@
-//! The three tasks: their data, model config, batches and scoring.
+//! The four tasks: their data, model config, batches and scoring.
 
 use super::data::{self, Digit, Split};
+use super::kws::{self, Kws};
 use super::net::{Input, Net, Rng};
 use super::{Score, TaskKind, TrainConfig};
 use crate::family::{self, Shape};
@@ -62,6 +63,16 @@ enum Data {
         window: usize,
         /// Windows averaged per article.
         windows: usize,
+    },
+    /// Keyword spotting: clips, noise and the front end, and the
+    /// evaluation splits' feature rows (computed once).
+    Audio {
+        /// The data set.
+        kws: Box<Kws>,
+        /// Validation and test windows' features and labels.
+        eval: [Vec<(Vec<f32>, usize)>; 2],
+        /// Augment while training.
+        augment: bool,
     },
     /// Byte-level language model.
     Bytes {
@@ -264,6 +275,21 @@ impl Task {
                     windows: spec.windows.max(1),
                 }
             }
+            TaskKind::Kws => {
+                let kws = Kws::load(&kws::data_dir())?;
+                let mut scratch = Box::new(mote_core::audio::Scratch::new());
+                let mut eval: [Vec<(Vec<f32>, usize)>; 2] = Default::default();
+                for (e, split) in eval.iter_mut().zip([Split::Validation, Split::Test]) {
+                    for (pcm, label) in kws.eval_windows(split) {
+                        e.push((kws.features(&mut scratch, &pcm)?, label));
+                    }
+                }
+                Data::Audio {
+                    kws: Box::new(kws),
+                    eval,
+                    augment: spec.augment,
+                }
+            }
             TaskKind::Austen => {
                 let novels = data::austen()?;
                 let mut splits: [Vec<u32>; 3] = Default::default();
@@ -299,6 +325,13 @@ impl Task {
             Data::Text { vocab, classes, .. } => {
                 text_config(cfg, vocab.tokens.len() as u32, classes.len() as u32)
             }
+            Data::Audio { kws, .. } => {
+                let fe = kws.front_end()?;
+                let mut c = text_config(cfg, 1, kws::CLASSES.len() as u32);
+                c.input_dim = fe.n_mels;
+                c.max_seq = fe.window_frames;
+                c
+            }
             Data::Bytes { .. } => {
                 let mut c = text_config(cfg, 256, 0);
                 c.arch = Architecture::Decoder;
@@ -312,9 +345,22 @@ impl Task {
     /// The vocabulary stored in the model, if the task has one.
     pub fn vocab(&self) -> Option<VocabData> {
         match &self.data {
-            Data::Digits { .. } => None,
+            Data::Digits { .. } | Data::Audio { .. } => None,
             Data::Text { vocab, .. } | Data::Bytes { vocab, .. } => Some(vocab.clone()),
         }
+    }
+
+    /// The sections a shipped model of this task carries beside its
+    /// tensors: class names, and the audio front end.
+    pub fn add_sections(&self, b: &mut crate::ModelBuilder) -> Result<()> {
+        if let Data::Audio { kws, .. } = &self.data {
+            b.set_audio(kws.section.clone());
+        }
+        let classes = self.classes();
+        if !classes.is_empty() {
+            b.set_labels(&classes)?;
+        }
+        Ok(())
     }
 
     /// Class names (empty for the language model).
@@ -322,6 +368,7 @@ impl Task {
         match &self.data {
             Data::Digits { .. } => (0..10).map(|d| d.to_string()).collect(),
             Data::Text { classes, .. } => classes.clone(),
+            Data::Audio { .. } => kws::CLASSES.iter().map(|c| c.to_string()).collect(),
             Data::Bytes { .. } => Vec::new(),
         }
     }
@@ -332,6 +379,11 @@ impl Task {
         match &self.data {
             Data::Digits { splits, .. } => splits[i].len(),
             Data::Text { splits, .. } => splits[i].len(),
+            Data::Audio { kws, eval, .. } => match split {
+                Split::Train => kws.splits[0].len(),
+                Split::Validation => eval[0].len(),
+                Split::Test => eval[1].len(),
+            },
             Data::Bytes { splits, .. } => splits[i].len(),
         }
     }
@@ -379,6 +431,45 @@ impl Task {
                 }
                 Ok((
                     Input::Tokens(Tensor::from_vec(ids, (n, *window), dev)?),
+                    Tensor::from_vec(labels, n, dev)?,
+                ))
+            }
+            Data::Audio { kws, augment, .. } => {
+                let fe = kws.front_end()?;
+                let (frames, width) = (fe.window_frames as usize, fe.n_mels as usize);
+                // Seeds drawn in order, windows made in parallel: the same
+                // batch for the same seed on any number of threads.
+                let seeds: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
+                use rayon::prelude::*;
+                let made: Vec<Result<(Vec<f32>, u32)>> = seeds
+                    .par_iter()
+                    .map_init(
+                        || Box::new(mote_core::audio::Scratch::new()),
+                        |scratch, &seed| {
+                            let mut r = Rng(seed);
+                            let (pcm, label) = if *augment {
+                                kws.train_example(&mut r)
+                            } else {
+                                let c = &kws.splits[0][r.below(kws.splits[0].len())];
+                                (Kws::centred(&c.pcm), c.label)
+                            };
+                            let mut f = kws.features(scratch, &pcm)?;
+                            if *augment {
+                                kws::spec_augment(&mut f, width, &mut r);
+                            }
+                            Ok((f, label as u32))
+                        },
+                    )
+                    .collect();
+                let mut feats = Vec::with_capacity(n * frames * width);
+                let mut labels = Vec::with_capacity(n);
+                for m in made {
+                    let (f, l) = m?;
+                    feats.extend(f);
+                    labels.push(l);
+                }
+                Ok((
+                    Input::Features(Tensor::from_vec(feats, (n, frames, width), dev)?),
                     Tensor::from_vec(labels, n, dev)?,
                 ))
             }
@@ -433,6 +524,19 @@ impl Task {
                     label: Some(*label),
                 })
                 .collect(),
+            Data::Audio { eval, .. } => {
+                let e = match split {
+                    Split::Validation => &eval[0],
+                    Split::Test => &eval[1],
+                    Split::Train => &eval[0][..0],
+                };
+                e.iter()
+                    .map(|(f, label)| Item {
+                        inputs: vec![Example::Features(f.clone())],
+                        label: Some(*label),
+                    })
+                    .collect()
+            }
             Data::Bytes { splits, window, .. } => splits[i]
                 .chunks_exact(*window)
                 .map(|c| Item {
@@ -558,8 +662,12 @@ impl Task {
             &mut |ex| {
                 let input = match ex {
                     Example::Features(f) => {
-                        let rows = f.len() / PATCH_DIM;
-                        Input::Features(Tensor::from_vec(f.clone(), (1, rows, PATCH_DIM), dev)?)
+                        let width = (net.cfg.input_dim as usize).max(1);
+                        Input::Features(Tensor::from_vec(
+                            f.clone(),
+                            (1, f.len() / width, width),
+                            dev,
+                        )?)
                     }
                     Example::Tokens(ids) => {
                         Input::Tokens(Tensor::from_vec(ids.clone(), (1, ids.len()), dev)?)
