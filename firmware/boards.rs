@@ -35,7 +35,7 @@ pub const BOARDS: [Board; 7] = [
 ];
 
 /// Bytes at the end of flash for the input (token ids).
-pub const INPUT_BYTES: u32 = 4 << 10;
+pub const INPUT_BYTES: u32 = 64 << 10;
 
 /// (slot A, slot B, bytes per slot, input area) addresses: code gets a
 /// quarter of flash (at least 128 KiB); the rest, less the input area, is two

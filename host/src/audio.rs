@@ -4,7 +4,7 @@
 //! them), and laid out as `mote_core::audio` reads them (`docs/FORMAT.md`).
 
 use anyhow::{bail, ensure, Result};
-use mote_core::audio::{field, Variant, HEADER_LEN, MAX_MELS};
+use mote_core::audio::{field, Variant, WindowNorm, HEADER_LEN, MAX_MELS};
 
 /// How Hz map to mels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +62,15 @@ pub struct FrontEndSpec {
     pub scale: f32,
     /// Frames per model window (0: the whole clip).
     pub window_frames: u32,
+    /// Normalisation of each model window.
+    pub window_norm: WindowNorm,
 }
 
 impl FrontEndSpec {
     /// Keyword spotting's front end: 30 ms frames every 20 ms at 16 kHz, a
     /// 512-point FFT, 40 Slaney mel bands from 60 Hz to 7.6 kHz, natural log
-    /// with a floor of 1e-6, one-second windows (49 frames).
+    /// with a floor of 1e-6, one-second windows (49 frames), each band's
+    /// mean over the window subtracted.
     pub fn kws(variant: Variant) -> Self {
         FrontEndSpec {
             variant,
@@ -87,6 +90,7 @@ impl FrontEndSpec {
             offset: 0.0,
             scale: 1.0,
             window_frames: 49,
+            window_norm: WindowNorm::BandMean,
         }
     }
 
@@ -112,6 +116,7 @@ impl FrontEndSpec {
             offset: -4.0,
             scale: 0.25,
             window_frames: 0,
+            window_norm: WindowNorm::None,
         }
     }
 
@@ -254,6 +259,7 @@ impl FrontEndSpec {
         put(field::OFFSET, self.offset.to_bits());
         put(field::SCALE, self.scale.to_bits());
         put(field::WINDOW_FRAMES, self.window_frames);
+        put(field::WINDOW_NORM, self.window_norm as u32);
         let pad = |out: &mut Vec<u8>| out.resize(out.len().div_ceil(4) * 4, 0);
         let q15 = |v: f64| ((v * 32768.0).round().clamp(0.0, 32768.0) as u16).to_le_bytes();
         match self.variant {

@@ -60,6 +60,7 @@ fn spec(name: &str, variant: Variant) -> (FrontEndSpec, serde_json::Value) {
         offset: f("offset") as f32,
         scale: f("scale") as f32,
         window_frames: 0,
+        window_norm: mote_core::audio::WindowNorm::None,
     };
     (spec, meta)
 }
@@ -268,7 +269,8 @@ fn every_header_field_has_its_error() {
         (field::SCALE, 0, "scale"),
         (field::SCALE, (-2.0f32).to_bits(), "scale"),
         (field::WINDOW_FRAMES, u32::MAX, "window_frames"),
-        (52..56, 1, "reserved"),
+        (field::WINDOW_NORM, 2, "window_norm"),
+        (56..60, 1, "reserved"),
         (60..64, 7, "reserved"),
     ];
     for variant in [Variant::Float, Variant::Fixed] {

@@ -37,6 +37,16 @@ pub fn main(args: &[String]) -> Result<()> {
     let ids = Input::Ids((1..=8).collect());
     let table = cost_table(&mote, &pick, &ids)?;
     println!("{table}");
+    let audio: Vec<(PathBuf, Input)> = models
+        .into_iter()
+        .filter_map(|(m, i)| match i {
+            Some(i @ Input::Pcm(..)) => Some((m, i)),
+            _ => None,
+        })
+        .collect();
+    if !audio.is_empty() {
+        println!("{}", audio_cost_table(&mote, &audio)?);
+    }
     Ok(())
 }
 
@@ -94,17 +104,125 @@ pub fn count(
         .args(["-d", "plugin"])
         .output()
         .with_context(|| format!("starting {}", b.qemu))?;
-    let text = String::from_utf8_lossy(&out.stderr);
+    let counts = counts_of(&String::from_utf8_lossy(&out.stderr), start, end);
+    counts.first().copied().with_context(|| {
+        format!(
+            "{}: no instruction count for {start}..{end}:\n{}",
+            b.name,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Every recorded `start..end` region's count in a QEMU plugin log.
+fn counts_of(log: &str, start: &str, end: &str) -> Vec<u64> {
     let prefix = format!("icount: {start}..{end} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|n| n.trim().parse().ok())
-        .with_context(|| {
-            format!(
-                "{}: no instruction count for {start}..{end}:\n{text}",
-                b.name
-            )
-        })
+    log.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
+}
+
+/// Every `start..end` region of one run.
+pub fn count_all(
+    b: &Board,
+    elf: &Path,
+    image: &Path,
+    plugin: &Path,
+    start: &str,
+    end: &str,
+) -> Result<Vec<u64>> {
+    let out = qemu_command(b, elf, image)?
+        .arg("-plugin")
+        .arg(format!("{},start={start},end={end}", plugin.display()))
+        .args(["-d", "plugin"])
+        .output()
+        .with_context(|| format!("starting {}", b.qemu))?;
+    Ok(counts_of(&String::from_utf8_lossy(&out.stderr), start, end))
+}
+
+/// `cargo xtask bench --firmware`'s keyword table: per QEMU board and
+/// shipped audio model, two seconds of PCM streamed (a row per 20 ms hop, a
+/// window every 100 ms): instructions per one-second window (the model),
+/// per hop (the front end and the window's row shift), per second of
+/// audio at one window per second and at the streaming rate.
+pub fn audio_cost_table(mote: &Path, models: &[(PathBuf, Input)]) -> Result<String> {
+    let plugin = icount_plugin()?;
+    let mut table = String::from(
+        "| board | model | instructions / window (model) | instructions / hop (front end) | per second, one window / s | per second, a window / 100 ms | model (flash) | arena | stack |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let dir = root().join("target/firmware-images");
+    std::fs::create_dir_all(&dir)?;
+    for b in BOARDS.iter().filter(|b| !b.qemu_machine.is_empty()) {
+        for (m, input) in models {
+            let arena = arena_for(mote, m, input)?;
+            let elf = build(b, arena)?;
+            let bytes = std::fs::read(m)?;
+            let name = m
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let image = dir.join(format!("{}-audio-cost.img", b.name));
+            std::fs::write(
+                &image,
+                flash_image(
+                    b,
+                    Some(SlotContent {
+                        model: &bytes,
+                        seq: 1,
+                    }),
+                    None,
+                    input,
+                )?,
+            )?;
+            let (ok, run_text) = qemu(b, &elf, &image)?;
+            if !ok {
+                bail!("{name} on {}: the firmware failed:\n{run_text}", b.name);
+            }
+            let stack = run_text
+                .lines()
+                .find_map(|l| l.strip_prefix("stack: "))
+                .unwrap_or("?")
+                .to_string();
+            let total = count(b, &elf, &image, &plugin, "mote_mark_start", "mote_mark_end")?;
+            let windows = count_all(
+                b,
+                &elf,
+                &image,
+                &plugin,
+                "mote_window_start",
+                "mote_window_end",
+            )?;
+            let Input::Pcm(samples, _) = input else {
+                continue;
+            };
+            let info: serde_json::Value = serde_json::from_str(&crate::cmd::output(
+                std::process::Command::new(mote)
+                    .arg("inspect")
+                    .arg(m)
+                    .arg("--json"),
+            )?)?;
+            let a = &info["audio"];
+            let (frame, hop, rate) = (
+                a["frame_len"].as_u64().unwrap_or(1),
+                a["hop"].as_u64().unwrap_or(1),
+                a["sample_rate"].as_u64().unwrap_or(1),
+            );
+            let rows = (samples.len() as u64).saturating_sub(frame) / hop + 1;
+            let model_total: u64 = windows.iter().sum();
+            let per_window = model_total / windows.len().max(1) as u64;
+            let per_hop = total.saturating_sub(model_total) / rows.max(1);
+            let hops_per_s = rate / hop;
+            table.push_str(&format!(
+                "| {} | {name} | {per_window} | {per_hop} | {} | {} | {} B | {arena} B | {stack} |\n",
+                b.name,
+                per_hop * hops_per_s + per_window,
+                per_hop * hops_per_s + per_window * (hops_per_s / 5).max(1),
+                bytes.len(),
+            ));
+        }
+    }
+    Ok(table)
 }
 
 /// `cargo xtask bench --firmware`: per QEMU board and int8 model, the

@@ -154,21 +154,9 @@ pub fn flash_image(
             .copy_from_slice(&mote_core::slot::slot_header(c.seq, c.model.len() as u32));
         img[off + mote_core::slot::SLOT_HEADER_LEN..off + need].copy_from_slice(c.model);
     }
-    let (magic, values) = input.words();
-    let max = (boards::INPUT_BYTES as usize - 8) / 4;
-    if values.len() > max.min(256) {
-        bail!(
-            "{} input values: the input area holds {}",
-            values.len(),
-            max.min(256)
-        );
-    }
+    let area = input.area()?;
     let off = (input_at - slot_a) as usize;
-    let mut words = vec![u32::from_le_bytes(*magic), values.len() as u32];
-    words.extend_from_slice(&values);
-    for (k, w) in words.iter().enumerate() {
-        img[off + 4 * k..off + 4 * k + 4].copy_from_slice(&w.to_le_bytes());
-    }
+    img[off..off + area.len()].copy_from_slice(&area);
     Ok(img)
 }
 
@@ -220,13 +208,16 @@ pub fn qemu(b: &Board, elf: &Path, image: &Path) -> Result<(bool, String)> {
     Ok((out.status.success(), text))
 }
 
-/// A model input: token ids, or feature values (rows of the model's input width).
+/// A model input: token ids, feature values (rows of the model's input
+/// width), or 16 kHz mono PCM for a model with an audio front end.
 #[derive(Debug, Clone)]
 pub enum Input {
     /// Token ids.
     Ids(Vec<u32>),
     /// Feature values.
     Features(Vec<f32>),
+    /// Samples, and the WAV file they came from (the host twin reads it).
+    Pcm(Vec<i16>, PathBuf),
 }
 
 impl Input {
@@ -258,45 +249,110 @@ impl Input {
         })
     }
 
+    /// A WAV file as the device takes it: 16 kHz mono 16-bit PCM only
+    /// (`mote_host::wav`'s checks; another format is refused, not converted).
+    pub fn wav(path: &Path) -> Result<Input> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let clip =
+            mote_host::wav::read_bytes(&bytes).with_context(|| format!("{}", path.display()))?;
+        clip.source
+            .check_device()
+            .with_context(|| format!("{}", path.display()))?;
+        Ok(Input::Pcm(clip.samples, path.to_path_buf()))
+    }
+
     fn values(&self) -> Vec<String> {
         match self {
             Input::Ids(v) => v.iter().map(u32::to_string).collect(),
             // Display prints the shortest text that parses back to the same bits.
             Input::Features(v) => v.iter().map(f32::to_string).collect(),
+            Input::Pcm(v, _) => v.iter().map(i16::to_string).collect(),
         }
     }
 
-    /// Arguments of `mote run` for this input.
-    pub fn run_args(&self) -> [String; 2] {
-        let flag = match self {
-            Input::Ids(_) => "--ids",
-            Input::Features(_) => "--features",
-        };
-        [flag.to_string(), self.values().join(",")]
-    }
-
-    /// The `mote-edge` argument for this input.
-    pub fn edge_arg(&self) -> String {
+    /// Arguments of the `mote` command that is this input's host twin:
+    /// `run` for ids and features, `classify --stream` for PCM (the
+    /// device's windows, detections and last logits).
+    pub fn host_args(&self, model: &Path) -> Vec<String> {
+        let m = model.display().to_string();
         match self {
-            Input::Ids(_) => self.values().join(","),
-            Input::Features(_) => format!("features:{}", self.values().join(",")),
+            Input::Ids(_) => vec![
+                "run".into(),
+                m,
+                "--ids".into(),
+                self.values().join(","),
+                "--bits".into(),
+            ],
+            Input::Features(_) => {
+                vec![
+                    "run".into(),
+                    m,
+                    "--features".into(),
+                    self.values().join(","),
+                    "--bits".into(),
+                ]
+            }
+            Input::Pcm(_, wav) => vec![
+                "classify".into(),
+                m,
+                "--wav".into(),
+                wav.display().to_string(),
+                "--stream".into(),
+                "--bits".into(),
+            ],
         }
     }
 
-    /// Sequence rows for a model with feature width `input_dim` (0: tokens).
+    /// The `mote-edge` argument for this input (`None`: the edge binary
+    /// takes no PCM yet).
+    pub fn edge_arg(&self) -> Option<String> {
+        match self {
+            Input::Ids(_) => Some(self.values().join(",")),
+            Input::Features(_) => Some(format!("features:{}", self.values().join(","))),
+            Input::Pcm(..) => None,
+        }
+    }
+
+    /// Sequence rows for a model with feature width `input_dim` (0: tokens;
+    /// PCM: the model's own window, so 1 here).
     pub fn rows(&self, input_dim: usize) -> usize {
         match self {
             Input::Ids(v) => v.len(),
             Input::Features(v) => v.len() / input_dim.max(1),
+            Input::Pcm(v, _) => usize::from(!v.is_empty()),
         }
     }
 
-    /// The input area's magic and words.
-    fn words(&self) -> (&'static [u8; 4], Vec<u32>) {
-        match self {
-            Input::Ids(v) => (b"MIDS", v.clone()),
-            Input::Features(v) => (b"MFEA", v.iter().map(|f| f.to_bits()).collect()),
+    /// The input area's bytes: magic, count, values.
+    fn area(&self) -> Result<Vec<u8>> {
+        let (magic, body, n, max): (&[u8; 4], Vec<u8>, usize, usize) = match self {
+            Input::Ids(v) => (
+                b"MIDS",
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                v.len(),
+                256,
+            ),
+            Input::Features(v) => (
+                b"MFEA",
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                v.len(),
+                256,
+            ),
+            Input::Pcm(v, _) => (
+                b"MPCM",
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                v.len(),
+                (boards::INPUT_BYTES as usize - 8) / 2,
+            ),
+        };
+        let max = max.min((boards::INPUT_BYTES as usize - 8) / 4 * 4);
+        if n > max {
+            bail!("{n} input values: the input area holds {max}");
         }
+        let mut out = magic.to_vec();
+        out.extend((n as u32).to_le_bytes());
+        out.extend(body);
+        Ok(out)
     }
 }
 
@@ -312,7 +368,12 @@ fn inspect(mote: &Path, model: &Path, seq: usize) -> Result<serde_json::Value> {
 
 /// Sequence rows `input` makes for `model`.
 pub fn rows_for(mote: &Path, model: &Path, input: &Input) -> Result<usize> {
-    let dim = inspect(mote, model, 1)?["input_dim"].as_u64().unwrap_or(0);
+    let info = inspect(mote, model, 1)?;
+    if let Input::Pcm(..) = input {
+        // The model's window of frames.
+        return Ok(info["max_seq"].as_u64().unwrap_or(1) as usize);
+    }
+    let dim = info["input_dim"].as_u64().unwrap_or(0);
     Ok(input.rows(dim as usize))
 }
 
@@ -333,13 +394,16 @@ pub fn main(args: &[String]) -> Result<()> {
             .and_then(|i| args.get(i + 1))
             .map(String::as_str)
     };
-    let usage = "usage: cargo xtask firmware run --board B --model M.mote --input INPUT_FILE\n\
+    let usage = "usage: cargo xtask firmware run --board B --model M.mote (--input INPUT_FILE | --wav FILE.wav)\n\
                  \x20      cargo xtask firmware flash-image --board B --slot-a M.mote [--slot-b M2.mote] --input INPUT_FILE -o IMAGE\n\
                  \x20      (INPUT_FILE: token ids, or `features:` then feature values; commas or spaces)\n\
                  \x20      cargo xtask firmware build --board B --arena BYTES";
     let b = board(flag("--board").unwrap_or("mps2-an386"))?;
     let ids = || -> Result<Input> {
-        let f = flag("--input").context("--input INPUT_FILE is required")?;
+        if let Some(w) = flag("--wav") {
+            return Input::wav(Path::new(w));
+        }
+        let f = flag("--input").context("--input INPUT_FILE (or --wav FILE.wav) is required")?;
         let ids =
             Input::parse(&std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?)?;
         if ids.rows(1) == 0 {

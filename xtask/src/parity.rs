@@ -90,6 +90,10 @@ pub fn parity_models(mote: &Path) -> Result<Vec<(PathBuf, Option<firmware::Input
         )?)?;
         let dim = v["input_dim"].as_u64().unwrap_or(0) as usize;
         let rows = v["max_seq"].as_u64().unwrap_or(1) as usize;
+        if v["audio"].is_object() {
+            models.push((m, Some(parity_wav()?)));
+            continue;
+        }
         let input = (dim > 0).then(|| {
             firmware::Input::Features(
                 (0..rows * dim)
@@ -100,6 +104,41 @@ pub fn parity_models(mote: &Path) -> Result<Vec<(PathBuf, Option<firmware::Input
         models.push((m, input));
     }
     Ok(models)
+}
+
+/// Two seconds of seeded sound for models that hear (a chirp, a burst of
+/// noise and a near-silence), written as a 16 kHz mono WAV the host twin
+/// reads and the flash image carries.
+fn parity_wav() -> Result<firmware::Input> {
+    let path = root().join("target/firmware-models/parity.wav");
+    let mut state = 0x2545_f491u32;
+    let samples: Vec<i16> = (0..32_000u32)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let t = i as f32 / 16_000.0;
+            let chirp = (t * (200.0 + 1500.0 * t) * std::f32::consts::TAU).sin() * 8000.0;
+            let noise = (state >> 20) as f32 - 2048.0;
+            match i / 8000 {
+                0 | 1 => chirp + noise,
+                2 => noise * 4.0,
+                _ => noise / 64.0,
+            }
+            .clamp(-32768.0, 32767.0) as i16
+        })
+        .collect();
+    let mut b = b"RIFF".to_vec();
+    b.extend((36 + 2 * samples.len() as u32).to_le_bytes());
+    b.extend(b"WAVEfmt ");
+    for w in [16u32, 0x0001_0001, 16_000, 32_000, 0x0010_0002] {
+        b.extend(w.to_le_bytes());
+    }
+    b.extend(b"data");
+    b.extend((2 * samples.len() as u32).to_le_bytes());
+    samples.iter().for_each(|s| b.extend(s.to_le_bytes()));
+    std::fs::write(&path, b)?;
+    firmware::Input::wav(&path)
 }
 
 /// Runs seeded models — f32 and quantized — on the host (best backend and
@@ -153,17 +192,28 @@ pub fn firmware_parity() -> Result<()> {
             if let Some(b) = backend {
                 c.env("MOTE_BACKEND", b);
             }
-            output(c.arg("run").arg(model).args(input.run_args()).arg("--bits"))
+            output(c.args(input.host_args(model)))
         };
-        let reference = pick(&host_run(None)?).context("host printed no output line")?;
+        let host = host_run(None)?;
+        let reference = pick(&host).context("host printed no output line")?;
+        // A stream's detections must match too, line for line.
+        let detections: Vec<&str> = host
+            .lines()
+            .filter(|l| l.starts_with("detection:"))
+            .collect();
         let mut runs: Vec<(String, String)> =
             vec![("host scalar".into(), host_run(Some("scalar"))?)];
+        let edge_arg = input.edge_arg();
+        if edge_arg.is_none() {
+            eprintln!("{name}: aarch64 edge binary skipped (it takes no PCM input yet)");
+        }
         for backend in ["neon-dot", "neon", "scalar"] {
+            let Some(edge_arg) = &edge_arg else { break };
             let mut c = Command::new("timeout");
             c.args(["120", "qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"])
                 .arg(&edge)
                 .arg(model)
-                .arg(input.edge_arg())
+                .arg(edge_arg)
                 .arg(backend);
             runs.push((format!("aarch64 {backend}"), output(&mut c)?));
         }
@@ -221,6 +271,13 @@ pub fn firmware_parity() -> Result<()> {
             let line = pick(out).with_context(|| format!("{name} on {target}: no output line"))?;
             if line != reference {
                 bail!("{name}: {target} differs from the host\n host:   {reference}\n {target}: {line}");
+            }
+            let theirs: Vec<&str> = out
+                .lines()
+                .filter(|l| l.starts_with("detection:"))
+                .collect();
+            if theirs != detections {
+                bail!("{name}: {target}'s detections differ from the host's\n host: {detections:?}\n {target}: {theirs:?}");
             }
         }
         let floats = reference.split_whitespace().count() - 1;
@@ -373,13 +430,7 @@ fn encoder_app(
         let integer = info["integer"].as_bool() == Some(true);
         let (ok, text) = slot(model, input)?;
         if integer && !decoder {
-            let host = output(
-                Command::new(mote)
-                    .arg("run")
-                    .arg(model)
-                    .args(input.run_args())
-                    .arg("--bits"),
-            )?;
+            let host = output(Command::new(mote).args(input.host_args(model)))?;
             let want = host
                 .lines()
                 .find(|l| l.starts_with("embedding:") || l.starts_with("logits:"))
@@ -454,13 +505,7 @@ fn ab_fallback(
     let mut bad = std::fs::read(&b_path)?;
     let at = bad.len() - 7;
     bad[at] ^= 0x20;
-    let host = output(
-        Command::new(mote)
-            .arg("run")
-            .arg(&a_path)
-            .args(ids.run_args())
-            .arg("--bits"),
-    )?;
+    let host = output(Command::new(mote).args(ids.host_args(&a_path)))?;
     let want = host
         .lines()
         .find(|l| l.starts_with("embedding:"))

@@ -75,8 +75,10 @@ pub mod field {
     pub const SCALE: Field = 44..48;
     /// `u32`: frames per model input window (0: the whole clip).
     pub const WINDOW_FRAMES: Field = 48..52;
-    /// `u32` × 3: reserved, 0 (a newer writer's fields).
-    pub const RESERVED: Field = 52..64;
+    /// `u32`: [`super::WindowNorm`] applied to each model window.
+    pub const WINDOW_NORM: Field = 52..56;
+    /// `u32` × 2: reserved, 0 (a newer writer's fields).
+    pub const RESERVED: Field = 56..64;
 }
 
 /// The arithmetic a front end computes in.
@@ -97,6 +99,18 @@ pub enum LogBase {
     E = 0,
     /// Base 10 (Whisper).
     Ten = 1,
+}
+
+/// What is done to a model window's rows before the model reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum WindowNorm {
+    /// Nothing.
+    None = 0,
+    /// Each band's mean over the window subtracted (cepstral mean
+    /// normalisation: a gain or a microphone's colour is a constant per
+    /// band in log units, so it cancels).
+    BandMean = 1,
 }
 
 /// A parsed audio section: its parameters and borrowed tables.
@@ -134,6 +148,8 @@ pub struct FrontEnd<'a> {
     pub scale: f32,
     /// Frames per model input window (0: the whole clip).
     pub window_frames: u32,
+    /// Normalisation of each model window.
+    pub window_norm: WindowNorm,
     window: &'a [u8],
     index: &'a [u8],
     weights: &'a [u8],
@@ -251,6 +267,11 @@ impl<'a> FrontEnd<'a> {
         if window_frames > 1 << 20 {
             return Err(bad("window_frames", window_frames));
         }
+        let window_norm = match word(bytes, field::WINDOW_NORM) {
+            0 => WindowNorm::None,
+            1 => WindowNorm::BandMean,
+            v => return Err(bad("window_norm", v)),
+        };
         for at in field::RESERVED.step_by(4) {
             let v = read_u32(bytes, at).unwrap_or(0);
             if v != 0 {
@@ -310,6 +331,7 @@ impl<'a> FrontEnd<'a> {
             offset,
             scale,
             window_frames,
+            window_norm,
             window: bytes
                 .get(HEADER_LEN..HEADER_LEN + frame * value_len)
                 .unwrap_or(&[]),
@@ -444,6 +466,32 @@ impl<'a> FrontEnd<'a> {
             self.clamp_clip(out);
         }
         Ok(frames)
+    }
+
+    /// Applies [`FrontEnd::window_norm`] to one model window's rows
+    /// (`frames × n_mels` values, in place). Sums run frame by frame in
+    /// f32, so every target gives the same bits.
+    pub fn normalize_window(&self, rows: &mut [f32]) {
+        if self.window_norm == WindowNorm::None {
+            return;
+        }
+        let width = self.n_mels as usize;
+        let frames = rows.len() / width.max(1);
+        if frames == 0 {
+            return;
+        }
+        for m in 0..width {
+            let mut sum = 0.0f32;
+            for t in 0..frames {
+                sum += rows.get(t * width + m).copied().unwrap_or(0.0);
+            }
+            let mean = sum / frames as f32;
+            for t in 0..frames {
+                if let Some(v) = rows.get_mut(t * width + m) {
+                    *v -= mean;
+                }
+            }
+        }
     }
 
     /// The clip-wide clamp at `max − dynamic_range` (after the offset and

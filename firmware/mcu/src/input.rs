@@ -1,6 +1,7 @@
-//! The flash input area: magic `MIDS` (token ids, u32 LE) or `MFEA`
-//! (feature values, f32 LE), a u32 count, then the values — what
-//! `cargo xtask firmware flash-image` writes. Every app parses it here.
+//! The flash input area: magic `MIDS` (token ids, u32 LE), `MFEA`
+//! (feature values, f32 LE) or `MPCM` (16 kHz mono samples, i16 LE), a u32
+//! count, then the values — what `cargo xtask firmware flash-image` writes.
+//! Every app parses it here.
 
 use mote_core::Input;
 
@@ -70,4 +71,20 @@ pub fn parse<'b>(area: &[u8], buf: &'b mut Buffers) -> Result<Input<'b>, InputEr
         return Ok(Input::Features(buf.feats.get(..n).unwrap_or(&[])));
     }
     Ok(Input::Ids(buf.ids.get(..n).unwrap_or(&[])))
+}
+
+/// The samples of an `MPCM` input area (i16 LE, read in place), or `None`
+/// for another kind. A count past the area is [`InputError::TooMany`].
+pub fn pcm(area: &[u8]) -> Option<Result<&[u8], InputError>> {
+    if area.get(..4) != Some(b"MPCM".as_slice()) {
+        return None;
+    }
+    let n = area
+        .get(4..8)
+        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) as usize;
+    Some(
+        n.checked_mul(2)
+            .and_then(|len| area.get(8..8 + len))
+            .ok_or(InputError::TooMany),
+    )
 }

@@ -4,8 +4,9 @@
 //!
 //! The firmware holds no model: it opens the two flash model slots (A/B) at
 //! fixed addresses, runs the newest valid one (reporting why the other was
-//! passed over) on the input in the flash input area (token ids, or feature
-//! rows such as an image's patches), and prints over semihosting:
+//! passed over) on the input in the flash input area (token ids, feature
+//! rows such as an image's patches, or 16 kHz PCM for a model with an audio
+//! front end), and prints over semihosting:
 //! - `kernel check: …` (`mote_core::selfcheck`: every backend this core runs
 //!   against the scalar definition, before anything else) and the GEMV
 //!   probes' lines (the cost markers below),
@@ -13,6 +14,11 @@
 //! - `logits: ` (a classifier head, or a decoder after `prefill`) or
 //!   `embedding: ` (an encoder's pooled vector), then every `f32` as the 8
 //!   hex digits of its bits,
+//! - for PCM: the samples streamed through the model's front end hop by
+//!   hop, a window classified every [`EVERY`] frames, `detection: <label>
+//!   <score bits> at <ms> ms` for each keyword (`mote_core::audio::detect`,
+//!   as `mote classify --stream`), then `windows: N` and the last window's
+//!   `logits:`,
 //! - `stack: N bytes` (high-water mark, by stack painting), `arena: N bytes`.
 //!
 //! Exit code: 0 ok, 1 on a `mote_core::Error` (printed), 101 on a panic.
@@ -46,6 +52,19 @@ mod markers {
     pub extern "C" fn mote_mark_end(x: u32) -> u32 {
         core::hint::black_box(x) ^ 0x5a5a
     }
+    /// Around each classified window of a PCM stream (the model alone; the
+    /// front end is the rest of the `mote_mark_*` region).
+    #[no_mangle]
+    #[inline(never)]
+    pub extern "C" fn mote_window_start(x: u32) -> u32 {
+        core::hint::black_box(x).wrapping_mul(7)
+    }
+    /// See [`mote_window_start`].
+    #[no_mangle]
+    #[inline(never)]
+    pub extern "C" fn mote_window_end(x: u32) -> u32 {
+        core::hint::black_box(x).rotate_left(13)
+    }
     /// Around the int8 GEMV probe.
     #[no_mangle]
     #[inline(never)]
@@ -73,7 +92,7 @@ mod markers {
 }
 use markers::{
     mote_gemv_end, mote_gemv_start, mote_igemv_end, mote_igemv_start, mote_mark_end,
-    mote_mark_start,
+    mote_mark_start, mote_window_end, mote_window_start,
 };
 
 /// The int8 GEMV probe: `GEMV_ROWS × GEMV_COLS` int8 weights (per-row
@@ -180,6 +199,10 @@ fn run(arena: &mut [u8]) -> Result<(), mote_core::Error> {
         fail("no valid model in slot A or B")
     };
     println!("slot: {} seq {seq}", id.name());
+    if let Some(pcm) = input::pcm(flash(INPUT, INPUT_LEN)) {
+        let pcm = pcm.unwrap_or_else(|e| fail(e.summary()));
+        return run_audio(&model, arena, pcm);
+    }
     let mut buf = input::Buffers::new();
     let inp = input::parse(flash(INPUT, INPUT_LEN), &mut buf).unwrap_or_else(|e| fail(e.summary()));
     let rows = inp.rows(model.config());
@@ -190,6 +213,98 @@ fn run(arena: &mut [u8]) -> Result<(), mote_core::Error> {
     let (label, values) = (out.label(), out.values());
     let _ = mote_mark_end(mark);
     print_bits(label, values);
+    Ok(())
+}
+
+/// Frames between classified windows of a stream (100 ms at the keyword
+/// front end's 20 ms hop; `mote classify --stream`'s `--every`).
+pub const EVERY: u32 = 5;
+/// Most feature values in one model window.
+const MAX_WINDOW: usize = 4096;
+
+struct Audio {
+    scratch: mote_core::audio::Scratch,
+    rows: [f32; MAX_WINDOW],
+    /// The window the model reads (the rows normalised: `FrontEnd::normalize_window`).
+    window: [f32; MAX_WINDOW],
+    last: [f32; mote_core::audio::detect::MAX_CLASSES],
+}
+
+static AUDIO: rt::Once<Audio> = rt::Once::new(Audio {
+    scratch: mote_core::audio::Scratch::new(),
+    rows: [0.0; MAX_WINDOW],
+    window: [0.0; MAX_WINDOW],
+    last: [0.0; mote_core::audio::detect::MAX_CLASSES],
+});
+
+/// Streams `pcm` (i16 LE) through the model's front end and classifier as
+/// a device hears a microphone: one row per hop, a window every [`EVERY`]
+/// rows once the first is full, each detection printed as it happens.
+fn run_audio(model: &mote_core::Model, arena: &mut [u8], pcm: &[u8]) -> Result<(), mote_core::Error> {
+    use mote_core::audio::detect::{Detector, Settings};
+    let fe = model.audio()?;
+    let Some(a) = AUDIO.take() else { fail("audio buffers already taken") };
+    let window = match fe.window_frames {
+        0 => model.config().max_seq,
+        w => w,
+    } as usize;
+    let width = fe.n_mels as usize;
+    let Some(rows) = a.rows.get_mut(..window * width) else { fail("the model's window is larger than the app's buffer") };
+    let labels = model.labels();
+    let n_classes = model.config().n_classes as usize;
+    let keywords = (0..n_classes.min(32))
+        .filter(|&i| !matches!(labels.get(i).map(|n| n.trim_matches('_')), Some("silence" | "unknown")))
+        .fold(0u32, |m, i| m | 1 << i);
+    // One second between reports, counted in windows (as the host rounds it).
+    let per_second = (fe.sample_rate + fe.hop * EVERY / 2) / (fe.hop * EVERY);
+    let settings = Settings { refractory: per_second, ..Settings::default() };
+    let mut detector = Detector::new(n_classes, keywords, settings);
+    let mut session = Session::new(model, arena, RunConfig { max_seq: window as u32 })?;
+    let mut stream = mote_core::audio::Stream::new(fe)?;
+    let Some(input) = a.window.get_mut(..window * width) else { fail("the model's window is larger than the app's buffer") };
+    let (last, scratch) = (&mut a.last, &mut a.scratch);
+    let mut windows = 0u32;
+    let mark = mote_mark_start(pcm.len() as u32);
+    let mut block = [0i16; 256];
+    for chunk in pcm.chunks(2 * block.len()) {
+        let n = chunk.len() / 2;
+        for (s, b) in block.iter_mut().zip(chunk.chunks_exact(2)) {
+            *s = i16::from_le_bytes([b[0], b[1]]);
+        }
+        stream.push::<mote_core::Error>(block.get(..n).unwrap_or(&[]), scratch, |t, row| {
+            let t = t as usize;
+            if t < window {
+                if let Some(r) = rows.get_mut(t * width..(t + 1) * width) {
+                    r.copy_from_slice(row);
+                }
+            } else {
+                rows.copy_within(width.., 0);
+                if let Some(r) = rows.get_mut((window - 1) * width..) {
+                    r.copy_from_slice(row);
+                }
+            }
+            if t + 1 < window || !((t + 1 - window) as u32).is_multiple_of(EVERY) {
+                return Ok(());
+            }
+            let w = mote_window_start(windows);
+            input.copy_from_slice(rows);
+            fe.normalize_window(input);
+            let logits = session.classify_features(input)?;
+            let _ = mote_window_end(w);
+            windows += 1;
+            for (l, v) in last.iter_mut().zip(logits) {
+                *l = *v;
+            }
+            if let Some(d) = detector.push(logits) {
+                let ms = (t as u64 * fe.hop as u64 + fe.frame_len as u64) * 1000 / fe.sample_rate as u64;
+                println!("detection: {} {:08x} at {ms} ms", labels.get(d.class).unwrap_or("?"), d.score.to_bits());
+            }
+            Ok(())
+        })?;
+    }
+    let _ = mote_mark_end(mark);
+    println!("windows: {windows}");
+    print_bits("logits", last.get(..n_classes).unwrap_or(&[]));
     Ok(())
 }
 

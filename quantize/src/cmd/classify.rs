@@ -49,6 +49,11 @@ pub struct Args {
     /// --stream: seconds after a detection in which no other is reported.
     #[arg(long, default_value_t = 1.0, requires = "stream", value_parser = crate::args::non_negative)]
     refractory: f32,
+    /// --stream: print as the device app does (`detection: <label> <score
+    /// bits> at <ms> ms` lines, `windows: N`, the last window's `logits:`
+    /// as 8 hex digits per f32): `cargo xtask parity` compares them.
+    #[arg(long, requires = "stream", conflicts_with = "json")]
+    bits: bool,
     /// Class names, comma-separated, in label order (default: the model's
     /// labels section).
     #[arg(long, value_delimiter = ',')]
@@ -220,10 +225,9 @@ fn classify_wav(a: &Args, m: &Model, names: &[String], wav: &std::path::Path) ->
     let keywords = keyword_mask(names);
     let mut best: Option<(f32, usize, Vec<f32>)> = None;
     for start in (0..=frames - window).step_by(a.every as usize) {
-        let logits = session
-            .classify_features(&rows[start * width..(start + window) * width])
-            .map_err(core_err)?
-            .to_vec();
+        let mut w = rows[start * width..(start + window) * width].to_vec();
+        fe.normalize_window(&mut w);
+        let logits = session.classify_features(&w).map_err(core_err)?.to_vec();
         let mut p = vec![0.0; logits.len()];
         Detector::softmax(&logits, &mut p);
         let kw = p
@@ -279,6 +283,7 @@ fn stream(
     let mut s = Stream::new(*fe).map_err(core_err)?;
     let mut found = Vec::new();
     let mut windows = 0u32;
+    let mut last: Vec<f32> = Vec::new();
     for block in pcm.chunks(fe.hop as usize) {
         let mut err = None;
         s.push::<mote_core::Error>(block, &mut scratch, |t, row| {
@@ -291,12 +296,17 @@ fn stream(
                 && (t as usize + 1 - window).is_multiple_of(a.every as usize);
             if due {
                 windows += 1;
-                match session.classify_features(&rows) {
+                let mut w = rows.clone();
+                fe.normalize_window(&mut w);
+                match session.classify_features(&w) {
                     Ok(logits) => {
+                        last = logits.to_vec();
                         if let Some(d) = detector.push(logits) {
                             let end = t as f32 * seconds_per_row
                                 + fe.frame_len as f32 / fe.sample_rate as f32;
-                            found.push((d, end));
+                            let ms = (t as u64 * fe.hop as u64 + fe.frame_len as u64) * 1000
+                                / fe.sample_rate as u64;
+                            found.push((d, end, ms));
                         }
                     }
                     Err(e) => err = Some(e),
@@ -309,9 +319,25 @@ fn stream(
             return Err(core_err(e));
         }
     }
+    if a.bits {
+        for (d, _, ms) in &found {
+            println!(
+                "detection: {} {:08x} at {ms} ms",
+                names[d.class],
+                d.score.to_bits()
+            );
+        }
+        println!("windows: {windows}");
+        let hex: Vec<String> = last
+            .iter()
+            .map(|v| format!("{:08x}", v.to_bits()))
+            .collect();
+        println!("logits: {}", hex.join(" "));
+        return Ok(());
+    }
     let list: Vec<Value> = found
         .iter()
-        .map(|(d, t)| {
+        .map(|(d, t, _)| {
             json!({"label": names.get(d.class), "score": round4(d.score), "time": round4(*t)})
         })
         .collect();
@@ -321,7 +347,7 @@ fn stream(
             json!({"detections": list, "windows": windows, "seconds": round4(pcm.len() as f32 / fe.sample_rate as f32)})
         );
     } else {
-        for (d, t) in &found {
+        for (d, t, _) in &found {
             println!("{:7.2} s  {} ({:.3})", t, names[d.class], d.score);
         }
         eprintln!(

@@ -31,6 +31,10 @@ pub struct Args {
     /// run --input` reads it (token ids, or `features:` and values).
     #[arg(long, requires = "show")]
     save_input: Option<PathBuf>,
+    /// Print the confusion matrix (rows: truth, columns: prediction) of
+    /// every item of the split (classification tasks).
+    #[arg(long)]
+    confusion: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -64,7 +68,7 @@ pub fn run(a: Args) -> Result<()> {
             split.name()
         );
     }
-    if a.show == 0 || metric == Metric::Perplexity {
+    if (a.show == 0 && !a.confusion) || metric == Metric::Perplexity {
         return Ok(());
     }
     let classes = task.classes();
@@ -75,6 +79,33 @@ pub fn run(a: Args) -> Result<()> {
         },
     )?;
     let mut s = arena.session(&m)?;
+    if a.confusion {
+        let n = classes.len();
+        let mut matrix = vec![vec![0usize; n]; n];
+        for (_, inputs, label) in task.samples(split, 0)? {
+            let avg = mote_host::train::average_logits(&inputs, &mut |ex| {
+                mote_host::train::run_mote(&mut s, ex)
+            })?;
+            let best = avg
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i);
+            if let Some(row) = matrix.get_mut(label) {
+                if let Some(c) = row.get_mut(best) {
+                    *c += 1;
+                }
+            }
+        }
+        if a.json {
+            println!("{}", json!({"classes": classes, "confusion": matrix}));
+        } else {
+            print!("{}", confusion_text(&classes, &matrix));
+        }
+        if a.show == 0 {
+            return Ok(());
+        }
+    }
     for (k, (desc, inputs, label)) in task.samples(split, a.show)?.into_iter().enumerate() {
         if let (0, Some(p), Some(first)) = (k, &a.save_input, inputs.first()) {
             let line = match first {
@@ -109,4 +140,32 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The confusion matrix as a text table: rows the truth, columns the
+/// prediction, with each row's count and recall.
+pub fn confusion_text(classes: &[String], matrix: &[Vec<usize>]) -> String {
+    let w = classes.iter().map(|c| c.len()).max().unwrap_or(1).max(5);
+    let mut out = format!("{:>w$} |", "truth");
+    for c in classes {
+        out += &format!(" {:>4}", c.chars().take(4).collect::<String>());
+    }
+    out += " | items recall\n";
+    for (idx, (c, row)) in classes.iter().zip(matrix).enumerate() {
+        out += &format!("{c:>w$} |");
+        for v in row {
+            out += &format!(" {v:>4}");
+        }
+        let total: usize = row.iter().sum();
+        let recall = if total > 0 {
+            format!(
+                "{:.2}",
+                row.get(idx).copied().unwrap_or(0) as f64 / total as f64
+            )
+        } else {
+            "-".into()
+        };
+        out += &format!(" | {total:>5} {recall:>6}\n");
+    }
+    out
 }

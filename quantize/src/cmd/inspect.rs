@@ -28,6 +28,17 @@ pub fn run(a: Args) -> Result<()> {
         .arena_bytes(&RunConfig { max_seq: seq })
         .map_err(core_err)?;
     let v = m.vocab();
+    let labels: Vec<&str> = (0..m.labels().len())
+        .filter_map(|i| m.labels().get(i))
+        .collect();
+    let audio = m.audio().ok().map(|fe| {
+        json!({
+            "variant": format!("{:?}", fe.variant).to_lowercase(), "sample_rate": fe.sample_rate,
+            "frame_len": fe.frame_len, "hop": fe.hop, "n_fft": fe.n_fft, "n_mels": fe.n_mels,
+            "log": format!("{:?}", fe.log), "floor": fe.floor, "dynamic_range": fe.dynamic_range,
+            "offset": fe.offset, "scale": fe.scale, "window_frames": fe.window_frames,
+        })
+    });
     if a.json {
         let tensors: Vec<_> = (0..m.tensor_count())
             .filter_map(|i| m.tensor_at(i))
@@ -44,6 +55,7 @@ pub fn run(a: Args) -> Result<()> {
             "tokenizer": format!("{:?}", v.kind), "vocab_tokens": v.len(), "merges": v.merge_count(),
             "chat_template": !v.chat_template().is_empty(),
             "arena": {"seq": seq, "bytes": arena}, "tensors": tensors,
+            "labels": labels, "audio": audio,
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -91,6 +103,15 @@ pub fn run(a: Args) -> Result<()> {
         v.merge_count(),
         !v.chat_template().is_empty()
     );
+    if !labels.is_empty() {
+        println!("  classes: {}", labels.join(", "));
+    }
+    if let Some(fe) = m.audio().ok() {
+        println!(
+            "  audio front end ({:?}): {} Hz, frames of {} every {} samples, {}-point FFT, {} mel bands, {:?} log; {} frames per window",
+            fe.variant, fe.sample_rate, fe.frame_len, fe.hop, fe.n_fft, fe.n_mels, fe.log, fe.window_frames
+        );
+    }
     println!("  arena for seq {seq}: {arena} bytes");
     println!("  {} tensors:", m.tensor_count());
     for t in (0..m.tensor_count()).filter_map(|i| m.tensor_at(i)) {
