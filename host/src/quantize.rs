@@ -82,28 +82,9 @@ pub fn is_quantizable(name: &str) -> bool {
     }
 }
 
-/// The vocabulary of a model, as writer input.
+/// The vocabulary of a model, as writer input ([`VocabData::of`]).
 pub fn vocab_data(m: &Model) -> Option<VocabData> {
-    let v = m.vocab();
-    if v.is_empty() && v.kind == mote_core::TokenizerKind::None {
-        return None;
-    }
-    Some(VocabData {
-        kind: v.kind,
-        flags: v.flags,
-        pre_tokenizer: v.pre_tokenizer,
-        tokens: (0..v.len())
-            .map(|i| {
-                (
-                    v.token(i).unwrap_or_default().to_vec(),
-                    v.token_kind(i).unwrap_or(0),
-                )
-            })
-            .collect(),
-        merges: (0..v.merge_count()).filter_map(|r| v.merge(r)).collect(),
-        unk_id: v.unk_id,
-        chat_template: v.chat_template().to_string(),
-    })
+    VocabData::of(m)
 }
 
 /// Symmetric per-row int8: returns (q, scales).

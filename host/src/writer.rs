@@ -34,6 +34,30 @@ pub struct VocabData {
 }
 
 impl VocabData {
+    /// The vocabulary of a model, as writer input (`None` without one).
+    pub fn of(m: &mote_core::Model) -> Option<VocabData> {
+        let v = m.vocab();
+        if v.is_empty() && v.kind == mote_core::TokenizerKind::None {
+            return None;
+        }
+        Some(VocabData {
+            kind: v.kind,
+            flags: v.flags,
+            pre_tokenizer: v.pre_tokenizer,
+            tokens: (0..v.len())
+                .map(|i| {
+                    (
+                        v.token(i).unwrap_or_default().to_vec(),
+                        v.token_kind(i).unwrap_or(0),
+                    )
+                })
+                .collect(),
+            merges: (0..v.merge_count()).filter_map(|r| v.merge(r)).collect(),
+            unk_id: v.unk_id,
+            chat_template: v.chat_template().to_string(),
+        })
+    }
+
     /// The vocabulary section's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -204,7 +228,7 @@ impl ModelBuilder {
     /// config, vocabulary, front end and class names, no tensors.
     pub fn like(m: &mote_core::Model) -> Self {
         let mut b = ModelBuilder::new(*m.config());
-        if let Some(v) = crate::quantize::vocab_data(m) {
+        if let Some(v) = VocabData::of(m) {
             b.set_vocab(v);
         }
         for kind in [SectionKind::Audio, SectionKind::Labels] {

@@ -98,20 +98,10 @@ pub fn count(
     start: &str,
     end: &str,
 ) -> Result<u64> {
-    let out = qemu_command(b, elf, image)?
-        .arg("-plugin")
-        .arg(format!("{},start={start},end={end}", plugin.display()))
-        .args(["-d", "plugin"])
-        .output()
-        .with_context(|| format!("starting {}", b.qemu))?;
-    let counts = counts_of(&String::from_utf8_lossy(&out.stderr), start, end);
-    counts.first().copied().with_context(|| {
-        format!(
-            "{}: no instruction count for {start}..{end}:\n{}",
-            b.name,
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    count_all(b, elf, image, plugin, start, end)?
+        .first()
+        .copied()
+        .with_context(|| format!("{}: no instruction count for {start}..{end}", b.name))
 }
 
 /// Every recorded `start..end` region's count in a QEMU plugin log.

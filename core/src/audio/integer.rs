@@ -282,7 +282,7 @@ fn fft(z: &mut [u32], half: usize, tw: &[i32]) {
     }
     for i in 0..half {
         let j = i.reverse_bits() >> (usize::BITS - bits);
-        if j > i {
+        if j > i && 2 * j + 1 < z.len() {
             z.swap(2 * i, 2 * j);
             z.swap(2 * i + 1, 2 * j + 1);
         }

@@ -83,14 +83,7 @@ pub fn run(a: Args) -> Result<()> {
         let n = classes.len();
         let mut matrix = vec![vec![0usize; n]; n];
         for (_, inputs, label) in task.samples(split, 0)? {
-            let avg = mote_host::train::average_logits(&inputs, &mut |ex| {
-                mote_host::train::run_mote(&mut s, ex)
-            })?;
-            let best = avg
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i);
+            let best = predict(&mut s, &inputs)?;
             if let Some(row) = matrix.get_mut(label) {
                 if let Some(c) = row.get_mut(best) {
                     *c += 1;
@@ -119,14 +112,7 @@ pub fn run(a: Args) -> Result<()> {
             };
             mote_host::writer::write_atomic(p, (line + "\n").as_bytes())?;
         }
-        let avg = mote_host::train::average_logits(&inputs, &mut |ex| {
-            mote_host::train::run_mote(&mut s, ex)
-        })?;
-        let best = avg
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map_or(0, |(i, _)| i);
+        let best = predict(&mut s, &inputs)?;
         let name = |i: usize| classes.get(i).cloned().unwrap_or_default();
         println!(
             "\n{desc}\n→ {} ({}){}",
@@ -140,6 +126,17 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The class a session gives an item (its inputs' logits averaged).
+fn predict(s: &mut mote_core::Session, inputs: &[Example]) -> Result<usize> {
+    let avg =
+        mote_host::train::average_logits(inputs, &mut |ex| mote_host::train::run_mote(s, ex))?;
+    Ok(avg
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i))
 }
 
 /// The confusion matrix as a text table: rows the truth, columns the

@@ -106,7 +106,7 @@ pub fn run(a: Args) -> Result<()> {
     if !labels.is_empty() {
         println!("  classes: {}", labels.join(", "));
     }
-    if let Some(fe) = m.audio().ok() {
+    if let Ok(fe) = m.audio() {
         println!(
             "  audio front end ({:?}): {} Hz, frames of {} every {} samples, {}-point FFT, {} mel bands, {:?} log; {} frames per window",
             fe.variant, fe.sample_rate, fe.frame_len, fe.hop, fe.n_fft, fe.n_mels, fe.log, fe.window_frames
