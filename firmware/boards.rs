@@ -38,10 +38,10 @@ pub const BOARDS: [Board; 7] = [
 pub const INPUT_BYTES: u32 = 64 << 10;
 
 /// (slot A, slot B, bytes per slot, input area) addresses: code gets a
-/// quarter of flash (at least 128 KiB); the rest, less the input area, is two
+/// quarter of flash (at least 192 KiB); the rest, less the input area, is two
 /// equal model slots, 4 KiB aligned.
 pub fn layout(b: &Board) -> (u32, u32, u32, u32) {
-    let code = (b.flash_len / 4).max(128 << 10);
+    let code = (b.flash_len / 4).max(192 << 10);
     let slot_len = ((b.flash_len - code - INPUT_BYTES) / 2) & !0xfff;
     let slot_a = b.flash + code;
     (slot_a, slot_a + slot_len, slot_len, b.flash + b.flash_len - INPUT_BYTES)

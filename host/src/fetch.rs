@@ -211,6 +211,22 @@ pub fn ensure(p: &Package) -> Result<PathBuf> {
     if stamp.exists() && target.exists() {
         return Ok(target);
     }
+    // One fetch of a package at a time, across threads and processes (tests
+    // run side by side on a cold cache): the others wait, then find it done.
+    let locks = root.join("locks");
+    std::fs::create_dir_all(&locks).with_context(|| format!("creating {}", locks.display()))?;
+    let lock_path = locks.join(format!("{}-{}.lock", p.name, p.version));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
+    if stamp.exists() && target.exists() {
+        return Ok(target);
+    }
     let file = match p.registry {
         Registry::PyPI => download_wheel(p, &root.join("wheels"))?,
         Registry::Debian => download_deb(p, &root.join("debs"))?,

@@ -27,9 +27,9 @@ fn mote(args: &[&str]) -> (bool, String, String) {
 }
 
 /// A seeded keyword-shaped model: 40-band rows, 49 per window, 12 named classes.
-fn kws_model(with_audio: bool) -> PathBuf {
+fn kws_model(with_audio: bool, test: &str) -> PathBuf {
     let p = work_dir().join(format!(
-        "cli-audio-{with_audio}-{}.mote",
+        "cli-audio-{test}-{with_audio}-{}.mote",
         std::process::id()
     ));
     let mut cfg = tiny_encoder_config();
@@ -78,7 +78,7 @@ fn tmp(name: &str) -> PathBuf {
 
 #[test]
 fn classify_a_wav_prints_label_score_and_scores() {
-    let m = kws_model(true);
+    let m = kws_model(true, "one");
     let w = tmp("one.wav");
     wav(&w, 16_000, 1, 12_000);
     let (ok, out, err) = mote(&[
@@ -137,7 +137,7 @@ fn classify_a_wav_prints_label_score_and_scores() {
 
 #[test]
 fn stream_slides_a_window_every_hop() {
-    let m = kws_model(true);
+    let m = kws_model(true, "stream");
     let w = tmp("five.wav");
     wav(&w, 16_000, 1, 80_000);
     let (ok, out, err) = mote(&[
@@ -166,8 +166,8 @@ fn stream_slides_a_window_every_hop() {
 
 #[test]
 fn audio_doors() {
-    let plain = kws_model(false);
-    let m = kws_model(true);
+    let plain = kws_model(false, "doors");
+    let m = kws_model(true, "doors");
     let w = tmp("ok.wav");
     wav(&w, 16_000, 1, 16_000);
     let one_line = |args: &[&str], needle: &str| {

@@ -110,13 +110,15 @@ pub fn run(a: Args) -> Result<()> {
     let loaded = Loaded::open(&a.model)?;
     let m = loaded.model()?;
     let cfg = *m.config();
-    if cfg.n_classes == 0 {
-        bail!("{} has no classifier head", a.model.display());
-    }
+    let no_head = || anyhow::anyhow!("{} has no classifier head", a.model.display());
     let names = names(&a, &m);
     if let Some(wav) = &a.wav {
+        if cfg.n_classes == 0 {
+            return Err(no_head());
+        }
         return classify_wav(&a, &m, &names, wav);
     }
+    // Text is tokenized first: a model without a vocabulary says so.
     let ids = match (&a.text, &a.features) {
         (Some(t), None) => {
             let mut ids = Tokenizer::from_model(m.vocab(), &cfg)?.encode(t)?;
@@ -125,6 +127,9 @@ pub fn run(a: Args) -> Result<()> {
         }
         _ => Vec::new(),
     };
+    if cfg.n_classes == 0 {
+        return Err(no_head());
+    }
     // clap requires one of the inputs; text is ids here.
     let input = match &a.features {
         Some(f) => Input::Features(f),
