@@ -640,15 +640,9 @@ fn manifest_text(clips: &[Clip]) -> String {
     s
 }
 
-/// `$MOTE_CACHE`, default `~/.cache/mote` (as `mote_host::fetch`).
+/// `$MOTE_CACHE`, default `~/.cache/mote`: `mote_host::fetch`'s cache.
 fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("MOTE_CACHE") {
-        return PathBuf::from(d);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    home.join(".cache").join("mote")
+    mote_host::fetch::cache_dir()
 }
 
 /// `cargo xtask data …`.
