@@ -33,7 +33,7 @@ pub fn test() -> Result<()> {
             firmware::panic_free_proof,
         ),
         (
-            "fuzz smoke (ASan): model reader + inference, SIMD kernels vs scalar, GGUF, safetensors, tokenizers, training-data readers, the WAV reader, 15 s each",
+            "fuzz smoke (ASan): model reader + inference, SIMD kernels vs scalar, the audio front end, GGUF, safetensors, tokenizers, training-data readers, the WAV reader, 15 s each",
             || fuzz::fuzz(&fuzz::ALL_TARGETS, 15),
         ),
     ];
