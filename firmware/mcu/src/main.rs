@@ -273,21 +273,21 @@ fn run_audio(model: &mote_core::Model, arena: &mut [u8], pcm: &[u8]) -> Result<(
         }
         stream.push::<mote_core::Error>(block.get(..n).unwrap_or(&[]), scratch, |t, row| {
             let t = t as usize;
-            if t < window {
-                if let Some(r) = rows.get_mut(t * width..(t + 1) * width) {
-                    r.copy_from_slice(row);
-                }
-            } else {
-                rows.copy_within(width.., 0);
-                if let Some(r) = rows.get_mut((window - 1) * width..) {
-                    r.copy_from_slice(row);
-                }
+            // A ring of rows: row t in slot t mod window; nothing moves per hop.
+            let slot = t % window;
+            if let Some(r) = rows.get_mut(slot * width..(slot + 1) * width) {
+                r.copy_from_slice(row);
             }
             if t + 1 < window || !((t + 1 - window) as u32).is_multiple_of(EVERY) {
                 return Ok(());
             }
             let w = mote_window_start(windows);
-            input.copy_from_slice(rows);
+            // The window oldest row first: slots after this one, then up to it.
+            let split = (slot + 1) * width;
+            let (newer, older) = rows.split_at(split.min(rows.len()));
+            let (head, tail) = input.split_at_mut(older.len());
+            head.copy_from_slice(older);
+            tail.copy_from_slice(newer);
             fe.normalize_window(input);
             let logits = session.classify_features(input)?;
             let _ = mote_window_end(w);
